@@ -1,0 +1,30 @@
+"""Secret redaction for anything a person will read: `render`, `diff`, logs of configs.
+
+Pure. Private keys and password hashes become `<redacted sha256:...>` (a fingerprint, so two outputs still show
+whether a secret changed, without revealing it); certificates optionally become their fingerprint too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+
+def fingerprint(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def redact(document: Any, *, certificates: bool = False) -> Any:
+    """A copy of a Caddy config with every secret replaced by a fingerprint (works at any nesting depth)."""
+    if isinstance(document, list):
+        return [redact(item, certificates=certificates) for item in document]
+    if not isinstance(document, dict):
+        return document
+    copy = {key: redact(value, certificates=certificates) for key, value in document.items()}
+    if isinstance(copy.get("key"), str) and "certificate" in copy:  # a tls load_pem entry
+        copy["key"] = f"<redacted private key sha256:{fingerprint(copy['key'])}>"
+        if certificates and isinstance(copy["certificate"], str):
+            copy["certificate"] = f"<certificate sha256:{fingerprint(copy['certificate'])}>"
+    if isinstance(copy.get("password"), str) and "username" in copy:  # an http_basic account
+        copy["password"] = f"<redacted password hash sha256:{fingerprint(copy['password'])}>"
+    return copy

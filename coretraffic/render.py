@@ -1,0 +1,206 @@
+"""Caddy JSON from validated routes: the pure heart of the driver.
+
+Third stop of the loop. `render` is a function of (routes, settings, operator base config, password hasher) with
+no I/O, and the same input gives the same bytes, which is what lets the reconciler skip a reload when nothing
+changed. Two servers are generated and merged into the operator's base config:
+
+- `coretraffic_http` answers everything with a 301 to `https://{host}{uri}`;
+- `coretraffic_https` terminates TLS with the certificates Coreflow sent (never ACME), and per host runs basic
+  auth (optional), sets the version header and proxies to the upstreams; any other Host gets a 404.
+
+The HTTP server's route carries an `@id` made from the digest of the whole config: a cheap `GET /id/...` then
+tells whether Caddy still runs exactly what was applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from coretraffic.validate import BasicAuth, Route
+
+HTTP_SERVER = "coretraffic_http"
+HTTPS_SERVER = "coretraffic_https"
+MANAGED_SERVERS = (HTTP_SERVER, HTTPS_SERVER)
+ROUTE_ID_PREFIX = "coretraffic_route_"
+CONFIG_ID_PREFIX = "coretraffic_config_"
+NOT_FOUND_ID = "coretraffic_not_found"
+VERSION_HEADER = "servezone_coretraffic_version"
+# The Caddyfile adapter only emits http-app options (grace_period, `servers {}` defaults) when a site exists, so
+# the base is adapted with this placeholder site appended; its server is then taken apart again.
+BASE_SENTINEL_HOST = "coretraffic-base.invalid"
+
+PasswordHasher = Callable[[BasicAuth], str]
+JSON = dict[str, Any]
+
+
+class BaseConfigError(ValueError):
+    """The operator's base config clashes with what coretraffic manages."""
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The operator's Caddy config, minus the sentinel server, plus the server options it carried."""
+
+    config: JSON = field(default_factory=dict)
+    server_defaults: JSON = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    admin_listen: str
+    version: str
+    http_port: int = 7999
+    https_port: int = 8000
+    listen_host: str = ""
+    http3: bool = False
+    # Old configs stay pinned in memory by idle upstream connections until they time out (caddy-notes: 2.6 GB
+    # after 100 reloads with Caddy's 2-minute default); a short idle timeout bounds that.
+    upstream_idle_timeout: str = "5s"
+
+
+def route_id(host: str) -> str:
+    return ROUTE_ID_PREFIX + host
+
+
+def base_from_adapted(adapted: JSON, http_port: int, https_port: int) -> BaseConfig:
+    """Split the adapted base (with the sentinel site) into the config to merge into and server defaults."""
+    config = copy.deepcopy(adapted)
+    servers: JSON = config.get("apps", {}).get("http", {}).get("servers", {})
+    server_defaults: JSON = {}
+    for name, server in list(servers.items()):
+        hosts = [h for route in server.get("routes", []) for m in route.get("match", []) for h in m.get("host", [])]
+        if hosts == [BASE_SENTINEL_HOST]:
+            server_defaults = {k: v for k, v in server.items() if k not in ("listen", "routes")}
+            del servers[name]
+            continue
+        if name in MANAGED_SERVERS:
+            raise BaseConfigError(f"base config defines server {name!r}, which coretraffic manages")
+        for address in server.get("listen", []):
+            if _listen_ports(address) & {http_port, https_port}:
+                raise BaseConfigError(
+                    f"base config server {name!r} listens on {address!r}, a port coretraffic manages "
+                    f"(HTTP {http_port}, HTTPS {https_port})"
+                )
+    return BaseConfig(config, server_defaults)
+
+
+def _listen_ports(address: str) -> set[int]:
+    """Ports of a Caddy listen address such as ':443', 'tcp/[::]:80' or '127.0.0.1:8000-8010'."""
+    _, _, port_part = address.rpartition(":")
+    low, _, high = port_part.partition("-")
+    try:
+        return set(range(int(low), int(high or low) + 1))
+    except ValueError:
+        return set()  # a unix socket or similar: no TCP port to clash with
+
+
+def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, hash_password: PasswordHasher) -> JSON:
+    ordered = sorted(routes, key=lambda r: r.host)
+    config = copy.deepcopy(base.config)
+    config["admin"] = {**config.get("admin", {}), "listen": settings.admin_listen}
+    apps = config.setdefault("apps", {})
+    http_app = apps.setdefault("http", {})
+    http_app["http_port"] = settings.http_port
+    http_app["https_port"] = settings.https_port
+    servers = http_app.setdefault("servers", {})
+    servers[HTTP_SERVER] = {
+        **base.server_defaults,
+        "listen": [f"{settings.listen_host}:{settings.http_port}"],
+        "automatic_https": {"disable": True},
+        "routes": [{"handle": [_redirect_to_https()]}],
+    }
+    servers[HTTPS_SERVER] = {
+        **base.server_defaults,
+        "listen": [f"{settings.listen_host}:{settings.https_port}"],
+        "automatic_https": {"disable": True},
+        "tls_connection_policies": [{}],
+        "protocols": ["h1", "h2", "h3"] if settings.http3 else ["h1", "h2"],
+        "routes": [*(_host_route(r, settings, hash_password) for r in ordered), _not_found()],
+    }
+    certificates = apps.setdefault("tls", {}).setdefault("certificates", {})
+    certificates["load_pem"] = [*certificates.get("load_pem", []), *_load_pem(ordered)]
+    servers[HTTP_SERVER]["routes"][0]["@id"] = CONFIG_ID_PREFIX + config_digest(config)
+    return config
+
+
+def config_digest(config: JSON) -> str:
+    """Digest of a config as serialised; rendered configs carry the digest of themselves before marking."""
+    return hashlib.sha256(serialise(config)).hexdigest()[:24]
+
+
+def config_id(config: JSON) -> str | None:
+    """The `@id` that marks a rendered config, or None for a config coretraffic did not render."""
+    try:
+        marker = config["apps"]["http"]["servers"][HTTP_SERVER]["routes"][0]["@id"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return marker if isinstance(marker, str) and marker.startswith(CONFIG_ID_PREFIX) else None
+
+
+def serialise(config: JSON) -> bytes:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def certificate_owners(config: JSON, hosts: Sequence[str]) -> list[str | None]:
+    """Which host each `load_pem` entry belongs to (None for the base's own), to map Caddy's 'PEM pair N'.
+
+    `hosts` are the hosts the config was rendered with: their entries come last, tagged with the host name.
+    """
+    entries = config.get("apps", {}).get("tls", {}).get("certificates", {}).get("load_pem", [])
+    foreign = len(entries) - len(hosts)
+    return [None] * foreign + [entry["tags"][0] for entry in entries[foreign:]]
+
+
+def _redirect_to_https() -> JSON:
+    return {
+        "handler": "static_response",
+        "status_code": 301,
+        "headers": {"Location": ["https://{http.request.host}{http.request.uri}"]},
+    }
+
+
+def _not_found() -> JSON:
+    return {
+        "@id": NOT_FOUND_ID,
+        "handle": [{"handler": "static_response", "status_code": 404, "body": "no route for this host\n"}],
+    }
+
+
+def _host_route(route: Route, settings: RenderSettings, hash_password: PasswordHasher) -> JSON:
+    handlers: list[JSON] = []
+    if route.basic_auth is not None:
+        handlers.append(
+            {
+                "handler": "authentication",
+                "providers": {
+                    "http_basic": {
+                        "accounts": [{"username": route.basic_auth.user, "password": hash_password(route.basic_auth)}],
+                        # Without the cache Caddy runs bcrypt on every request (0 rps under load, caddy-notes).
+                        "hash_cache": {},
+                    }
+                },
+            }
+        )
+    handlers.append({"handler": "headers", "response": {"set": {VERSION_HEADER: [settings.version]}}})
+    handlers.append(
+        {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": upstream} for upstream in route.upstreams],
+            "transport": {"protocol": "http", "keep_alive": {"idle_timeout": settings.upstream_idle_timeout}},
+        }
+    )
+    return {
+        "@id": route_id(route.host),
+        "match": [{"host": [route.host]}],
+        "handle": handlers,
+        "terminal": True,
+    }
+
+
+def _load_pem(routes: Sequence[Route]) -> list[JSON]:
+    return [{"certificate": r.certificate_pem, "key": r.private_key_pem, "tags": [r.host]} for r in routes]

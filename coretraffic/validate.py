@@ -1,0 +1,293 @@
+"""Per-host validation: raw configs in, good routes plus a list of per-host problems out.
+
+Second stop of the loop, pure (the clock comes in as an argument). One bad config never costs the others: every
+config is checked on its own and every problem names the host and the wire field. No message ever quotes a
+private key, a certificate body or a password. Certificate checks are cached by content, because Coreflow sends
+the whole set on every change and re-parsing 10,000 PEM pairs each time would dominate the driver's cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import idna
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from pydantic import ValidationError
+
+from coretraffic.models import ReverseProxyConfig, route_set_items
+
+Severity = Literal["error", "warning"]
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# What Go's crypto/tls accepts; cryptography also parses DSA and Ed448 keys, which Caddy would reject.
+_TLS_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+_MAX_SHOWN = 80  # longest hostName quoted back in a message: hostile input may be megabytes long
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one host's config; `error` drops the host, `warning` only reports."""
+
+    host: str
+    field: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """What the rest of the driver needs to know about a checked certificate (never the key)."""
+
+    sha256: str
+    names: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class Route:
+    """A validated host, ready to render."""
+
+    host: str
+    upstreams: tuple[str, ...]
+    certificate_pem: str = field(repr=False)
+    private_key_pem: str = field(repr=False)
+    certificate: Certificate
+    basic_auth: BasicAuth | None = None
+
+
+@dataclass(frozen=True)
+class Validation:
+    routes: tuple[Route, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+
+class FieldError(ValueError):
+    """One field of one config is wrong; `validate_route_set` turns it into a `Problem`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def validate_route_set(document: Any, now: datetime) -> Validation:
+    """Check a whole route set (a list of configs or `{"reverseConfigs": [...]}`).
+
+    Raises `RouteSetError` only when the document as a whole is unusable.
+    """
+    routes: list[Route] = []
+    problems: list[Problem] = []
+    first_index: dict[str, int] = {}
+    for index, raw in enumerate(route_set_items(document)):
+        label = _host_label(raw, index)
+        try:
+            route, warnings = _validate_one(raw, now)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(label, exc))
+            continue
+        except FieldError as exc:
+            problems.append(Problem(label, exc.field, exc.message))
+            continue
+        if route.host in first_index:
+            problems.append(
+                Problem(
+                    route.host,
+                    "hostName",
+                    f"duplicate: configs #{first_index[route.host]} and #{index} both claim this host; "
+                    f"#{first_index[route.host]} is kept",
+                )
+            )
+            continue
+        first_index[route.host] = index
+        routes.append(route)
+        problems.extend(Problem(route.host, f, m, "warning") for f, m in warnings)
+    return Validation(tuple(routes), tuple(problems))
+
+
+def _host_label(raw: Any, index: int) -> str:
+    """How messages name a config: its hostName made printable, or its position when it has none."""
+    name = raw.get("hostName") if isinstance(raw, dict) else None
+    if not isinstance(name, str) or not name:
+        return f"#{index}"
+    shown = name.encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "..."
+
+
+def _pydantic_problems(label: str, exc: ValidationError) -> list[Problem]:
+    # include_input=False: the input may be a private key or a password.
+    problems = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+        problems.append(Problem(label, path.lstrip(".") or "config", error["msg"]))
+    return problems
+
+
+def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]]:
+    config = ReverseProxyConfig.model_validate(raw)
+    host = normalise_host_name(config.host_name)
+    upstreams = _upstreams(config.destination_ips, config.destination_ports)
+    key_pem = config.private_key.get_secret_value()
+    certificate = _check_pem_pair(config.public_key, key_pem)
+    if not any(_name_covers(name, host) for name in certificate.names):
+        raise FieldError(
+            "publicKey",
+            f"certificate does not cover {host} (it names {', '.join(certificate.names) or 'nothing'})",
+        )
+    warnings = []
+    if now < certificate.not_before:
+        warnings.append(("publicKey", f"certificate is not valid before {certificate.not_before.isoformat()}"))
+    if now > certificate.not_after:
+        warnings.append(("publicKey", f"certificate expired at {certificate.not_after.isoformat()}"))
+    basic_auth = None
+    if config.authentication is not None:
+        user = config.authentication.user
+        password = config.authentication.password.get_secret_value()
+        if not user:
+            raise FieldError("authentication.user", "must not be empty")
+        if ":" in user or not user.isprintable() or "{" in user or "}" in user:
+            raise FieldError("authentication.user", "must be printable, without ':', '{' or '}'")
+        if not password:
+            raise FieldError("authentication.pass", "must not be empty")
+        if len(password.encode()) > 72:
+            raise FieldError("authentication.pass", "is longer than 72 bytes, more than bcrypt can check")
+        basic_auth = BasicAuth(user, password)
+    return Route(host, upstreams, config.public_key, key_pem, certificate, basic_auth), warnings
+
+
+def normalise_host_name(name: str) -> str:
+    """A DNS name as Caddy should match it: lower case, A-labels, optionally one leading `*.`."""
+    wildcard = name.startswith("*.")
+    rest = name[2:] if wildcard else name
+    if not rest.isascii():
+        try:
+            rest = idna.encode(rest, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            raise FieldError("hostName", "is not a valid internationalised domain name") from None
+    rest = rest.lower()
+    if not rest or len(rest) > 253 - (2 if wildcard else 0):
+        raise FieldError("hostName", "must be a DNS name of 1 to 253 characters")
+    if _is_ip(rest):
+        raise FieldError("hostName", "is an IP address; TLS needs a DNS name to select the certificate")
+    for part in rest.split("."):
+        if not _LABEL.match(part):
+            raise FieldError(
+                "hostName",
+                "must be a DNS name: labels of 1-63 letters, digits or '-', no port, path, spaces or '{}'",
+            )
+    return f"*.{rest}" if wildcard else rest
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _upstreams(ips: Sequence[str], ports: Sequence[int]) -> tuple[str, ...]:
+    if not ips:
+        raise FieldError("destinationIps", "must list at least one address")
+    if not ports:
+        raise FieldError("destinationPorts", "must list at least one port")
+    hosts = [_dial_host(ip, i) for i, ip in enumerate(ips)]
+    for i, port in enumerate(ports):
+        if not 1 <= port <= 65535:
+            raise FieldError(f"destinationPorts[{i}]", f"{port} is not a port (1-65535)")
+    # dict keeps the first occurrence: every address x every port, each once, in the order given.
+    return tuple(dict.fromkeys(f"{host}:{port}" for host in hosts for port in ports))
+
+
+def _dial_host(text: str, index: int) -> str:
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    else:
+        return f"[{address}]" if address.version == 6 else str(address)
+    try:
+        name = normalise_host_name(bare)
+    except FieldError:
+        name = "*"
+    if name.startswith("*"):
+        raise FieldError(f"destinationIps[{index}]", "must be an IPv4/IPv6 address or a DNS name")
+    return name
+
+
+def _name_covers(pattern: str, host: str) -> bool:
+    """RFC 6125 matching: exact, or a leading `*` label that stands for exactly one label."""
+    pattern = pattern.lower().rstrip(".")
+    if pattern == host:
+        return True
+    if pattern.startswith("*.") and not host.startswith("*."):
+        head, _, tail = host.partition(".")
+        return bool(head) and tail == pattern[2:]
+    return False
+
+
+@functools.lru_cache(maxsize=16384)
+def _check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
+    """Parse both PEMs and prove they belong together. Cached: the same pair comes in every route set."""
+    try:
+        chain = x509.load_pem_x509_certificates(certificate_pem.encode())
+    except ValueError:
+        raise FieldError("publicKey", "is not a PEM certificate (chain)") from None
+    leaf = chain[0]
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except TypeError:
+        raise FieldError("privateKey", "is encrypted; a key without a passphrase is needed") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise FieldError("privateKey", "is not a PEM private key") from None
+    if not isinstance(key, _TLS_KEY_TYPES):
+        raise FieldError("privateKey", "is not a key type Caddy can serve (RSA, ECDSA or Ed25519)")
+    if _spki(key.public_key()) != _spki(leaf.public_key()):
+        raise FieldError("privateKey", "does not match the certificate in publicKey")
+    return Certificate(
+        sha256=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        names=_certificate_names(leaf),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+    )
+
+
+def _spki(public_key: Any) -> bytes:
+    return bytes(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def _certificate_names(leaf: x509.Certificate) -> tuple[str, ...]:
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        # Without a SAN, TLS stacks fall back to the subject's common name.
+        return tuple(str(attr.value) for attr in leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME))
+    return tuple(san.get_values_for_type(x509.DNSName))
