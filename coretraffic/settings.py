@@ -1,0 +1,37 @@
+"""Settings for `coretraffic run`: every option is a flag and a `CORETRAFFIC_*` environment variable.
+
+Read once at start-up by `cli`; a bad value stops the driver with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "coretraffic"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORETRAFFIC_", extra="ignore")
+
+    routes: Path | None = Field(None, description="routes file (JSON); without it, routes come from Coreflow")
+    coreflow_url: str = Field("http://coreflow:3000", description="Coreflow's URL (http -> ws, https -> wss)")
+    caddy_admin: str | None = Field(
+        None,
+        description="admin API of an existing Caddy (unix//path or http://127.0.0.1:2019); "
+        "without it coretraffic starts the bundled Caddy",
+    )
+    state_dir: Path = Field(default_factory=_default_state_dir, description="private state of the spawned Caddy")
+    base_config: Path | None = Field(None, description="operator's Caddyfile (or .json) the servers merge into")
+    http_port: int = Field(7999, ge=1, le=65535, description="port of the HTTP -> HTTPS redirect server")
+    https_port: int = Field(8000, ge=1, le=65535, description="port of the HTTPS server")
+    listen_host: str = Field("", description="address the two servers bind (empty: all)")
+    http3: bool = Field(False, description="also serve HTTP/3 (UDP on the HTTPS port)")
+    bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
