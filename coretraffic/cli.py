@@ -1,0 +1,146 @@
+"""The `coretraffic` command: `run`, `demo`, `check` and `render`.
+
+Wires settings (flags over `CORETRAFFIC_*` environment variables over defaults) to the service and the pure
+core. Errors a person can fix (a bad setting, an unreadable routes file, a clashing base config) end in one line
+on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from coretraffic import __version__
+from coretraffic.caddy_admin import AdminAddress
+from coretraffic.caddy_process import CaddyProcess, CaddyStartError
+from coretraffic.demo import run_demo
+from coretraffic.models import RouteSetError
+from coretraffic.redact import redact
+from coretraffic.render import BaseConfigError, serialise
+from coretraffic.routes_file import RoutesFileError, read_routes_document
+from coretraffic.service import make_renderer, run_driver
+from coretraffic.settings import Settings
+from coretraffic.validate import validate_route_set
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings(args)
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per admin request is noise
+        return int(args.command(settings, args))
+    except (UsageError, RoutesFileError, RouteSetError, BaseConfigError, CaddyStartError) as exc:
+        print(f"coretraffic: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coretraffic", description="Ingress driver for Caddy, fed by Coreflow.")
+    parser.add_argument("--version", action="version", version=f"coretraffic {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    for name, handler, text in (
+        ("run", _cmd_run, "apply routes from Coreflow (or --routes FILE) to Caddy until stopped"),
+        ("demo", _cmd_demo, "run on demo routes with self-signed certificates and a demo upstream"),
+        ("check", _cmd_check, "print per-host problems of a routes file; exit 1 if there are any"),
+        ("render", _cmd_render, "print the Caddy JSON for a routes file, secrets redacted"),
+    ):
+        command = commands.add_parser(name, help=text, description=text)
+        command.set_defaults(command=handler)
+        _add_setting_flags(command)
+        if name == "render":
+            command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
+    return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting, named after it, documented with its environment variable and default."""
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=True)
+        text = f"{field.description} [env CORETRAFFIC_{name.upper()}, default: {default}]"
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=name, default=None, help=text, metavar=name.upper())
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    given = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = str(error["loc"][0])
+        raise UsageError(
+            f"invalid setting --{name.replace('_', '-')} / CORETRAFFIC_{name.upper()}: {error['msg']}"
+        ) from None
+
+
+def _require_routes(settings: Settings) -> Path:
+    if settings.routes is None:
+        raise UsageError("--routes FILE (or CORETRAFFIC_ROUTES) is required")
+    return settings.routes
+
+
+def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(run_driver(settings))
+    return 0
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(run_demo(settings))
+    return 0
+
+
+def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    validation = validate_route_set(read_routes_document(_require_routes(settings)), _now())
+    for problem in validation.problems:
+        print(f"{problem.severity}: {problem}")
+    print(f"{len(validation.routes)} hosts valid, {len(validation.errors)} errors, {len(validation.warnings)} warnings")
+    return 1 if validation.problems else 0
+
+
+def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
+    validation = validate_route_set(read_routes_document(_require_routes(settings)), _now())
+    for problem in validation.problems:
+        print(f"{problem.severity}: {problem}", file=sys.stderr)
+    config: Any = make_renderer(settings, _admin_address(settings))(validation.routes)
+    if not args.show_secrets:
+        config = redact(config)
+    print(json.dumps(json.loads(serialise(config)), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _admin_address(settings: Settings) -> AdminAddress:
+    if settings.caddy_admin:
+        return AdminAddress.parse(settings.caddy_admin)
+    return CaddyProcess(settings.state_dir).admin_address
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)

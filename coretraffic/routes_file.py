@@ -1,0 +1,71 @@
+"""Routes-file source: the embedded default that needs no Coreflow.
+
+Feeds the reconciler. The file holds a JSON array of configs or `{"reverseConfigs": [...]}`, in Coreflow's wire
+format. It is polled (stat every second, re-read only when size, mtime or inode moved, applied only when the
+content changed): polling also sees editors that replace the file and Kubernetes ConfigMap symlink swaps, which
+inotify on the file alone would miss. A file that cannot be read or parsed is logged and the last good config
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("coretraffic.routes_file")
+
+
+class RoutesFileError(ValueError):
+    pass
+
+
+def read_routes_document(path: Path) -> Any:
+    """The parsed JSON of a routes file (`-` reads standard input)."""
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise RoutesFileError(f"cannot read routes file {path}: {exc.strerror or exc}") from None
+    return parse_routes_document(raw, path)
+
+
+def parse_routes_document(raw: bytes, path: Path) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        # The position only: the text around it may be a private key.
+        raise RoutesFileError(f"routes file {path} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise RoutesFileError(f"routes file {path} is not UTF-8 text") from None
+
+
+async def watch_routes_file(path: Path, on_document: Callable[[Any], Awaitable[None]], interval: float = 1.0) -> None:
+    """Call `on_document` with the file's content now and after every change; runs until cancelled."""
+    last_stat: tuple[int, int, int] | None = None
+    last_digest: bytes | None = None
+    failing = False
+    while True:
+        try:
+            stat = path.stat()
+            current = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            raw = path.read_bytes() if current != last_stat else None
+        except OSError as exc:
+            if not failing:  # once per outage, not every second
+                log.error("cannot read routes file %s: %s; keeping the last good config", path, exc.strerror)
+            failing, last_stat = True, None
+        else:
+            failing, last_stat = False, current
+            if raw is not None and (digest := hashlib.sha256(raw).digest()) != last_digest:
+                last_digest = digest
+                try:
+                    document = parse_routes_document(raw, path)
+                except RoutesFileError as exc:
+                    log.error("%s; keeping the last good config", exc)
+                else:
+                    await on_document(document)
+        await asyncio.sleep(interval)

@@ -1,0 +1,127 @@
+"""`coretraffic run`: wires a route source, the reconciler and Caddy together and runs them until a signal.
+
+Assembly only: it starts (or attaches to) Caddy, loads the operator's base config, builds the renderer with its
+settings and password cache, and feeds the reconciler from the routes file or from Coreflow. On SIGTERM/SIGINT
+it stops the sources and the Caddy it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coretraffic import __version__
+from coretraffic.base import load_base_config
+from coretraffic.caddy_admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy_process import CaddyProcess, find_caddy_binary
+from coretraffic.models import RouteSetError
+from coretraffic.passwords import BcryptHasher
+from coretraffic.reconciler import Reconciler
+from coretraffic.render import JSON, RenderSettings, render
+from coretraffic.routes_file import watch_routes_file
+from coretraffic.settings import Settings
+from coretraffic.validate import Route, Validation, validate_route_set
+
+log = logging.getLogger("coretraffic")
+
+
+def log_problems(validation: Validation) -> None:
+    for problem in validation.problems:
+        level = logging.WARNING if problem.severity == "warning" else logging.ERROR
+        log.log(level, "route %s: %s", problem.severity, problem)
+
+
+async def validate_in_thread(document: Any) -> Validation:
+    """Validation parses PEMs (CPU): off the event loop, so heartbeats and health checks stay answered."""
+    now = datetime.datetime.now(datetime.UTC)
+    return await asyncio.to_thread(validate_route_set, document, now)
+
+
+@dataclass
+class Driver:
+    """The running parts, for sources and tests to reach."""
+
+    settings: Settings
+    admin: CaddyAdmin
+    reconciler: Reconciler
+    caddy: CaddyProcess | None
+
+
+def make_renderer(settings: Settings, admin_address: AdminAddress) -> Callable[[Sequence[Route]], JSON]:
+    caddy_binary = find_caddy_binary()
+    base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
+    render_settings = RenderSettings(
+        admin_listen=admin_address.listen,
+        version=__version__,
+        http_port=settings.http_port,
+        https_port=settings.https_port,
+        listen_host=settings.listen_host,
+        http3=settings.http3,
+    )
+    hasher = BcryptHasher(settings.bcrypt_cost)
+
+    def render_routes(routes: Sequence[Route]) -> JSON:
+        return render(routes, render_settings, base, hasher)
+
+    return render_routes
+
+
+async def run_driver(settings: Settings, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None = None) -> None:
+    """Run until cancelled or signalled."""
+    caddy: CaddyProcess | None = None
+    if settings.caddy_admin:
+        admin_address = AdminAddress.parse(settings.caddy_admin)
+    else:
+        caddy = CaddyProcess(settings.state_dir)
+        admin_address = caddy.admin_address
+    renderer = make_renderer(settings, admin_address)  # before Caddy starts: a bad base config fails fast
+    if caddy is not None:
+        await caddy.start()
+    admin = CaddyAdmin(admin_address)
+    reconciler = Reconciler(admin, renderer)
+    driver = Driver(settings, admin, reconciler, caddy)
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda: main.cancel() if main else None)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(reconciler.run())
+            if caddy is not None:
+                tasks.create_task(caddy.supervise())
+            tasks.create_task(_source(driver))
+            if on_started is not None:
+                tasks.create_task(on_started(driver))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await admin.aclose()
+        if caddy is not None:
+            await caddy.stop()
+            log.info("caddy stopped")
+
+
+async def _source(driver: Driver) -> None:
+    routes_path = driver.settings.routes
+    if routes_path is not None:
+        await watch_routes_file(routes_path, lambda document: submit_document(driver.reconciler, document))
+    else:
+        from coretraffic.coreflow.handler import serve_coreflow
+
+        await serve_coreflow(driver.settings.coreflow_url, driver.reconciler)
+
+
+async def submit_document(reconciler: Reconciler, document: Any) -> None:
+    """Validate a route set and queue it; the reconciler logs the outcome."""
+    try:
+        validation = await validate_in_thread(document)
+    except RouteSetError as exc:
+        log.error("route set rejected as a whole: %s; keeping the last good config", exc)
+        return
+    log_problems(validation)
+    reconciler.submit_nowait(validation)
