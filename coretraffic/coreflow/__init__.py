@@ -1,0 +1,9 @@
+"""Coreflow connector: receives routing updates pushed by Coreflow over TypedSocket.
+
+`framing` knows the wire format (Engine.IO v4 / Socket.IO v5 / smartsocket / TypedRequest), `session`
+keeps the connection alive and hands each `updateRouting` request to the reconciler.
+"""
+
+from coretraffic.coreflow.session import CoreflowClient, RoutingHandler
+
+__all__ = ["CoreflowClient", "RoutingHandler"]
