@@ -182,4 +182,6 @@ def _caddy_level(line: str) -> int:
         return logging.INFO
     if logger == "admin.api" and message == "received request":
         return logging.DEBUG  # our own once-a-second health probes: noise at INFO
+    if logger == "admin" and str(entry.get("address", "")).startswith("unix/") and "open interface" in str(message):
+        return logging.DEBUG  # Caddy says this of every unix socket; ours is private to the 0700 state dir
     return {"debug": logging.DEBUG, "warn": logging.WARNING, "error": logging.ERROR}.get(level, logging.INFO)

@@ -90,6 +90,7 @@ class Reconciler:
         self.last_result: ApplyResult | None = None
         self._has_result = asyncio.Event()
         self.loads = 0
+        self.retries = 0
         self.heals = 0
 
     # -- sources' side -------------------------------------------------------------------------------------
@@ -211,11 +212,16 @@ class Reconciler:
             # Capped at 1 s so that a Caddy that answers again gets the set within a second.
             wait=wait_random_exponential(multiplier=0.05, max=1.0),
             stop=newer_set_waiting,
-            before_sleep=_log_retry,
+            before_sleep=self._note_retry,
             reraise=True,
         ):
             with attempt:
                 await self._admin.load(body)
+
+    def _note_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning("caddy unavailable (attempt %d), retrying: %s", state.attempt_number, error)
 
     async def _etag(self) -> str:
         try:
@@ -245,12 +251,6 @@ class Reconciler:
                 self.heals += 1
                 log.warning("caddy no longer runs the applied config (restarted, emptied or edited); re-applying")
                 self.submit_nowait(applied.validation, force=True)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    log.warning("caddy unavailable (attempt %d): %s", state.attempt_number, error)
 
 
 def _culprits(error: str, config: JSON, routes: Sequence[Route]) -> list[tuple[str, str]]:

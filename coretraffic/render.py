@@ -112,6 +112,7 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
         **base.server_defaults,
         "listen": [f"{settings.listen_host}:{settings.http_port}"],
         "automatic_https": {"disable": True},
+        "protocols": ["h1"],  # h2 and h3 need TLS; listing them only earns a warning per load
         "routes": [{"handle": [_redirect_to_https()]}],
     }
     servers[HTTPS_SERVER] = {

@@ -1,0 +1,136 @@
+"""`coretraffic run --routes FILE` and `coretraffic demo` as an operator runs them: a real process, a real Caddy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from coretraffic.demo import DEMO_HOSTS, DemoCA, DemoUpstream, demo_route
+from tests.conftest import Ports, https_get, serves, wait_until
+
+
+class Driver:
+    """A `python -m coretraffic` child whose output is collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "coretraffic", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def said(self, text: str) -> bool:
+        return text in self.output
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self._reader.join(timeout=5)
+        return code
+
+
+@pytest.fixture
+def driver_args(short_tmp: Path, ports: Ports) -> list[str]:
+    return [
+        "--state-dir", str(short_tmp / "state"),
+        "--http-port", str(ports.http),
+        "--https-port", str(ports.https),
+        "--listen-host", "127.0.0.1",
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def routes_file(short_tmp: Path) -> Path:
+    return short_tmp / "routes.json"
+
+
+def caddy_pids(state_dir: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"caddy run --resume --config {state_dir}"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+async def test_run_serves_good_routes_names_the_bad_one_and_follows_the_file(
+    ca: DemoCA, upstream: DemoUpstream, routes_file: Path, driver_args: list[str], ports: Ports
+) -> None:
+    good = [demo_route(ca, f"good{i}.example.test", upstream.port) for i in range(3)]
+    broken = demo_route(ca, "broken.example.test", upstream.port)
+    broken["privateKey"] = demo_route(ca, "other.example.test", upstream.port)["privateKey"]
+    routes_file.write_text(json.dumps({"reverseConfigs": [good[0], broken, *good[1:]]}))
+
+    driver = Driver(["run", "--routes", str(routes_file), *driver_args])
+    try:
+        for i in range(3):
+            await wait_until(lambda i=i: serves(ca, ports.https, f"good{i}.example.test"), 30, f"good{i} served")
+        assert "broken.example.test: privateKey: does not match the certificate" in driver.output
+        assert "MII" not in driver.output  # no key or certificate body in the log
+
+        # A changed file is applied; an invalid one keeps the last good config serving.
+        routes_file.write_text(json.dumps([*good, demo_route(ca, "added.example.test", upstream.port)]))
+        await wait_until(lambda: serves(ca, ports.https, "added.example.test"), 10, "the change applied")
+        routes_file.write_text("{ not json")
+        await wait_until(lambda: driver.said("is not valid JSON (line 1, column 3)"), 10, "the bad file reported")
+        assert await serves(ca, ports.https, "added.example.test")
+        state_dir = driver_args[1]
+        assert len(caddy_pids(state_dir)) == 1
+    finally:
+        assert driver.stop() == 0
+    assert caddy_pids(state_dir) == []  # SIGTERM stopped the Caddy it started
+
+
+async def test_demo_command_serves_https_with_its_certificate(short_tmp: Path, ports: Ports) -> None:
+    state_dir = short_tmp / "demo"
+    driver = Driver(
+        ["demo", "--state-dir", str(state_dir), "--listen-host", "127.0.0.1"],
+        env={"CORETRAFFIC_HTTP_PORT": str(ports.http), "CORETRAFFIC_HTTPS_PORT": str(ports.https)},
+    )
+    try:
+        await wait_until(lambda: driver.said("coretraffic demo is serving"), 30, "the demo to start")
+        assert f"--resolve {DEMO_HOSTS[0]}:{ports.https}:127.0.0.1" in driver.output
+        ca_pem = (state_dir / "demo-ca.pem").read_text()
+        response = await https_get(ca_pem, ports.https, DEMO_HOSTS[0])
+        assert response.status_code == 200
+        assert "servezone_coretraffic_version" in response.headers
+        assert (await https_get(ca_pem, ports.https, DEMO_HOSTS[1], auth=("demo", "demo"))).status_code == 200
+        async with httpx.AsyncClient() as client:
+            redirect = await client.get(f"http://127.0.0.1:{ports.http}/x", headers={"Host": DEMO_HOSTS[0]})
+        assert redirect.status_code == 301
+    finally:
+        assert driver.stop() == 0
+
+
+def test_unusable_state_dir_is_a_clear_error(tmp_path: Path, routes_file: Path) -> None:
+    routes_file.write_text("[]")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    completed = subprocess.run(
+        [sys.executable, "-m", "coretraffic", "run", "--routes", str(routes_file), "--state-dir", str(blocker / "x")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(f"coretraffic: state directory {blocker / 'x'} is not usable")
+    assert "Traceback" not in completed.stderr
