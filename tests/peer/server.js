@@ -9,7 +9,11 @@
 //             "coretraffic" (waiting up to waitMs for one) -> {outcome:"response",response} |
 //             {outcome:"typedError",text,data} | {outcome:"exception",message} | {outcome:"noTarget"} |
 //             {outcome:"timeout"} | {outcome:"disconnected"}
-//     status  -> {connections:[{alias,tags,pongs}], tagged}
+//     status  {untilTagged?, waitMs?}: (first waiting up to waitMs until a connection tagged
+//             "coretraffic" exists, or no longer exists, as untilTagged says)
+//             -> {connections:[{alias,tags,pongs}], tagged, disconnectReasons}
+//     waitPongs {count, waitMs}: wait until the connection tagged "coretraffic" has sent `count` pongs
+//             -> {pongs} (what it has when done waiting)
 //     answers -> {answers:[{shortId,funcName,method,phase,requestBytes,response,error}]}, every
 //             functionResponse received so far, in arrival order
 //     stop    polite server stop (smartsocket waits 1 s, then sends 41), replies {stopped:true}, exits
@@ -59,11 +63,16 @@ if (options['ping-timeout-ms']) smartsocket.io.engine.opts.pingTimeout = Number(
 // a reply that would crash the server is still on record.
 const answers = [];
 const pongsByEngineSocket = new WeakMap();
+const pongListeners = new Set();
+const disconnectReasons = []; // socket.io's words: "client namespace disconnect" means the client sent 41
 smartsocket.io.on('connection', (socket) => {
   pongsByEngineSocket.set(socket.conn, 0);
   socket.conn.on('packet', (packet) => {
-    if (packet.type === 'pong') pongsByEngineSocket.set(socket.conn, pongsByEngineSocket.get(socket.conn) + 1);
+    if (packet.type !== 'pong') return;
+    pongsByEngineSocket.set(socket.conn, pongsByEngineSocket.get(socket.conn) + 1);
+    for (const listener of pongListeners) listener();
   });
+  socket.on('disconnect', (reason) => disconnectReasons.push(reason));
   socket.onAny((event, arg) => {
     if (event !== 'functionResponse') return;
     const envelope = arg?.funcCallData?.funcDataArg;
@@ -81,11 +90,11 @@ smartsocket.io.on('connection', (socket) => {
 
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitForTagged(waitMs) {
+async function waitForTagged(waitMs, tagged = true) {
   const deadline = Date.now() + waitMs;
   for (;;) {
     const connection = await typedsocket.findTargetConnectionByTag(TAG);
-    if (connection || Date.now() >= deadline) return connection;
+    if (!!connection === tagged || Date.now() >= deadline) return connection;
     await delay(10);
   }
 }
@@ -126,13 +135,43 @@ async function call({ method, request, waitMs = 5000, timeoutMs = 30000 }) {
   }
 }
 
-async function status() {
+async function status({ untilTagged, waitMs = 5000 }) {
+  if (typeof untilTagged === 'boolean') await waitForTagged(waitMs, untilTagged);
   const connections = smartsocket.socketConnections.getArray().map((connection) => ({
     alias: connection.alias ?? null,
     tags: Object.keys(connection.tagStore),
     pongs: pongsByEngineSocket.get(connection.socket.conn) ?? 0,
   }));
-  return { connections, tagged: connections.some((connection) => connection.tags.includes(TAG)) };
+  return {
+    connections,
+    tagged: connections.some((connection) => connection.tags.includes(TAG)),
+    disconnectReasons,
+  };
+}
+
+async function taggedPongs() {
+  const connection = await typedsocket.findTargetConnectionByTag(TAG);
+  return connection ? pongsByEngineSocket.get(connection.socket.conn) ?? 0 : 0;
+}
+
+async function waitPongs({ count, waitMs = 5000 }) {
+  let listener;
+  let timer;
+  const enough = new Promise((resolve) => {
+    listener = async () => {
+      if ((await taggedPongs()) >= count) resolve();
+    };
+    pongListeners.add(listener);
+    timer = setTimeout(resolve, waitMs);
+  });
+  try {
+    await listener();
+    await enough;
+  } finally {
+    pongListeners.delete(listener);
+    clearTimeout(timer);
+  }
+  return { pongs: await taggedPongs() };
 }
 
 async function stop() {
@@ -140,7 +179,7 @@ async function stop() {
   return { stopped: true };
 }
 
-const commands = { call, status, answers: async () => ({ answers }), stop };
+const commands = { call, status, waitPongs, answers: async () => ({ answers }), stop };
 
 const input = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
 input.on('line', async (line) => {
