@@ -31,7 +31,8 @@ UPDATE_ROUTING = "updateRouting"
 HANDSHAKE_TIMEOUT_S = 5.0
 # A session that stayed tagged this long was healthy: the next outage starts the backoff afresh.
 STABLE_SESSION_S = 10.0
-CLOSE_TIMEOUT_S = 2.0
+# A dead link cannot complete the closing handshake; do not hold up the reconnect for long.
+CLOSE_TIMEOUT_S = 1.0
 # The reference client (TypedSocket.createClient) connects to port 3000 when the URL names none.
 DEFAULT_PORT = 3000
 # Full-jitter backoff: the n-th retry waits uniform(0, min(2.5, 0.5 * 2**(n-1))) seconds, so the first
@@ -102,6 +103,7 @@ class CoreflowClient:
         self._handle_update_routing = handle_update_routing
         self._alias = alias
         self._tag = tag
+        self._tag_entry = {"id": tag, "payload": {}}
         self._on_connection_change = on_connection_change
         self._connected = False
         self._calls: set[asyncio.Task[None]] = set()
@@ -149,7 +151,7 @@ class CoreflowClient:
     async def _session(self) -> None:
         """One connection from dial to loss; always ends by raising."""
         handshake_deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
-        logger.info("connecting to Coreflow at %s", self._ws_url)
+        logger.debug("connecting to Coreflow at %s", self._ws_url)
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
                 # Routing tables arrive as one multi-megabyte message; Engine.IO has its own heartbeat.
@@ -238,7 +240,7 @@ class CoreflowClient:
                 logger.debug("authenticated as %r", self._alias)
             case "serverFullyReactive":
                 # Only now does the server listen for tag stores; an earlier one would be lost.
-                link.tag_store = {self._tag: {"id": self._tag, "payload": {}}}
+                link.tag_store = {self._tag: self._tag_entry}
                 await link.send(framing.encode_event("updateTagStore", link.tag_store), "updateTagStore")
             case "updateTagStore":
                 await self._on_tag_store(link, arg)
@@ -258,7 +260,7 @@ class CoreflowClient:
             # equal one is the echo that confirms ours and must not be answered, or the two sides loop.
             link.tag_store = store
             await link.send(framing.encode_event("updateTagStore", store), "updateTagStore")
-        tagged = store.get(self._tag) == {"id": self._tag, "payload": {}}
+        tagged = store.get(self._tag) == self._tag_entry
         if tagged and link.tagged_at is None:
             link.tagged_at = time.monotonic()
             logger.info("tagged %r at Coreflow; ready for routing updates", self._tag)
@@ -334,7 +336,10 @@ def _worth_retrying(exc: BaseException) -> bool:
 
 def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome is not None else None
-    logger.warning(
+    # Coreflow may stay away for long: warn when an outage starts and now and then, not on every retry.
+    level = logging.WARNING if state.attempt_number == 1 or state.attempt_number % 20 == 0 else logging.DEBUG
+    logger.log(
+        level,
         "Coreflow connection attempt %d failed (%s: %s); retrying in %.2f s",
         state.attempt_number,
         type(exc).__name__,
