@@ -8,8 +8,9 @@ changed. Two servers are generated and merged into the operator's base config:
 - `coretraffic_https` terminates TLS with the certificates Coreflow sent (never ACME), and per host runs basic
   auth (optional), sets the version header and proxies to the upstreams; any other Host gets a 404.
 
-The HTTP server's route carries an `@id` made from the digest of the whole config: a cheap `GET /id/...` then
-tells whether Caddy still runs exactly what was applied.
+The HTTP server's route carries an `@id` made from a digest of everything the config is rendered from: a cheap
+`GET /id/...` then tells whether Caddy still runs what was applied. Digesting the inputs, not the 11 MB of JSON
+at 10,000 routes, spares a second serialisation.
 """
 
 from __future__ import annotations
@@ -125,13 +126,22 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
     }
     certificates = apps.setdefault("tls", {}).setdefault("certificates", {})
     certificates["load_pem"] = [*certificates.get("load_pem", []), *_load_pem(ordered)]
-    servers[HTTP_SERVER]["routes"][0]["@id"] = CONFIG_ID_PREFIX + config_digest(config)
+    servers[HTTP_SERVER]["routes"][0]["@id"] = CONFIG_ID_PREFIX + _inputs_digest(ordered, settings, base, hash_password)
     return config
 
 
-def config_digest(config: JSON) -> str:
-    """Digest of a config as serialised; rendered configs carry the digest of themselves before marking."""
-    return hashlib.sha256(serialise(config)).hexdigest()[:24]
+def _inputs_digest(
+    routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, hash_password: PasswordHasher
+) -> str:
+    digest = hashlib.sha256(serialise({"base": base.config, "defaults": base.server_defaults}))
+    digest.update(repr(settings).encode())
+    for route in routes:
+        auth = route.basic_auth
+        parts = [route.host, *route.upstreams, route.certificate_pem, route.private_key_pem]
+        if auth is not None:
+            parts += [auth.user, hash_password(auth)]
+        digest.update("\0".join(parts).encode() + b"\1")
+    return digest.hexdigest()[:24]
 
 
 def config_id(config: JSON) -> str | None:

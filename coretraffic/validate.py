@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import idna
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 
@@ -182,6 +182,7 @@ def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]
     return Route(host, upstreams, config.public_key, key_pem, certificate, basic_auth), warnings
 
 
+@functools.lru_cache(maxsize=65536)  # the same names come in every route set
 def normalise_host_name(name: str) -> str:
     """A DNS name as Caddy should match it: lower case, A-labels, optionally one leading `*.`."""
     wildcard = name.startswith("*.")
@@ -226,6 +227,7 @@ def _upstreams(ips: Sequence[str], ports: Sequence[int]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f"{host}:{port}" for host in hosts for port in ports))
 
 
+@functools.lru_cache(maxsize=65536)
 def _dial_host(text: str, index: int) -> str:
     bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
