@@ -17,6 +17,7 @@ Sources (the routes file, Coreflow) `submit` a validated route set and may await
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import time
@@ -89,6 +90,8 @@ class Reconciler:
         self._applied: _Applied | None = None
         self.last_result: ApplyResult | None = None
         self._has_result = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.loads = 0
         self.retries = 0
         self.heals = 0
@@ -102,11 +105,16 @@ class Reconciler:
         self._pending = _Submission(validation, force or bool(replaced and replaced.force), [future])
         if replaced is not None:
             self._pending.waiters.extend(replaced.waiters)
+        self._idle.clear()
         self._wake.set()
         return future
 
     async def submit(self, validation: Validation) -> ApplyResult:
         return await self.submit_nowait(validation)
+
+    async def wait_idle(self) -> None:
+        """Until nothing is pending and no apply is running."""
+        await self._idle.wait()
 
     async def wait_for_result(self) -> ApplyResult:
         """The latest apply's result, waiting for the first one if there is none yet."""
@@ -143,6 +151,8 @@ class Reconciler:
             for waiter in submission.waiters:
                 if not waiter.done():
                     waiter.set_result(result)
+            if self._pending is None:
+                self._idle.set()
 
     async def _apply(self, submission: _Submission) -> ApplyResult | None:
         started = time.monotonic()
@@ -173,8 +183,14 @@ class Reconciler:
         return self._result("failed", [], validation, isolated, started, "too many rejected hosts to isolate")
 
     def _render_and_serialise(self, routes: Sequence[Route]) -> tuple[JSON, bytes]:
-        config = self._render(routes)
-        return config, serialise(config)
+        # Building 10,000 routes allocates enough to trigger full collections that walk the whole heap, which
+        # cost 4x the rendering itself (measured: 200 ms vs 40 ms). Nothing here makes cycles worth collecting.
+        gc.disable()
+        try:
+            config = self._render(routes)
+            return config, serialise(config)
+        finally:
+            gc.enable()
 
     def _result(
         self,
