@@ -8,7 +8,6 @@ it stops the sources and the Caddy it started.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -19,27 +18,17 @@ from coretraffic import __version__
 from coretraffic.base import load_base_config
 from coretraffic.caddy_admin import AdminAddress, CaddyAdmin
 from coretraffic.caddy_process import CaddyProcess, find_caddy_binary
+from coretraffic.coreflow.handler import serve_coreflow
+from coretraffic.intake import submit_route_set
 from coretraffic.models import RouteSetError
 from coretraffic.passwords import BcryptHasher
 from coretraffic.reconciler import Reconciler
 from coretraffic.render import JSON, RenderSettings, render
 from coretraffic.routes_file import watch_routes_file
 from coretraffic.settings import Settings
-from coretraffic.validate import Route, Validation, validate_route_set
+from coretraffic.validate import Route
 
 log = logging.getLogger("coretraffic")
-
-
-def log_problems(validation: Validation) -> None:
-    for problem in validation.problems:
-        level = logging.WARNING if problem.severity == "warning" else logging.ERROR
-        log.log(level, "route %s: %s", problem.severity, problem)
-
-
-async def validate_in_thread(document: Any) -> Validation:
-    """Validation parses PEMs (CPU): off the event loop, so heartbeats and health checks stay answered."""
-    now = datetime.datetime.now(datetime.UTC)
-    return await asyncio.to_thread(validate_route_set, document, now)
 
 
 @dataclass
@@ -71,7 +60,9 @@ def make_renderer(settings: Settings, admin_address: AdminAddress) -> Callable[[
     return render_routes
 
 
-async def run_driver(settings: Settings, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None = None) -> None:
+async def run_driver(
+    settings: Settings, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None = None
+) -> None:
     """Run until cancelled or signalled."""
     caddy: CaddyProcess | None = None
     if settings.caddy_admin:
@@ -108,20 +99,14 @@ async def run_driver(settings: Settings, on_started: Callable[[Driver], Coroutin
 
 async def _source(driver: Driver) -> None:
     routes_path = driver.settings.routes
-    if routes_path is not None:
-        await watch_routes_file(routes_path, lambda document: submit_document(driver.reconciler, document))
-    else:
-        from coretraffic.coreflow.handler import serve_coreflow
-
+    if routes_path is None:
         await serve_coreflow(driver.settings.coreflow_url, driver.reconciler)
-
-
-async def submit_document(reconciler: Reconciler, document: Any) -> None:
-    """Validate a route set and queue it; the reconciler logs the outcome."""
-    try:
-        validation = await validate_in_thread(document)
-    except RouteSetError as exc:
-        log.error("route set rejected as a whole: %s; keeping the last good config", exc)
         return
-    log_problems(validation)
-    reconciler.submit_nowait(validation)
+
+    async def submit(document: Any) -> None:
+        try:
+            await submit_route_set(driver.reconciler, document)  # the reconciler logs the outcome
+        except RouteSetError as exc:
+            log.error("route set rejected as a whole: %s; keeping the last good config", exc)
+
+    await watch_routes_file(routes_path, submit)

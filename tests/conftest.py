@@ -10,7 +10,7 @@ import datetime
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,17 +115,17 @@ def render_settings(caddy: CaddyProcess, ports: Ports) -> RenderSettings:
 
 
 @pytest.fixture
-def renderer(render_settings: RenderSettings) -> Callable[[list[Route]], JSON]:
+def renderer(render_settings: RenderSettings) -> Callable[[Sequence[Route]], JSON]:
     hasher = BcryptHasher(cost=4)  # the cheapest cost: tests check behaviour, not hash strength
 
-    def render_routes(routes: Any) -> JSON:
+    def render_routes(routes: Sequence[Route]) -> JSON:
         return render(routes, render_settings, BaseConfig(), hasher)
 
     return render_routes
 
 
 @pytest.fixture
-async def reconciler(admin: CaddyAdmin, renderer: Callable[[list[Route]], JSON]) -> AsyncIterator[Reconciler]:
+async def reconciler(admin: CaddyAdmin, renderer: Callable[[Sequence[Route]], JSON]) -> AsyncIterator[Reconciler]:
     instance = Reconciler(admin, renderer)
     task = asyncio.create_task(instance.run())
     yield instance

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -82,8 +83,8 @@ async def test_run_serves_good_routes_names_the_bad_one_and_follows_the_file(
 
     driver = Driver(["run", "--routes", str(routes_file), *driver_args])
     try:
-        for i in range(3):
-            await wait_until(lambda i=i: serves(ca, ports.https, f"good{i}.example.test"), 30, f"good{i} served")
+        for host in ("good0.example.test", "good1.example.test", "good2.example.test"):
+            await wait_until(partial(serves, ca, ports.https, host), 30, f"{host} served")
         assert "broken.example.test: privateKey: does not match the certificate" in driver.output
         assert "MII" not in driver.output  # no key or certificate body in the log
 

@@ -107,7 +107,7 @@ async def test_an_error_that_names_no_host_keeps_the_last_good_config(
     upstream: DemoUpstream,
     reconciler: Reconciler,
     admin: CaddyAdmin,
-    renderer: Callable[[list[Route]], JSON],
+    renderer: Callable[[Sequence[Route]], JSON],
     ports: Ports,
 ) -> None:
     assert (await reconciler.submit(validated([demo_route(ca, "keep.example.test", upstream.port)]))).ok
@@ -116,7 +116,7 @@ async def test_an_error_that_names_no_host_keeps_the_last_good_config(
         occupied.listen()
 
         def render_onto_a_busy_port(routes: Sequence[Route]) -> JSON:
-            config = renderer(list(routes))
+            config = renderer(routes)
             config["apps"]["http"]["servers"]["coretraffic_http"]["listen"] = [f"127.0.0.1:{occupied.getsockname()[1]}"]
             return config
 
