@@ -28,7 +28,7 @@ from coretraffic.models import ReverseProxyConfig, route_set_items
 
 Severity = Literal["error", "warning"]
 
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # used with fullmatch: '$' would allow a final \n
 # What Go's crypto/tls accepts; cryptography also parses DSA and Ed448 keys, which Caddy would reject.
 _TLS_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
 _MAX_SHOWN = 80  # longest hostName quoted back in a message: hostile input may be megabytes long
@@ -198,7 +198,7 @@ def normalise_host_name(name: str) -> str:
     if _is_ip(rest):
         raise FieldError("hostName", "is an IP address; TLS needs a DNS name to select the certificate")
     for part in rest.split("."):
-        if not _LABEL.match(part):
+        if not _LABEL.fullmatch(part):
             raise FieldError(
                 "hostName",
                 "must be a DNS name: labels of 1-63 letters, digits or '-', no port, path, spaces or '{}'",
