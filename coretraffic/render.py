@@ -74,11 +74,15 @@ def base_from_adapted(adapted: JSON, http_port: int, https_port: int) -> BaseCon
     servers: JSON = config.get("apps", {}).get("http", {}).get("servers", {})
     server_defaults: JSON = {}
     for name, server in list(servers.items()):
-        hosts = [h for route in server.get("routes", []) for m in route.get("match", []) for h in m.get("host", [])]
-        if hosts == [BASE_SENTINEL_HOST]:
+        routes = server.get("routes", [])
+        # The sentinel may share its server with an operator's own site on the same listener: drop its route only.
+        kept = [route for route in routes if _route_hosts(route) != [BASE_SENTINEL_HOST]]
+        if len(kept) != len(routes):
             server_defaults = {k: v for k, v in server.items() if k not in ("listen", "routes")}
-            del servers[name]
-            continue
+            if not kept:
+                del servers[name]
+                continue
+            server["routes"] = kept
         if name in MANAGED_SERVERS:
             raise BaseConfigError(f"base config defines server {name!r}, which coretraffic manages")
         for address in server.get("listen", []):
@@ -90,8 +94,14 @@ def base_from_adapted(adapted: JSON, http_port: int, https_port: int) -> BaseCon
     return BaseConfig(config, server_defaults)
 
 
+def _route_hosts(route: JSON) -> list[str]:
+    return [host for matcher in route.get("match", []) for host in matcher.get("host", [])]
+
+
 def _listen_ports(address: str) -> set[int]:
     """Ports of a Caddy listen address such as ':443', 'tcp/[::]:80' or '127.0.0.1:8000-8010'."""
+    if address.startswith(("unix/", "unixgram/", "unixpacket/")):
+        return set()  # a socket path, whatever it ends with
     _, _, port_part = address.rpartition(":")
     low, _, high = port_part.partition("-")
     try:

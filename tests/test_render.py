@@ -383,10 +383,7 @@ def test_managed_ports_follow_the_settings() -> None:
         "unix//run/caddy.sock",
         "unix//run/8000.sock",
         "unix//run/caddy:8000.sock|0660",
-        pytest.param(
-            "unix//run/caddy:8000",
-            marks=pytest.mark.xfail(strict=True, reason="_listen_ports reads a port from a unix path ending ':8000'"),
-        ),
+        "unix//run/caddy:8000",
     ],
 )
 def test_base_listening_elsewhere_or_on_unix_sockets_is_fine(address: str) -> None:
@@ -394,7 +391,6 @@ def test_base_listening_elsewhere_or_on_unix_sockets_is_fine(address: str) -> No
     assert base.config["apps"]["http"]["servers"]["srv1"]["listen"] == [address]
 
 
-@pytest.mark.xfail(strict=True, reason="sentinel sharing a server with an operator http:// site is not taken apart")
 def test_sentinel_sharing_a_server_with_an_operator_site_is_taken_apart() -> None:
     # What `caddy adapt` (2.11.7) gives for `servers { timeouts { read_header 10s } }`, `http://foo.example {
     # respond "x" }` and the appended sentinel site: both sites share one :80 server.
