@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         logging.basicConfig(
-            level=settings.log_level.upper(),
+            level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
