@@ -107,14 +107,13 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
     problems: list[Problem] = []
     first_index: dict[str, int] = {}
     for index, raw in enumerate(route_set_items(document)):
-        label = _host_label(raw, index)
         try:
             route, warnings = _validate_one(raw, now)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(label, exc))
+            problems.extend(_pydantic_problems(_host_label(raw, index), exc))
             continue
         except FieldError as exc:
-            problems.append(Problem(label, exc.field, exc.message))
+            problems.append(Problem(_host_label(raw, index), exc.field, exc.message))
             continue
         if route.host in first_index:
             problems.append(
