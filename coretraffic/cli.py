@@ -23,6 +23,7 @@ from coretraffic import __version__
 from coretraffic.caddy_admin import AdminAddress
 from coretraffic.caddy_process import CaddyProcess, CaddyStartError
 from coretraffic.demo import run_demo
+from coretraffic.diff import run_diff
 from coretraffic.models import RouteSetError
 from coretraffic.redact import redact
 from coretraffic.render import BaseConfigError, serialise
@@ -66,12 +67,18 @@ def _parser() -> argparse.ArgumentParser:
         ("demo", _cmd_demo, "run on demo routes with self-signed certificates and a demo upstream"),
         ("check", _cmd_check, "print per-host problems of a routes file; exit 1 if there are any"),
         ("render", _cmd_render, "print the Caddy JSON for a routes file, secrets redacted"),
+        ("diff", _cmd_diff, "show what a routes file would change in the running Caddy (exit 0 none, 1 changes)"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         command.set_defaults(command=handler)
         _add_setting_flags(command)
         if name == "render":
             command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
+        if name == "diff":
+            command.add_argument(
+                "--full", action="store_true", help="also a unified diff of the Caddy JSON, secrets as fingerprints"
+            )
+            command.add_argument("--json", dest="as_json", action="store_true", help="print the plan as JSON")
     return parser
 
 
@@ -134,6 +141,10 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
         config = redact(config)
     print(json.dumps(json.loads(serialise(config)), indent=2, ensure_ascii=False))
     return 0
+
+
+def _cmd_diff(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(run_diff(settings, full=args.full, as_json=args.as_json))
 
 
 def _admin_address(settings: Settings) -> AdminAddress:
