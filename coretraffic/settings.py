@@ -36,8 +36,30 @@ class Settings(BaseSettings):
     http3: bool = Field(False, description="also serve HTTP/3 (UDP on the HTTPS port)")
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="log lines as JSON or text (auto: text on a terminal, JSON otherwise)"
+    )
+    status_addr: str = Field(
+        "127.0.0.1:9180", description="host:port of the status server (/healthz /readyz /metrics /status); empty: off"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("status_addr")
+    @classmethod
+    def _status_addr_is_host_port(cls, value: str) -> str:
+        if value:
+            host_port(value)
+        return value
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """`127.0.0.1:9180` or `[::1]:9180` -> (host, port); a ValueError names what is wrong."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port with a port 1-65535, got {address!r}")
+    return host, int(port)
