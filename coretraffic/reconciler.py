@@ -35,6 +35,7 @@ log = logging.getLogger("coretraffic.reconciler")
 
 Outcome = Literal["applied", "unchanged", "failed"]
 ConfigRenderer = Callable[[Sequence[Route]], JSON]
+ResultObserver = Callable[["ApplyResult", Validation], None]
 
 _PEM_PAIR = re.compile(r"PEM pair (\d+)")
 _HTTPS_ROUTE = re.compile(rf"server {HTTPS_SERVER}: .*?route (\d+)")
@@ -81,10 +82,18 @@ class _Applied:
 
 
 class Reconciler:
-    def __init__(self, admin: CaddyAdmin, render_config: ConfigRenderer, *, heal_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        admin: CaddyAdmin,
+        render_config: ConfigRenderer,
+        *,
+        heal_interval: float = 1.0,
+        on_result: ResultObserver | None = None,
+    ) -> None:
         self._admin = admin
         self._render = render_config
         self._heal_interval = heal_interval
+        self._on_result = on_result
         self._pending: _Submission | None = None
         self._wake = asyncio.Event()
         self._applied: _Applied | None = None
@@ -126,6 +135,11 @@ class Reconciler:
     def applied_validation(self) -> Validation | None:
         return self._applied.validation if self._applied else None
 
+    @property
+    def applied_marker(self) -> str | None:
+        """The `@id` marking the config last applied: Caddy holding it means Caddy runs that config."""
+        return self._applied.marker if self._applied else None
+
     # -- the loop ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -147,6 +161,11 @@ class Reconciler:
                 continue
             self.last_result = result
             self._has_result.set()
+            if self._on_result is not None:
+                try:
+                    self._on_result(result, submission.validation)
+                except Exception:  # an observer (metrics) must never stop routes from being applied
+                    log.exception("apply result observer failed")
             log.log(logging.INFO if result.ok else logging.WARNING, "apply %s", result.summary())
             for waiter in submission.waiters:
                 if not waiter.done():
