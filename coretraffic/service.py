@@ -1,8 +1,8 @@
 """`coretraffic run`: wires a route source, the reconciler and Caddy together and runs them until a signal.
 
 Assembly only: it starts (or attaches to) Caddy, loads the operator's base config, builds the renderer with its
-settings and password cache, and feeds the reconciler from the routes file or from Coreflow. On SIGTERM/SIGINT
-it stops the sources and the Caddy it started.
+settings and password cache, feeds the reconciler from the routes file or from Coreflow and serves status
+(health, readiness, metrics). On SIGTERM/SIGINT it stops the sources and the Caddy it started.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from coretraffic import __version__
 from coretraffic.base import load_base_config
 from coretraffic.caddy_admin import AdminAddress, CaddyAdmin
 from coretraffic.caddy_process import CaddyProcess, find_caddy_binary
-from coretraffic.coreflow.handler import serve_coreflow
+from coretraffic.coreflow.handler import make_update_routing_handler
+from coretraffic.coreflow.session import CoreflowClient
 from coretraffic.intake import submit_route_set
 from coretraffic.models import RouteSetError
 from coretraffic.passwords import BcryptHasher
@@ -26,6 +27,7 @@ from coretraffic.reconciler import Reconciler
 from coretraffic.render import JSON, RenderSettings, render
 from coretraffic.routes_file import watch_routes_file
 from coretraffic.settings import Settings
+from coretraffic.status import ApplyStats, StatusServer
 from coretraffic.validate import Route
 
 log = logging.getLogger("coretraffic")
@@ -39,6 +41,7 @@ class Driver:
     admin: CaddyAdmin
     reconciler: Reconciler
     caddy: CaddyProcess | None
+    coreflow: CoreflowClient | None
 
 
 def make_renderer(settings: Settings, admin_address: AdminAddress) -> Callable[[Sequence[Route]], JSON]:
@@ -71,36 +74,52 @@ async def run_driver(
         caddy = CaddyProcess(settings.state_dir)
         admin_address = caddy.admin_address
     renderer = make_renderer(settings, admin_address)  # before Caddy starts: a bad base config fails fast
-    if caddy is not None:
-        await caddy.start()
     admin = CaddyAdmin(admin_address)
-    reconciler = Reconciler(admin, renderer)
-    driver = Driver(settings, admin, reconciler, caddy)
-    main = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda: main.cancel() if main else None)
+    stats = ApplyStats()
+    reconciler = Reconciler(admin, renderer, on_result=stats.observe)
+    coreflow = None
+    if settings.routes is None:
+        coreflow = CoreflowClient(settings.coreflow_url, make_update_routing_handler(reconciler))
+    driver = Driver(settings, admin, reconciler, caddy, coreflow)
+    status = StatusServer(driver, stats)
     try:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(reconciler.run())
-            if caddy is not None:
-                tasks.create_task(caddy.supervise())
-            tasks.create_task(_source(driver))
-            if on_started is not None:
-                tasks.create_task(on_started(driver))
+        if settings.status_addr:
+            # Before Caddy starts: a taken port fails fast, and /healthz says 503 while Caddy comes up.
+            await status.listen(settings.status_addr)
+        if caddy is not None:
+            await caddy.start()
+        await _serve(driver, on_started)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+        await status.close()
         await admin.aclose()
         if caddy is not None:
             await caddy.stop()
             log.info("caddy stopped")
 
 
+async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None) -> None:
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda: main.cancel() if main else None)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(driver.reconciler.run())
+            if driver.caddy is not None:
+                tasks.create_task(driver.caddy.supervise())
+            tasks.create_task(_source(driver))
+            if on_started is not None:
+                tasks.create_task(on_started(driver))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
 async def _source(driver: Driver) -> None:
     routes_path = driver.settings.routes
     if routes_path is None:
-        await serve_coreflow(driver.settings.coreflow_url, driver.reconciler)
+        assert driver.coreflow is not None  # run_driver makes a Coreflow client when there is no routes file
+        await driver.coreflow.run()
         return
 
     async def submit(document: Any) -> None:

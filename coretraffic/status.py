@@ -1,0 +1,386 @@
+"""The status server: how an operator, a kubelet and Prometheus see the loop from outside.
+
+- `/healthz`: 200 while the driver runs and Caddy's admin API answers, else 503 (liveness).
+- `/readyz`: 200 once a route set has been applied and Caddy still holds its marker `@id`, else 503 (readiness).
+- `/metrics`: Prometheus text format (prometheus-client): routes, applies, failures, Coreflow, Caddy restarts.
+- `/status`: JSON with the last apply's result; rejected hosts as Problem strings only, never a secret.
+  `coretraffic status` fetches and prints it.
+
+It only reads: the reconciler's counters, marker and (through its `on_result` observer, `ApplyStats`) each
+apply's result; the spawned Caddy's restart count; the Coreflow client's connection state. It never changes
+what Caddy runs. HTTP is asyncio's own server with a minimal HTTP/1.1 responder (GET/HEAD, one request per
+connection): handlers run on the driver's event loop, so they read that state without locks and await Caddy's
+admin API directly, and four read-only paths do not warrant a web framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+from coretraffic import __version__
+from coretraffic.caddy_admin import CaddyRejected, CaddyUnavailable
+from coretraffic.reconciler import ApplyResult
+from coretraffic.settings import host_port
+from coretraffic.validate import Validation
+
+if TYPE_CHECKING:
+    from coretraffic.service import Driver
+
+log = logging.getLogger("coretraffic.status")
+
+# Kubelet probes time out after a few seconds: answer "Caddy does not answer" well before that.
+CADDY_PROBE_TIMEOUT_S = 2.0
+# A client that sends no complete request head in this time is dropped; only GET heads are expected.
+_REQUEST_TIMEOUT_S = 5.0
+_MAX_HEADER_LINES = 100
+# Loads take 2 ms (10 routes) to 2.4 s (10,000 routes) on a quiet box, minutes when Caddy struggles.
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/status")
+# A client that goes away, is too slow, or sends something that is not a small HTTP/1.x request head.
+_DROPPED = (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+
+
+class StatusError(RuntimeError):
+    """The status server cannot listen, or (for `coretraffic status`) does not answer."""
+
+
+class ApplyStats:
+    """What the reconciler's `on_result` observer learns from each apply, kept for `/metrics` and `/status`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.duration = Histogram(
+            "coretraffic_apply_duration_seconds",
+            "Time from taking a route set to Caddy's final answer (rendering, loads, isolating rejected hosts)",
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.outcomes: dict[str, int] = {"applied": 0, "unchanged": 0, "failed": 0}
+        self.last: ApplyResult | None = None
+        self.last_at = 0.0
+        self.last_success_at = 0.0
+        self.desired_hosts = 0
+        self.serving_hosts = 0
+
+    def observe(self, result: ApplyResult, validation: Validation) -> None:
+        now = time.time()
+        self.duration.observe(result.duration_s)
+        self.outcomes[result.outcome] += 1
+        self.last, self.last_at = result, now
+        self.desired_hosts = len({r.host for r in validation.routes} | {p.host for p in validation.errors})
+        if result.outcome != "failed":  # a failed apply changed nothing: Caddy serves the previous set
+            self.last_success_at = now
+            self.serving_hosts = len(result.applied_hosts)
+
+
+class _DriverCollector:
+    """Metrics read from the running parts at scrape time, so the parts never depend on Prometheus."""
+
+    def __init__(self, driver: Driver, stats: ApplyStats) -> None:
+        self._driver = driver
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        driver, stats = self._driver, self._stats
+        reconciler = driver.reconciler
+        yield InfoMetricFamily("coretraffic_build", "The running coretraffic", {"version": __version__})
+        yield _gauge("coretraffic_routes_desired", "Hosts in the last route set received", stats.desired_hosts)
+        yield _gauge("coretraffic_routes_applied", "Hosts Caddy was last told to serve", stats.serving_hosts)
+        yield _gauge(
+            "coretraffic_routes_rejected",
+            "Hosts of the last route set left out (invalid, or refused by Caddy)",
+            len({p.host for p in stats.last.rejected}) if stats.last else 0,
+        )
+        yield _gauge(
+            "coretraffic_last_successful_apply_timestamp_seconds",
+            "Unix time of the last apply after which Caddy ran the route set (0: none yet)",
+            stats.last_success_at,
+        )
+        applies = CounterMetricFamily("coretraffic_applies", "Applies by outcome", labels=["outcome"])
+        for outcome, count in stats.outcomes.items():
+            applies.add_metric([outcome], count)
+        yield applies
+        failures = CounterMetricFamily(
+            "coretraffic_apply_failures",
+            "caddy_rejected: Caddy refused a whole route set (the previous one kept serving); "
+            "caddy_unavailable: a load found Caddy unreachable, timing out or answering 5xx (retried)",
+            labels=["reason"],
+        )
+        failures.add_metric(["caddy_rejected"], stats.outcomes["failed"])
+        failures.add_metric(["caddy_unavailable"], reconciler.retries)
+        yield failures
+        yield _counter("coretraffic_caddy_loads", "Configs Caddy accepted through /load", reconciler.loads)
+        yield _counter(
+            "coretraffic_caddy_heals",
+            "Re-applies after Caddy lost the applied config (restarted, emptied or edited by hand)",
+            reconciler.heals,
+        )
+        if driver.caddy is not None:
+            yield _counter(
+                "coretraffic_caddy_restarts",
+                "Times the spawned Caddy exited and was started again",
+                driver.caddy.restarts,
+            )
+        if driver.coreflow is not None:
+            yield _gauge(
+                "coretraffic_coreflow_connected",
+                "1 while connected and tagged at Coreflow",
+                int(driver.coreflow.connected),
+            )
+            yield _counter(
+                "coretraffic_coreflow_reconnects", "Connection attempts after the first", driver.coreflow.reconnects
+            )
+        marker = reconciler.applied_marker
+        if marker is not None:
+            yield InfoMetricFamily(
+                "coretraffic_config", "The config marker @id Caddy was last given", {"config_id": marker}
+            )
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, text, value=value)
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, text, value=value)
+
+
+class StatusServer:
+    """Answers the four endpoints on `address` until closed."""
+
+    def __init__(self, driver: Driver, stats: ApplyStats) -> None:
+        self._driver = driver
+        self._stats = stats
+        self._registry = stats.registry
+        self._registry.register(_DriverCollector(driver, stats))
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self._registry.register(standard)
+        self._server: asyncio.Server | None = None
+
+    async def listen(self, address: str) -> None:
+        host, port = host_port(address)
+        try:
+            self._server = await asyncio.start_server(self._serve_connection, host, port)
+        except OSError as exc:
+            raise StatusError(f"status server cannot listen on {address}: {exc.strerror or exc}") from None
+        log.info("status server listening on http://%s/ (%s)", address, " ".join(_ENDPOINTS))
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_REQUEST_TIMEOUT_S):
+                method, path = await _read_request_head(reader)
+            status, content_type, body = await self._respond(method, path)
+            head = (
+                f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode("latin-1") + (b"" if method == "HEAD" else body))
+            await writer.drain()
+        except _DROPPED as exc:
+            log.debug("status request dropped: %r", exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _respond(self, method: str, path: str) -> tuple[HTTPStatus, str, bytes]:
+        if method not in ("GET", "HEAD"):
+            return HTTPStatus.METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", b"only GET and HEAD\n"
+        match path:
+            case "/healthz":
+                problem = await self._caddy_problem()
+                return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or "ok")
+            case "/readyz":
+                problem = await self._not_ready()
+                ready = f"ready: caddy runs config {self._driver.reconciler.applied_marker}"
+                return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or ready)
+            case "/metrics":
+                return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+            case "/status":
+                document = await self.status_document()
+                return HTTPStatus.OK, "application/json", json.dumps(document, indent=2).encode() + b"\n"
+            case _:
+                return _text(HTTPStatus.NOT_FOUND, "not found; try " + " ".join(_ENDPOINTS))
+
+    # -- what the endpoints say ----------------------------------------------------------------------------
+
+    async def _caddy_problem(self) -> str:
+        """Why Caddy's admin API is not healthy, or "" when it answers."""
+        try:
+            async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
+                await self._driver.admin.ping()
+        except TimeoutError:
+            return f"caddy admin API did not answer within {CADDY_PROBE_TIMEOUT_S:g} s"
+        except (CaddyUnavailable, CaddyRejected) as exc:
+            return str(exc)
+        return ""
+
+    async def _not_ready(self) -> str:
+        """Why the driver is not ready, or "" when Caddy runs the applied route set."""
+        marker = self._driver.reconciler.applied_marker
+        if marker is None:
+            return "no route set applied yet"
+        try:
+            async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
+                runs = await self._driver.admin.has_id(marker)
+        except (TimeoutError, CaddyUnavailable) as exc:
+            return f"caddy admin API does not answer: {exc or 'timeout'}"
+        return "" if runs else "caddy does not run the applied config (it is being re-applied)"
+
+    async def status_document(self) -> dict[str, Any]:
+        driver, stats, reconciler = self._driver, self._stats, self._driver.reconciler
+        caddy_problem, not_ready = await asyncio.gather(self._caddy_problem(), self._not_ready())
+        caddy: dict[str, Any] = {
+            "admin": driver.admin.address.listen,
+            "healthy": not caddy_problem,
+            "problem": caddy_problem,
+            "spawned": driver.caddy is not None,
+            "restarts": driver.caddy.restarts if driver.caddy else None,
+            "loads": reconciler.loads,
+            "load_retries": reconciler.retries,
+            "heals": reconciler.heals,
+        }
+        if driver.coreflow is not None:
+            source: dict[str, Any] = {
+                "coreflow": _without_userinfo(driver.settings.coreflow_url),
+                "connected": driver.coreflow.connected,
+                "reconnects": driver.coreflow.reconnects,
+            }
+        else:
+            source = {"routes_file": str(driver.settings.routes)}
+        last = stats.last
+        return {
+            "version": __version__,
+            "ready": not_ready == "",
+            "not_ready_because": not_ready,
+            "config_id": reconciler.applied_marker,
+            "routes": {
+                "desired": stats.desired_hosts,
+                "applied": stats.serving_hosts,
+                "rejected": len({p.host for p in last.rejected}) if last else 0,
+            },
+            "last_successful_apply": _iso(stats.last_success_at),
+            "last_apply": None
+            if last is None
+            else {
+                "at": _iso(stats.last_at),
+                "outcome": last.outcome,
+                "duration_s": round(last.duration_s, 3),
+                "hosts_served": len(last.applied_hosts),
+                "caddy_answer": last.caddy_answer,
+                "rejected": [str(p) for p in last.rejected],
+                "warnings": [str(p) for p in last.warnings],
+            },
+            "caddy": caddy,
+            "source": source,
+        }
+
+
+async def _read_request_head(reader: asyncio.StreamReader) -> tuple[str, str]:
+    """The method and path of one HTTP/1.x request; its headers are read and ignored."""
+    method, target, version = (await reader.readuntil(b"\n")).decode("latin-1").split()
+    if not version.startswith("HTTP/1."):
+        raise ValueError(f"not HTTP/1.x: {version!r}")
+    for _ in range(_MAX_HEADER_LINES):
+        if (await reader.readuntil(b"\n")).strip() == b"":
+            return method, urlsplit(target).path
+    raise ValueError("too many header lines")
+
+
+def _text(status: HTTPStatus, text: str) -> tuple[HTTPStatus, str, bytes]:
+    return status, "text/plain; charset=utf-8", f"{text}\n".encode()
+
+
+def _iso(timestamp: float) -> str | None:
+    if not timestamp:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+# -- `coretraffic status` --------------------------------------------------------------------------------------
+
+
+def fetch_status(address: str) -> dict[str, Any]:
+    """The `/status` document of the driver whose status server listens on `address`."""
+    host, port = host_port(address)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # listening on all addresses: ask over loopback
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"
+    try:
+        response = httpx.get(url, timeout=10.0)
+        response.raise_for_status()
+        document: dict[str, Any] = response.json()
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        raise StatusError(f"no status from {url}: {exc}") from None
+    return document
+
+
+def status_text(document: dict[str, Any]) -> str:
+    """`/status` for a person reading a terminal."""
+    return "\n".join(_status_lines(document))
+
+
+def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
+    ready = "ready" if doc["ready"] else f"NOT READY: {doc['not_ready_because']}"
+    yield f"coretraffic {doc['version']}: {ready}"
+    caddy = doc["caddy"]
+    health = "answering" if caddy["healthy"] else f"NOT ANSWERING: {caddy['problem']}"
+    spawned = f"spawned, {caddy['restarts']} restarts" if caddy["spawned"] else "external"
+    yield (
+        f"caddy:   admin {caddy['admin']} {health}; {spawned}; {caddy['loads']} loads, "
+        f"{caddy['load_retries']} retried, {caddy['heals']} heals"
+    )
+    source = doc["source"]
+    if "coreflow" in source:
+        state = "connected" if source["connected"] else "NOT CONNECTED"
+        yield f"source:  coreflow {source['coreflow']} {state}, {source['reconnects']} reconnects"
+    else:
+        yield f"source:  routes file {source['routes_file']}"
+    routes = doc["routes"]
+    yield f"routes:  {routes['desired']} desired, {routes['applied']} applied, {routes['rejected']} rejected"
+    yield f"config:  {doc['config_id'] or '-'} (last successful apply: {doc['last_successful_apply'] or 'never'})"
+    last = doc["last_apply"]
+    if last is None:
+        yield "last apply: none yet"
+        return
+    yield (
+        f"last apply: {last['outcome']} at {last['at']} in {last['duration_s']} s, {last['hosts_served']} hosts "
+        f"served; caddy: {last['caddy_answer']}"
+    )
+    for title, problems in (("rejected", last["rejected"]), ("warnings", last["warnings"])):
+        if problems:
+            yield f"{title}:"
+            yield from (f"  {problem}" for problem in problems)
