@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from coretraffic.caddy_admin import AdminAddress
 from coretraffic.caddy_process import CaddyProcess, CaddyStartError
 from coretraffic.demo import run_demo
 from coretraffic.diff import run_diff
+from coretraffic.logs import setup_logging
 from coretraffic.models import RouteSetError
 from coretraffic.redact import redact
 from coretraffic.render import BaseConfigError, serialise
@@ -44,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = _settings(args)
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per admin request is noise
+        setup_logging(settings.log_level, settings.log_format)
         return int(args.command(settings, args))
     except (UsageError, RoutesFileError, RouteSetError, BaseConfigError, CaddyStartError) as exc:
         print(f"coretraffic: {exc}", file=sys.stderr)
