@@ -1,4 +1,4 @@
-"""The `coretraffic` command: `run`, `demo`, `check` and `render`.
+"""The `coretraffic` command: `run`, `demo`, `check`, `render`, `diff` and `status`.
 
 Wires settings (flags over `CORETRAFFIC_*` environment variables over defaults) to the service and the pure
 core. Errors a person can fix (a bad setting, an unreadable routes file, a clashing base config) end in one line
@@ -30,6 +30,7 @@ from coretraffic.render import BaseConfigError, serialise
 from coretraffic.routes_file import RoutesFileError, read_routes_document
 from coretraffic.service import make_renderer, run_driver
 from coretraffic.settings import Settings
+from coretraffic.status import StatusError, fetch_status, status_text
 from coretraffic.validate import validate_route_set
 
 EXIT_USAGE = 2
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
         setup_logging(settings.log_level, settings.log_format)
         return int(args.command(settings, args))
-    except (UsageError, RoutesFileError, RouteSetError, BaseConfigError, CaddyStartError) as exc:
+    except (UsageError, RoutesFileError, RouteSetError, BaseConfigError, CaddyStartError, StatusError) as exc:
         print(f"coretraffic: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         ("check", _cmd_check, "print per-host problems of a routes file; exit 1 if there are any"),
         ("render", _cmd_render, "print the Caddy JSON for a routes file, secrets redacted"),
         ("diff", _cmd_diff, "show what a routes file would change in the running Caddy (exit 0 none, 1 changes)"),
+        ("status", _cmd_status, "print a running driver's status from its status server (exit 1 if not ready)"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         command.set_defaults(command=handler)
@@ -140,6 +142,14 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_diff(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_diff(settings, full=args.full, as_json=args.as_json))
+
+
+def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.status_addr:
+        raise UsageError("--status-addr (or CORETRAFFIC_STATUS_ADDR) is empty: no status server to ask")
+    document = fetch_status(settings.status_addr)
+    print(status_text(document))
+    return 0 if document["ready"] else 1
 
 
 def _admin_address(settings: Settings) -> AdminAddress:
