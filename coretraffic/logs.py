@@ -82,7 +82,8 @@ class TextFormatter(_Formatter):
         caddy = fields.pop("caddy", None)
         if caddy is not None:
             fields.pop("source")
-            message = f"{caddy.get('logger', '')}: {message}"
+            if caddy.get("logger"):
+                message = f"{caddy['logger']}: {message}"
             fields.update((k, v) for k, v in caddy.items() if k not in _CADDY_HEAD)
         line = " ".join([f"{time} {record.levelname} {record.name}: {message}", *map(_pair, fields.items())])
         if record.exc_info:
