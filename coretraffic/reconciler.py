@@ -299,6 +299,10 @@ def _culprits(error: str, config: JSON, routes: Sequence[Route]) -> list[tuple[s
         if index < len(owners) and owners[index] is not None:
             found.append((str(owners[index]), "publicKey"))
     match = _HTTPS_ROUTE.search(error)
-    if match and int(match.group(1)) < len(hosts):
-        found.append((hosts[int(match.group(1))], "config"))
+    https_routes = config["apps"]["http"]["servers"][HTTPS_SERVER]["routes"]
+    if match and int(match.group(1)) < len(https_routes):
+        # Only a route of one host can be blamed on it; a bucket's error is not one host's fault.
+        route_hosts = [h for m in https_routes[int(match.group(1))].get("match", []) for h in m.get("host", [])]
+        if len(route_hosts) == 1:
+            found.append((route_hosts[0], "config"))
     return found

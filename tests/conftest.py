@@ -144,6 +144,19 @@ def route_configs(ca: DemoCA, hosts: list[str], upstream_port: int) -> list[dict
 # -- the data plane, as a client sees it ---------------------------------------------------------------------
 
 
+def ids_in(document: Any, prefix: str) -> set[str]:
+    """Every `@id` starting with `prefix` anywhere in a Caddy config, the prefix removed."""
+    if isinstance(document, list):
+        return set().union(*(ids_in(item, prefix) for item in document))
+    if not isinstance(document, dict):
+        return set()
+    found = set().union(*(ids_in(value, prefix) for value in document.values()))
+    marker = document.get("@id")
+    if isinstance(marker, str) and marker.startswith(prefix):
+        found.add(marker.removeprefix(prefix))
+    return found
+
+
 async def https_get(
     ca: DemoCA | str,
     port: int,

@@ -17,8 +17,8 @@ from coretraffic.caddy_admin import CaddyAdmin
 from coretraffic.caddy_process import CaddyProcess
 from coretraffic.demo import DemoCA, DemoUpstream, demo_route
 from coretraffic.reconciler import Reconciler
-from coretraffic.render import HTTPS_SERVER, JSON, route_id
-from coretraffic.validate import Route, Validation
+from coretraffic.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
+from coretraffic.validate import BasicAuth, Route, Validation
 from tests.conftest import Ports, https_get, serves, validated, wait_until
 
 
@@ -194,3 +194,27 @@ async def test_hand_edit_is_reverted(
     assert (await https_get(ca, ports.https, "edit.example.test")).status_code == 404
     await wait_until(lambda: serves(ca, ports.https, "edit.example.test"), 10, "the edit to be reverted")
     assert reconciler.heals == 1
+
+
+async def test_a_host_route_caddy_rejects_is_isolated_among_buckets(
+    ca: DemoCA, upstream: DemoUpstream, admin: CaddyAdmin, render_settings: RenderSettings, ports: Ports
+) -> None:
+    # Enough hosts for the bucket layout, and one authed host whose password hash Caddy will refuse: the error
+    # names that host's route by index, which must be mapped back to it (and never to a whole bucket).
+    configs = [demo_route(ca, f"b{i:02}.example.test", upstream.port) for i in range(30)]
+    configs[7]["authentication"] = {"type": "Basic", "user": "mallory", "pass": "pw"}
+    settings = dataclasses.replace(render_settings, flat_max=4, bucket_size=10)
+
+    def broken_hash(auth: BasicAuth) -> str:
+        return "not-a-bcrypt-hash"
+
+    reconciler = Reconciler(admin, lambda routes: render(routes, settings, BaseConfig(), broken_hash))
+    task = asyncio.create_task(reconciler.run())
+    try:
+        result = await reconciler.submit(validated(configs))
+    finally:
+        task.cancel()
+    assert result.outcome == "applied"
+    assert [(p.host, p.field) for p in result.rejected] == [("b07.example.test", "config")]
+    assert len(result.applied_hosts) == 29
+    assert await serves(ca, ports.https, "b29.example.test")

@@ -16,8 +16,8 @@ from coretraffic.coreflow import CoreflowClient
 from coretraffic.coreflow.handler import make_update_routing_handler
 from coretraffic.demo import DemoCA, DemoUpstream, demo_route
 from coretraffic.reconciler import Reconciler
-from coretraffic.render import HTTPS_SERVER, ROUTE_ID_PREFIX
-from tests.conftest import Ports, serves, wait_until
+from coretraffic.render import ROUTE_ID_PREFIX
+from tests.conftest import Ports, ids_in, serves, wait_until
 
 from .conftest import Peer
 
@@ -43,8 +43,7 @@ def update(configs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def served_route_ids(admin: CaddyAdmin) -> set[str]:
-    routes = (await admin.get_config())["apps"]["http"]["servers"][HTTPS_SERVER]["routes"]
-    return {r["@id"].removeprefix(ROUTE_ID_PREFIX) for r in routes if r.get("@id", "").startswith(ROUTE_ID_PREFIX)}
+    return ids_in(await admin.get_config(), ROUTE_ID_PREFIX)
 
 
 async def test_one_route_is_served_and_the_reply_is_ok(

@@ -37,8 +37,23 @@ def _write(case: str, name: str, document: Any) -> None:
     (HERE / case / name).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_buckets_case(ca: DemoCA) -> None:
+    """More hosts than `flat_max`: plain hosts in buckets by upstream count, auth and wildcard on their own."""
+    one = [_config(ca, f"h{i}.example.test", f"h{i}.example.test", ["10.0.1.1"], [80 + i]) for i in range(4)]
+    two = [_config(ca, f"t{i}.example.test", f"t{i}.example.test", ["10.0.2.1", "10.0.2.2"], [80]) for i in range(2)]
+    authed = _config(
+        ca, "auth.example.test", "auth.example.test", ["10.0.3.1"], [80],
+        authentication={"type": "Basic", "user": "bob", "pass": "builder"},
+    )  # fmt: skip
+    wildcard = _config(ca, "*.w.example.test", "*.w.example.test", ["10.0.4.1"], [80])
+    _write("buckets", "routes.json", [wildcard, *reversed(one), authed, *two])
+    settings = {"admin_listen": "unix//run/coretraffic/admin.sock", "version": "1.2.3", "flat_max": 2, "bucket_size": 3}
+    _write("buckets", "settings.json", settings)
+
+
 def main() -> None:
     ca = DemoCA("coretraffic golden CA")
+    write_buckets_case(ca)
     _write("plain", "routes.json", [_config(ca, "app.example.test", "app.example.test", ["10.0.0.1"], [8080])])
     _write("plain", "settings.json", {"admin_listen": "unix//run/coretraffic/admin.sock", "version": "1.2.3"})
 
