@@ -1,4 +1,7 @@
-"""`python -m benchmarks [--sizes 100,1000,10000] [--repeats 5]`: print the table of side-by-side ratios."""
+"""`python -m benchmarks`: the whole suite, one table of side-by-side ratios (see BENCHMARKS.md).
+
+`--smoke` runs every measurement briefly on small sets (seconds, for CI); the full run takes a few minutes.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +12,69 @@ import logging
 import os
 import platform
 
-from benchmarks.update_to_serving import measure
+from benchmarks import scale, update_to_serving
+from benchmarks.harness import bed, require_wrk
+
+
+def _row(what: str, ratio: float, goal: str, met: bool, detail: str) -> str:
+    return f"| {what} | {ratio:.2f} | {goal} | {'met' if met else 'NOT met'} | {detail} |"
+
+
+async def suite(args: argparse.Namespace) -> list[str]:
+    rows = []
+    async with bed() as b:
+        for size in args.sizes:
+            d = await scale.dispatch(b, size, args.seconds, args.rounds, with_flat=not args.smoke)
+            flat = f", flat layout {d.flat_worst_rps / d.one_route_rps:.2f}" if d.flat_worst_rps else ""
+            rows.append(
+                _row(f"worst host / one-route rps, {size:,} hosts", d.ratio, ">= 0.9", d.ratio >= 0.9,
+                     f"{d.worst_rps:,.0f} / {d.one_route_rps:,.0f} rps{flat}")
+            )  # fmt: skip
+            print(rows[-1], flush=True)
+        ratio = await scale.auth_vs_open(b, args.seconds, args.rounds)
+        rows.append(_row("authed / open rps", ratio, ">= 0.9", ratio >= 0.9, "bcrypt cost 10, hash_cache on"))
+        print(rows[-1], flush=True)
+        r = await scale.reloads_under_traffic(b, args.reload_routes, args.reloads)
+        rows.append(
+            _row(f"Caddy RSS after {r.reloads} reloads under traffic / steady", r.ratio, "<= 1.5", r.ratio <= 1.5,
+                 f"{r.after_mb:.0f} / {r.steady_mb:.0f} MB, {args.reload_routes:,} routes, "
+                 f"{r.requests:,} requests, {r.failed} failed")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        c = await scale.driver_cost(b, args.cost_routes)
+        rows.append(
+            _row(f"driver CPU / Caddy /load, {args.cost_routes:,} routes, one changed", c.ratio, "<= 0.10",
+                 c.ratio <= 0.10, f"{c.driver_cpu_s * 1000:.0f} ms / {c.caddy_load_s * 1000:.0f} ms; "
+                 f"driver RSS {c.driver_rss_mb:.0f} MB (goal <= 150)")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+    for size in args.sizes:
+        u = await update_to_serving.measure(size, args.rounds + 1)
+        limit = 1.1 * u.raw_s + 0.020
+        rows.append(
+            _row(f"update-to-serving / raw /load, {size:,} routes", u.ratio, "<= 1.1x + 20 ms", u.ours_s <= limit,
+                 f"{u.ours_s * 1000:.0f} / {u.raw_s * 1000:.0f} ms")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+    return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--sizes", default="100,1000,10000", help="route counts, comma-separated")
-    parser.add_argument("--repeats", type=int, default=5, help="alternated rounds per size (median is reported)")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds per measurement, small sets (for CI)")
     args = parser.parse_args()
+    full = not args.smoke
+    args.sizes = [100, 1000, 10000] if full else [200]
+    args.seconds = 5.0 if full else 1.0
+    args.rounds = 2 if full else 1
+    args.reloads = 100 if full else 5
+    args.reload_routes = 2000 if full else 200
+    args.cost_routes = 10000 if full else 500
+    require_wrk()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
-    sizes = [int(s) for s in args.sizes.split(",")]
-    print(
-        f"# {datetime.date.today()} on {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})"
-    )
-    print("| routes | update-to-serving, ours | raw /load | ratio | overhead | goal <= 1.1x + 20 ms |")
-    print("|---:|---:|---:|---:|---:|:--|")
-    for size in sizes:
-        row = asyncio.run(measure(size, args.repeats))
-        met = row.ours_s <= 1.1 * row.raw_s + 0.020
-        print(
-            f"| {row.routes:,} | {row.ours_s * 1000:.0f} ms | {row.raw_s * 1000:.0f} ms | {row.ratio:.2f}x "
-            f"| {row.overhead_ms:+.0f} ms | {'met' if met else 'NOT met'} |",
-            flush=True,
-        )
+    print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")
+    print("| measurement | ratio | goal | | detail |\n|---|---:|---|---|---|", flush=True)
+    asyncio.run(suite(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""Scale benchmarks (issue 6): each returns ratios of two things measured side by side in one run.
+
+- worst host vs a one-route config, HTTPS through Caddy, at N hosts (and the flat one-route-per-host layout);
+- a basic-auth host vs an open one;
+- Caddy's RSS after reloads under traffic vs its steady state;
+- the driver's CPU for a changed 10,000-route set vs Caddy's `/load` of it, and the driver's RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.harness import Bed, free_port, wrk
+from coretraffic.render import serialise
+from coretraffic.validate import validate_route_set
+
+
+def hosts(count: int, prefix: str = "h") -> list[str]:
+    return [f"{prefix}{i:05}.bench.test" for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    routes: int
+    one_route_rps: float
+    worst_rps: float
+    flat_worst_rps: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.worst_rps / self.one_route_rps
+
+
+async def dispatch(bed: Bed, size: int, seconds: float, rounds: int, with_flat: bool) -> Dispatch:
+    names = hosts(size)
+    worst = max(names)  # last in every layout: sorted by (upstream count, name), one upstream each
+    one = bed.render(bed.routes(bed.configs(names[:1])), fallback_sni=names[0])
+    routes = bed.routes(bed.configs(names))
+    layouts = {"ours": bed.render(routes, fallback_sni=worst)}
+    if with_flat:
+        layouts["flat"] = bed.render(routes, fallback_sni=worst, flat=True)
+    measured: dict[str, list[float]] = {"one": [], "ours": [], "flat": []}
+    for _ in range(rounds):  # alternated, so drift on the shared machine hits both sides alike
+        await bed.load(one)
+        measured["one"].append((await wrk(bed.https_port, names[0], seconds)).rps)
+        for name, config in layouts.items():
+            await bed.load(config)
+            measured[name].append((await wrk(bed.https_port, worst, seconds)).rps)
+    flat = statistics.median(measured["flat"]) if measured["flat"] else None
+    return Dispatch(size, statistics.median(measured["one"]), statistics.median(measured["ours"]), flat)
+
+
+async def auth_vs_open(bed: Bed, seconds: float, rounds: int) -> float:
+    configs = bed.configs(["open.bench.test", "auth.bench.test"])
+    configs[1] = {**configs[1], "authentication": {"type": "Basic", "user": "bench", "pass": "bench-password"}}
+    await bed.load(bed.render(bed.routes(configs), fallback_sni="open.bench.test"))
+    authed, opened = [], []
+    for _ in range(rounds):
+        opened.append((await wrk(bed.https_port, "open.bench.test", seconds)).rps)
+        load = await wrk(bed.https_port, "auth.bench.test", seconds, auth="bench:bench-password")
+        assert load.failed == 0, "authed requests were refused"
+        authed.append(load.rps)
+    return statistics.median(authed) / statistics.median(opened)
+
+
+@dataclass(frozen=True)
+class Reloads:
+    steady_mb: float
+    after_mb: float
+    reloads: int
+    requests: int
+    failed: int
+
+    @property
+    def ratio(self) -> float:
+        return self.after_mb / self.steady_mb
+
+
+async def reloads_under_traffic(bed: Bed, size: int, reloads: int) -> Reloads:
+    names = hosts(size)
+    target = names[0]
+    configs = bed.configs(names)
+    variants = [
+        serialise(bed.render(bed.routes([*configs[:-1], *bed.configs([f"r{i:05}.bench.test"])]), fallback_sni=target))
+        for i in range(reloads)
+    ]
+    started = time.perf_counter()
+    await bed.load(bed.render(bed.routes(configs), fallback_sni=target))
+    one_load = time.perf_counter() - started
+    await wrk(bed.https_port, target, 5)  # warm up: connections, pools, certificate cache
+    steady = bed.caddy_rss_mb()
+    # wrk reports only at its end, so it runs for about as long as the reloads will take.
+    traffic = asyncio.create_task(wrk(bed.https_port, target, reloads * one_load * 1.5 + 2))
+    for body in variants:
+        await bed.admin.load(body)
+    load = await traffic
+    return Reloads(steady, bed.caddy_rss_mb(), reloads, load.requests, load.failed)
+
+
+@dataclass(frozen=True)
+class DriverCost:
+    driver_cpu_s: float
+    caddy_load_s: float
+    driver_rss_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.driver_cpu_s / self.caddy_load_s
+
+
+async def driver_cost(bed: Bed, size: int) -> DriverCost:
+    names = hosts(size)
+    configs = bed.configs(names)
+    now = datetime.datetime.now(datetime.UTC)
+    bed.render(validate_route_set(json.loads(json.dumps(configs)), now).routes, fallback_sni=names[0])  # warm
+    changed = json.loads(json.dumps([*configs[1:], *bed.configs(["changed.bench.test"])]))
+    cpu = time.process_time()
+    body = serialise(bed.render(validate_route_set(changed, now).routes, fallback_sni=names[0]))
+    driver_cpu = time.process_time() - cpu
+    started = time.perf_counter()
+    await bed.admin.load(body)
+    caddy_load = time.perf_counter() - started
+    return DriverCost(driver_cpu, caddy_load, await _driver_rss_mb(bed, configs))
+
+
+async def _driver_rss_mb(bed: Bed, configs: list[dict[str, object]]) -> float:
+    """RSS of a real `coretraffic run --routes` process once it has applied the set."""
+    with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
+        routes_file = Path(tmp) / "routes.json"
+        routes_file.write_text(json.dumps(configs))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "coretraffic", "run", "--routes", str(routes_file),
+            "--caddy-admin", bed.caddy.admin_address.listen, "--listen-host", "127.0.0.1",
+            "--http-port", str(free_port()), "--https-port", str(free_port()),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "CORETRAFFIC_LOG_LEVEL": "INFO"},
+        )  # fmt: skip
+        assert process.stderr is not None
+        try:
+            async with asyncio.timeout(300):
+                async for line in process.stderr:
+                    if b"apply applied" in line or b"apply unchanged" in line:
+                        break
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        finally:
+            process.terminate()
+            await process.wait()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert match is not None
+    return int(match.group(1)) / 1024
