@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from http import HTTPStatus
@@ -183,7 +184,8 @@ class StatusServer:
         try:
             self._server = await asyncio.start_server(self._serve_connection, host, port)
         except OSError as exc:
-            raise StatusError(f"status server cannot listen on {address}: {exc.strerror or exc}") from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text repeats the address
+            raise StatusError(f"status server cannot listen on {address}: {reason}") from None
         log.info("status server listening on http://%s/ (%s)", address, " ".join(_ENDPOINTS))
 
     async def close(self) -> None:
