@@ -92,7 +92,7 @@ async def run_driver(
     finally:
         await status.close()
         await admin.aclose()
-        if caddy is not None:
+        if caddy is not None and caddy.pid is not None:
             await caddy.stop()
             log.info("caddy stopped")
 
