@@ -21,7 +21,8 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "a
 # Caddy fields already shown as the line's time, level, logger and message.
 _CADDY_HEAD = ("ts", "level", "logger", "msg")
 # Libraries whose own detail is not ours to show: httpx logs every admin request (one a second from the health
-# checks), websockets at DEBUG dumps the start of every frame, and a routing update is a frame full of keys.
+# checks); websockets at DEBUG logs every frame, and the frames of a routing update carry private keys (it
+# shows only their first bytes today, which is nothing to rely on).
 _QUIET_LIBRARIES = ("httpx", "httpcore", "websockets")
 
 

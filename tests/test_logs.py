@@ -1,0 +1,224 @@
+"""Logs: one event per line (JSON off a terminal, text on one), Caddy's lines nested, and no secret in any line.
+
+The canary tests run the real driver at DEBUG with canary-bearing routes, good and broken, from a routes file
+and from the real Coreflow peer, let it apply, and search everything it printed (and its status server's
+answers) for keys, certificate bodies, passwords and password hashes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from coretraffic.demo import DemoCA, DemoUpstream, demo_route
+from coretraffic.logs import JsonFormatter, TextFormatter, setup_logging
+from tests.conftest import Ports, free_port, wait_until
+from tests.coreflow.conftest import Peer
+from tests.test_cli_run import Driver
+
+CANARY = "CANARY-7c1d"
+BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
+CADDY_LINE = (
+    '{"level":"info","ts":1795661076.8,"logger":"tls","msg":"loading certificate",'
+    '"subjects":["app.example.test"],"expiration":1795661076}'
+)
+
+
+# -- the canary ----------------------------------------------------------------------------------------------
+
+
+def canary_routes(ca: DemoCA, upstream_port: int) -> list[dict[str, Any]]:
+    """Two good hosts and four broken ones, each carrying the canary in a secret field."""
+
+    def route(host: str, **overrides: Any) -> dict[str, Any]:
+        return {**demo_route(ca, host, upstream_port), **overrides}
+
+    good = route("good.example.test")
+    # PEM parsers skip text before the BEGIN line: the canary rides along in a key that is still valid.
+    good["privateKey"] = f"{CANARY}-key\n{good['privateKey']}"
+    good["authentication"] = {"type": "Basic", "user": "alice", "pass": f"{CANARY}-pass"}
+    plain = route("plain.example.test")
+    return [
+        good,
+        plain,
+        route("mismatch.example.test", privateKey=f"{CANARY}-key\n{plain['privateKey']}"),
+        route(
+            "badkey.example.test", privateKey=f"-----BEGIN PRIVATE KEY-----\n{CANARY}-body\n-----END PRIVATE KEY-----\n"
+        ),
+        route(
+            "badcert.example.test", publicKey=f"-----BEGIN CERTIFICATE-----\n{CANARY}-cert\n-----END CERTIFICATE-----\n"
+        ),
+        route("badauth.example.test", authentication={"type": "Basic", "user": "a:b", "pass": f"{CANARY}-pass"}),
+    ]
+
+
+def secrets_in(configs: list[dict[str, Any]], state_dir: Path) -> list[str]:
+    """Every secret a log line must not hold: the canary, PEM markers and bodies, and the hashes Caddy got."""
+    found = [CANARY, "PRIVATE KEY", "BEGIN CERTIFICATE"]
+    for config in configs:
+        for pem in (config["privateKey"], config["publicKey"]):
+            found.extend(line for line in pem.splitlines() if len(line) >= 16 and "-----" not in line)
+    autosave = state_dir / "config" / "caddy" / "autosave.json"
+    hashes = BCRYPT_HASH.findall(autosave.read_text())
+    assert hashes, "Caddy got the password hash the test looks for"
+    return [*found, *hashes, "$2b$"]
+
+
+def assert_no_secret(text: str, secrets: list[str]) -> None:
+    leaked = [secret for secret in secrets if secret in text]
+    assert not leaked, f"secrets in the output: {leaked[:3]}"
+
+
+def assert_json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    entries = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "msg"} <= entry.keys() for entry in entries)
+    return entries
+
+
+@pytest.fixture
+def run_args(short_tmp: Path, ports: Ports) -> list[str]:
+    return [
+        "run",
+        "--state-dir", str(short_tmp / "state"),
+        "--http-port", str(ports.http),
+        "--https-port", str(ports.https),
+        "--listen-host", "127.0.0.1",
+        "--bcrypt-cost", "4",
+        "--log-level", "DEBUG",
+    ]  # fmt: skip
+
+
+async def status_pages(port: int) -> str:
+    async with httpx.AsyncClient(timeout=10) as client:
+        pages = [await client.get(f"http://127.0.0.1:{port}{path}") for path in ("/status", "/metrics")]
+    return "\n".join(page.text for page in pages)
+
+
+async def ready(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def test_no_secret_in_any_log_line_from_a_routes_file(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, run_args: list[str]
+) -> None:
+    configs = canary_routes(ca, upstream.port)
+    routes = short_tmp / "routes.json"
+    routes.write_text(json.dumps(configs))
+    status_port = free_port()
+    driver = Driver([*run_args, "--routes", str(routes), "--status-addr", f"127.0.0.1:{status_port}"])
+    try:
+        await wait_until(lambda: ready(status_port), 30, "the route set applied")
+        pages = await status_pages(status_port)
+        routes.write_text(f'[{{"privateKey": "{CANARY}-file"}} oops]')  # a broken file: reported, not echoed
+        await wait_until(lambda: driver.said("is not valid JSON"), 10, "the broken file reported")
+    finally:
+        assert driver.stop() == 0
+    entries = assert_json_lines(driver.lines)
+    for host in ("mismatch", "badkey", "badcert", "badauth"):
+        assert f"{host}.example.test: " in pages and f"{host}.example.test: " in driver.output
+    assert any(entry["level"] == "debug" for entry in entries)
+    assert any(entry.get("source") == "caddy" and isinstance(entry.get("caddy"), dict) for entry in entries)
+    assert_no_secret(driver.output + pages, secrets_in(configs, short_tmp / "state"))
+
+
+async def test_no_secret_in_any_log_line_from_coreflow(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, run_args: list[str]
+) -> None:
+    configs = canary_routes(ca, upstream.port)
+    peer = await Peer.start()
+    status_port = free_port()
+    driver = Driver(
+        [*run_args, "--status-addr", f"127.0.0.1:{status_port}"], env={"CORETRAFFIC_COREFLOW_URL": peer.url}
+    )
+    try:
+        await peer.status(until_tagged=True, wait_s=30)
+        answer = json.dumps(await peer.call("updateRouting", {"reverseConfigs": configs}))
+        assert "4 rejected" in answer
+        await wait_until(lambda: ready(status_port), 30, "the route set applied")
+        pages = await status_pages(status_port)
+    finally:
+        assert driver.stop() == 0
+        await peer.close()
+    assert_json_lines(driver.lines)
+    assert "updateRouting" in driver.output
+    assert_no_secret(driver.output + pages + answer, secrets_in(configs, short_tmp / "state"))
+
+
+# -- formats -------------------------------------------------------------------------------------------------
+
+
+def record(message: str, logger: str = "coretraffic.caddy", **extra: Any) -> logging.LogRecord:
+    return logging.getLogger(logger).makeRecord(logger, logging.INFO, __file__, 1, message, (), None, extra=extra)
+
+
+def test_json_nests_caddy_lines_and_keeps_each_event_on_one_line() -> None:
+    formatter = JsonFormatter()
+    caddy = json.loads(formatter.format(record(CADDY_LINE, source="caddy")))
+    assert caddy["msg"] == "loading certificate"
+    assert caddy["caddy"] == json.loads(CADDY_LINE)  # an object, not a string holding JSON
+    assert (caddy["logger"], caddy["source"], caddy["level"]) == ("coretraffic.caddy", "caddy", "info")
+
+    plain = json.loads(formatter.format(record("panic: runtime error", source="caddy")))
+    assert plain["msg"] == "panic: runtime error" and "caddy" not in plain
+
+    try:
+        raise ValueError("two\nlines")
+    except ValueError:
+        failed = logging.getLogger("coretraffic").makeRecord(
+            "coretraffic", logging.ERROR, __file__, 1, "failed", (), exc_info=sys.exc_info()
+        )
+    line = formatter.format(failed)
+    assert "\n" not in line
+    assert "ValueError: two\nlines" in json.loads(line)["exc"]
+
+    fields = json.loads(formatter.format(record("caddy started", logger="coretraffic.caddy", pid=42, msg_id="x")))
+    assert (fields["msg"], fields["pid"], fields["msg_id"]) == ("caddy started", 42, "x")
+
+
+def test_text_shows_caddy_fields_as_key_value() -> None:
+    line = TextFormatter().format(record(CADDY_LINE, source="caddy"))
+    assert re.fullmatch(r"\S+Z INFO coretraffic\.caddy: tls: loading certificate .*", line)
+    assert line.endswith(' subjects=["app.example.test"] expiration=1795661076')
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_auto_format_is_text_on_a_terminal_and_json_elsewhere() -> None:
+    controller, terminal = os.openpty()
+    with os.fdopen(terminal, "w") as tty:
+        setup_logging("INFO", "auto", tty)
+        logging.getLogger("coretraffic.test").info("to a person")
+        logging.getLogger("coretraffic.test").debug("below the level")
+        tty.flush()
+        shown = os.read(controller, 4096).decode()
+    os.close(controller)
+    assert re.fullmatch(r"\S+Z INFO coretraffic\.test: to a person\r?\n", shown)
+
+    pipe = io.StringIO()
+    setup_logging("DEBUG", "auto", pipe)
+    logging.getLogger("coretraffic.test").debug("to a machine")
+    logging.getLogger("httpx").info("HTTP Request: GET http://localhost/config/")  # library chatter: quiet
+    (line,) = pipe.getvalue().splitlines()
+    assert json.loads(line)["msg"] == "to a machine"
