@@ -16,11 +16,12 @@ demo:
 run *ARGS:
     {{venv}}/bin/coretraffic run --base-config caddy/Caddyfile.base {{ARGS}}
 
-# Lint, format check and types.
+# Lint, format check, types and the Containerfile.
 lint:
     {{venv}}/bin/ruff check .
     {{venv}}/bin/ruff format --check .
     {{venv}}/bin/mypy
+    {{venv}}/bin/hadolint Containerfile
 
 # The tests (a real Caddy and the real TypedSocket peer on loopback).
 test *ARGS:
@@ -33,3 +34,28 @@ ci:
 # Side-by-side benchmarks (ratios, not absolute times); see BENCHMARKS.md.
 bench *ARGS:
     {{venv}}/bin/python -m benchmarks {{ARGS}}
+
+# A running driver's status, readably (exit 1 if not ready); --status-addr or CORETRAFFIC_STATUS_ADDR.
+status *ARGS:
+    {{venv}}/bin/coretraffic status {{ARGS}}
+
+# A running driver's Prometheus metrics.
+metrics addr="127.0.0.1:9180":
+    {{venv}}/bin/python -c "import urllib.request; print(urllib.request.urlopen('http://{{addr}}/metrics').read().decode())"
+
+# Build the container image with podman (or docker); deploy/pod.yaml runs localhost/coretraffic:latest.
+build-image tag="coretraffic:latest":
+    "$(command -v podman || command -v docker)" build -f Containerfile \
+        --build-arg VERSION="$({{venv}}/bin/python -c 'import coretraffic; print(coretraffic.__version__)')" -t {{tag}} .
+
+# Check deploy/pod.yaml against the Kubernetes schema (bundled with kubernetes-validate: offline).
+check-pod:
+    {{venv}}/bin/kubernetes-validate --strict deploy/pod.yaml
+
+# Run Caddy and the driver as a pod with podman (after `just build-image`).
+pod-up:
+    podman kube play --replace deploy/pod.yaml
+
+# Stop and remove that pod.
+pod-down:
+    podman kube down deploy/pod.yaml
