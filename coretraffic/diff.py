@@ -751,7 +751,12 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
         print(f"coretraffic: diff: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
     plan = plan_diff(running, desired, validation)
+    _print_plan(plan, full=full, as_json=as_json)
+    return EXIT_CHANGES if plan.has_changes else EXIT_SAME
+
+
+def _print_plan(plan: Plan, *, full: bool, as_json: bool) -> None:
+    # Colour only for a person at a terminal; https://no-color.org: any non-empty NO_COLOR turns it off.
     colour = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     text = full_diff(plan, colour=colour) if full else None
     sys.stdout.write(format_json(plan, full=text) if as_json else format_text(plan, colour=colour) + (text or ""))
-    return EXIT_CHANGES if plan.has_changes else EXIT_SAME
