@@ -102,6 +102,21 @@ async def test_added_removed_and_rejected_hosts(ca: DemoCA, reconciler: Reconcil
     assert lines[-1] == "1 added, 1 removed, 0 changed, 1 rejected, 1 unchanged"
 
 
+async def test_forty_hosts_whatever_the_server_layout(ca: DemoCA, reconciler: Reconciler, diff: Any) -> None:
+    """Enough hosts for render to group them (if it does): hosts are still read one by one."""
+    configs = [wire(ca, f"h{i:02}.example.test", 9000 + i % 3) for i in range(40)]
+    await apply(reconciler, configs)
+    assert (await diff(configs)).code == 0
+    result = await diff([*configs[:-1], {**configs[-1], "destinationPorts": [9100]}])
+    assert result.out.splitlines()[1:] == [
+        "~ h39.example.test",
+        "    upstream + 127.0.0.1:9100",
+        "    upstream - 127.0.0.1:9000",
+        "0 added, 0 removed, 1 changed, 0 rejected, 39 unchanged",
+    ]
+    assert result.code == 1
+
+
 async def test_upstreams_added_and_removed(ca: DemoCA, reconciler: Reconciler, diff: Any) -> None:
     config = wire(ca, "app.example.test")
     await apply(reconciler, [config])
@@ -255,10 +270,15 @@ async def test_no_output_mode_shows_a_secret(ca: DemoCA, reconciler: Reconciler,
 # -- the command as a process: exit codes and one-line errors ---------------------------------------------------
 
 
-def coretraffic_diff(*args: str) -> subprocess.CompletedProcess[str]:
+def coretraffic_diff(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
     return subprocess.run(
-        [sys.executable, "-m", "coretraffic", "diff", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "coretraffic", "diff", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -280,6 +300,7 @@ async def test_cli_exit_codes(
     assert (same.returncode, same.stderr) == (0, ""), same.stderr
     assert same.stdout.endswith("0 added, 0 removed, 0 changed, 0 rejected, 1 unchanged\n")
     assert "\x1b[" not in same.stdout  # piped: no colour
+    assert coretraffic_diff("--routes", "-", *flags, stdin=routes.read_text()).stdout == same.stdout
 
     routes.write_text(json.dumps([*configs, wire(ca, "new.example.test")]))
     changed = coretraffic_diff("--routes", str(routes), "--json", *flags)
