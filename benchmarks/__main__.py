@@ -37,7 +37,8 @@ async def suite(args: argparse.Namespace) -> list[str]:
         r = await scale.reloads_under_traffic(b, args.reload_routes, args.reloads)
         rows.append(
             _row(f"Caddy RSS after {r.reloads} reloads under traffic / steady", r.ratio, "<= 1.5", r.ratio <= 1.5,
-                 f"{r.after_mb:.0f} / {r.steady_mb:.0f} MB, {args.reload_routes:,} routes, "
+                 f"{r.settled_mb:.0f} / {r.steady_mb:.0f} MB ({r.right_after_mb:.0f} MB right after the last reload), "
+                 f"{args.reload_routes:,} routes, "
                  f"{r.requests:,} requests, {r.failed} failed")
         )  # fmt: skip
         print(rows[-1], flush=True)

@@ -73,17 +73,21 @@ async def auth_vs_open(bed: Bed, seconds: float, rounds: int) -> float:
     return statistics.median(authed) / statistics.median(opened)
 
 
+SETTLE_S = 10.0  # twice the upstream idle timeout: long enough for connections pinning old configs to close
+
+
 @dataclass(frozen=True)
 class Reloads:
     steady_mb: float
-    after_mb: float
+    right_after_mb: float
+    settled_mb: float
     reloads: int
     requests: int
     failed: int
 
     @property
     def ratio(self) -> float:
-        return self.after_mb / self.steady_mb
+        return self.settled_mb / self.steady_mb
 
 
 async def reloads_under_traffic(bed: Bed, size: int, reloads: int) -> Reloads:
@@ -99,12 +103,16 @@ async def reloads_under_traffic(bed: Bed, size: int, reloads: int) -> Reloads:
     one_load = time.perf_counter() - started
     await wrk(bed.https_port, target, 5)  # warm up: connections, pools, certificate cache
     steady = bed.caddy_rss_mb()
-    # wrk reports only at its end, so it runs for about as long as the reloads will take.
-    traffic = asyncio.create_task(wrk(bed.https_port, target, reloads * one_load * 1.5 + 2))
+    # Traffic runs through the reloads and SETTLE_S beyond, on the final config; RSS is read at both points.
+    reloads_end = time.monotonic() + reloads * one_load * 1.5 + 2
+    traffic = asyncio.create_task(wrk(bed.https_port, target, reloads_end - time.monotonic() + SETTLE_S))
     for body in variants:
         await bed.admin.load(body)
+    right_after = bed.caddy_rss_mb()
+    await asyncio.sleep(max(0.0, reloads_end - time.monotonic()) + SETTLE_S - 1)  # a measurement span, not a sync
+    settled = bed.caddy_rss_mb()
     load = await traffic
-    return Reloads(steady, bed.caddy_rss_mb(), reloads, load.requests, load.failed)
+    return Reloads(steady, right_after, settled, reloads, load.requests, load.failed)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -83,7 +84,7 @@ class DemoCA:
         return IssuedCertificate(certificate.public_bytes(serialization.Encoding.PEM).decode(), _pem_key(key))
 
 
-def demo_route(ca: DemoCA, host: str, upstream_port: int) -> dict[str, object]:
+def demo_route(ca: DemoCA, host: str, upstream_port: int) -> dict[str, Any]:
     """A config in Coreflow's wire format for `host`, proxied to 127.0.0.1:`upstream_port`."""
     issued = ca.issue([host])
     return {
