@@ -41,6 +41,7 @@ ROUTE_ID_PREFIX = "coretraffic_route_"
 CONFIG_ID_PREFIX = "coretraffic_config_"
 NOT_FOUND_ID = "coretraffic_not_found"
 VERSION_HEADER = "servezone_coretraffic_version"
+MAX_HEADER_BYTES = 32 * 1024
 # The Caddyfile adapter only emits http-app options (grace_period, `servers {}` defaults) when a site exists, so
 # the base is adapted with this placeholder site appended; its server is then taken apart again.
 BASE_SENTINEL_HOST = "coretraffic-base.invalid"
@@ -142,6 +143,10 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
         "routes": [{"handle": [_redirect_to_https()]}],
     }
     servers[HTTPS_SERVER] = {
+        # Caddy's basic-auth hash_cache keys its up to 1,000 entries per host on the password a client sent,
+        # wrong guesses included; capping request headers (Go's default is 1 MB) caps what that cache can hold.
+        # The operator's base config may set its own limit.
+        "max_header_bytes": MAX_HEADER_BYTES,
         **base.server_defaults,
         "listen": [f"{settings.listen_host}:{settings.https_port}"],
         "automatic_https": {"disable": True},

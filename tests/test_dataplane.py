@@ -108,3 +108,13 @@ async def test_no_acme_and_no_automatic_https(
         assert f'automatic https is completely disabled for server","server_name":"{server}"' in log
     for sign in ("acme", "obtain", "issuer", "enabling automatic", "redirect"):
         assert sign not in log, f"Caddy log mentions {sign!r}"
+
+
+async def test_oversized_headers_are_refused_before_they_reach_the_auth_cache(
+    ca: DemoCA, upstream: DemoUpstream, reconciler: Reconciler, ports: Ports
+) -> None:
+    config = demo_route(ca, "guarded.example.test", upstream.port)
+    config["authentication"] = {"type": "Basic", "user": "alice", "pass": "s3cret"}
+    assert (await reconciler.submit(validated([config]))).ok
+    response = await https_get(ca, ports.https, "guarded.example.test", auth=("alice", "x" * 40_000))
+    assert response.status_code == 431
