@@ -83,11 +83,10 @@ async def run_driver(
     driver = Driver(settings, admin, reconciler, caddy, coreflow)
     status = StatusServer(driver, stats)
     try:
-        if settings.status_addr:
-            # Before Caddy starts: a taken port fails fast, and /healthz says 503 while Caddy comes up.
-            await status.listen(settings.status_addr)
         if caddy is not None:
             await caddy.start()
+        if settings.status_addr:
+            await status.listen(settings.status_addr)  # a taken port stops the driver (and its Caddy) here
         await _serve(driver, on_started)
     finally:
         await status.close()
