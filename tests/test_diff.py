@@ -1,8 +1,9 @@
 """Unit tests of `coretraffic.diff` (pure): golden plans on fixed inputs, and what the plan must get right.
 
 Golden cases live in `tests/golden_diff/<case>/`: `running.json` (what `GET /config/` returned), `routes.json` (the
-desired set, wire format), `settings.json` (RenderSettings), optionally `base.json` (`BaseConfig.config`), and the
-expected `expected.txt` (plain plan), `expected.json` (`--json`) and `expected_full.diff` (`--full`). After an
+desired set, wire format), `desired.json` (it rendered, fixed so that renderer changes do not move these goldens;
+`settings.json` says how), and the expected `expected.txt` (plain plan), `expected.json` (`--json`) and
+`expected_full.diff` (`--full`). After an
 intended change: `UPDATE_GOLDEN=1 pytest tests/test_diff.py` (the golden tests then skip), review `git diff
 tests/golden_diff`, and run again without the variable.
 """
@@ -27,7 +28,8 @@ from coretraffic import diff
 from coretraffic.diff import Plan, format_json, format_text, full_diff, plan_diff, read_config
 from coretraffic.redact import redact
 from coretraffic.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
-from coretraffic.validate import BasicAuth, Validation, validate_route_set
+from coretraffic.validate import Validation, validate_route_set
+from tests.test_render import fake_hash
 
 GOLDEN = Path(__file__).parent / "golden_diff"
 CASES = ("changes", "unchanged", "upgrade", "foreign", "empty")
@@ -39,20 +41,13 @@ OUTPUTS = {
 }
 
 
-def fake_hash(auth: BasicAuth) -> str:
-    """The desired side's hasher: its hashes are never compared, only replaced or fingerprinted."""
-    return "$2b$04$fake-" + auth.user
-
-
 def load(case: str, name: str) -> Any:
     return json.loads((GOLDEN / case / name).read_text())
 
 
 def case_plan(case: str) -> Plan:
     validation = validate_route_set(load(case, "routes.json"), NOW)
-    base = load(case, "base.json") if (GOLDEN / case / "base.json").exists() else {}
-    desired = render(validation.routes, RenderSettings(**load(case, "settings.json")), BaseConfig(base), fake_hash)
-    return plan_diff(load(case, "running.json"), desired, validation)
+    return plan_diff(load(case, "running.json"), load(case, "desired.json"), validation)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -1,10 +1,11 @@
-"""Writes the inputs of the `coretraffic diff` golden cases (`<case>/running.json`, `routes.json`, ...).
+"""Writes the inputs of the `coretraffic diff` golden cases: `<case>/running.json`, `routes.json`, `desired.json`.
 
-Run once by hand (`python tests/golden_diff/make_inputs.py`), then `UPDATE_GOLDEN=1 pytest tests/test_diff.py` to
+Run once by hand (`python -m tests.golden_diff.make_inputs`), then `UPDATE_GOLDEN=1 pytest tests/test_diff.py` to
 rewrite the expected outputs, and review the diff. The certificates of `app`, `shop` and `*.wild` are the fixed ones
 of `tests/golden/`; the others are new throwaway test material from `DemoCA` (valid 2020-2120, except the expired
 one); their keys protect nothing. `running.json` holds real bcrypt hashes (cost 4) of the passwords it was
-rendered with, so the diff's password check runs for real.
+rendered with, so the diff's password check runs for real. `desired.json` is `routes.json` rendered (with the fake
+hasher of the render goldens): fixed too, so a later change of the renderer does not move these goldens.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from coretraffic.demo import DemoCA
 from coretraffic.passwords import BcryptHasher
 from coretraffic.render import BaseConfig, RenderSettings, render
 from coretraffic.validate import validate_route_set
+from tests.test_render import fake_hash
 
 HERE = Path(__file__).parent
 GOLDEN = HERE.parent / "golden"
@@ -65,6 +67,15 @@ def _write(case: str, name: str, document: Any) -> None:
     (HERE / case / name).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
+def _write_desired(
+    case: str, configs: list[dict[str, Any]], settings: dict[str, Any], base: dict[str, Any] | None = None
+) -> None:
+    _write(case, "routes.json", configs)
+    _write(case, "settings.json", settings)
+    routes = validate_route_set(configs, NOW).routes
+    _write(case, "desired.json", render(routes, RenderSettings(**settings), BaseConfig(base or {}), fake_hash))
+
+
 def main() -> None:
     make = _Maker()
     app_a, app_b = _golden_config("plain"), _golden_config("base")
@@ -97,11 +108,8 @@ def main() -> None:
         "routes": [{"match": [{"host": ["legacy.example.test"]}], "handle": [{"handler": "static_response"}]}],
     }
     _write("changes", "running.json", running)
-    _write("changes", "base.json", base)
-    _write("changes", "settings.json", SETTINGS)
-    _write(
+    _write_desired(
         "changes",
-        "routes.json",
         [
             {**app_b, "destinationIps": ["10.0.0.1", "10.0.0.2"], "destinationPorts": [8080]},
             {**shop, "authentication": _auth("alice", "looking-glass")},
@@ -115,17 +123,17 @@ def main() -> None:
             make.config("new.example.test", authentication=_auth("dave", "fresh")),
             make.config("expired.example.test", not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC)),
         ],
+        SETTINGS,
+        base,
     )
 
     # The same set again, basic auth included: nothing to do.
     _write("unchanged", "running.json", _running([keep, same], SETTINGS))
-    _write("unchanged", "settings.json", SETTINGS)
-    _write("unchanged", "routes.json", [keep, same])
+    _write_desired("unchanged", [keep, same], SETTINGS)
 
     # A new coretraffic version on another HTTPS port: every host's header, and the settings outside the hosts.
     _write("upgrade", "running.json", _running([same], {**SETTINGS, "https_port": 8000}))
-    _write("upgrade", "settings.json", {**SETTINGS, "version": "1.3.0", "https_port": 8443})
-    _write("upgrade", "routes.json", [same])
+    _write_desired("upgrade", [same], {**SETTINGS, "version": "1.3.0", "https_port": 8443})
 
     # A Caddy that coretraffic never configured, as `caddy adapt` writes a small Caddyfile site.
     _write(
@@ -152,13 +160,11 @@ def main() -> None:
             },
         },
     )
-    _write("foreign", "settings.json", SETTINGS)
-    _write("foreign", "routes.json", [same])
+    _write_desired("foreign", [same], SETTINGS)
 
     # Caddy answers `null` when it runs nothing at all.
     _write("empty", "running.json", None)
-    _write("empty", "settings.json", SETTINGS)
-    _write("empty", "routes.json", [keep])
+    _write_desired("empty", [keep], SETTINGS)
 
 
 if __name__ == "__main__":
