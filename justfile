@@ -31,8 +31,10 @@ test *ARGS:
 ci:
     bash .ci/run
 
-# Side-by-side benchmarks (ratios, not absolute times); see BENCHMARKS.md.
+# Side-by-side benchmarks (ratios, not absolute times; a few minutes, loopback only); see BENCHMARKS.md.
+# Installs Debian's wrk, the load generator, when it is missing. `just bench --smoke` takes seconds.
 bench *ARGS:
+    command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
     {{venv}}/bin/python -m benchmarks {{ARGS}}
 
 # A running driver's status, readably (exit 1 if not ready); --status-addr or CORETRAFFIC_STATUS_ADDR.

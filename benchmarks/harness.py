@@ -14,7 +14,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +33,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def hosts(count: int, prefix: str = "h") -> list[str]:
+    return [f"{prefix}{i:05}.bench.test" for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class Bed:
         assert not validation.errors, validation.errors
         return validation.routes
 
-    def render(self, routes: tuple[Route, ...], *, fallback_sni: str, flat: bool = False) -> JSON:
+    def render(self, routes: Sequence[Route], *, fallback_sni: str, flat: bool = False) -> JSON:
         """The real renderer's config; `flat` forces one route per host, the layout before host dispatch."""
         settings = replace(self.settings, flat_max=10**9) if flat else self.settings
         config = render(routes, settings, self.base, self.hasher)

@@ -20,13 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import Bed, free_port, wrk
+from benchmarks.harness import Bed, free_port, hosts, wrk
 from coretraffic.render import serialise
 from coretraffic.validate import validate_route_set
-
-
-def hosts(count: int, prefix: str = "h") -> list[str]:
-    return [f"{prefix}{i:05}.bench.test" for i in range(count)]
 
 
 @dataclass(frozen=True)

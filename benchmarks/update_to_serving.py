@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from coretraffic import __version__
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.passwords import BcryptHasher
+from benchmarks.harness import bed, hosts
 from coretraffic.reconciler import Reconciler
-from coretraffic.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.render import serialise
 from coretraffic.validate import validate_route_set
 
 
@@ -44,14 +39,6 @@ class Row:
         return (self.ours_s - self.raw_s) * 1000
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _until_serving(client: httpx.AsyncClient, port: int, host: str, deadline_s: float = 60) -> None:
     give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:
@@ -67,57 +54,40 @@ async def _until_serving(client: httpx.AsyncClient, port: int, host: str, deadli
     raise TimeoutError(f"{host} did not answer within {deadline_s} s")
 
 
+def _as_received(configs: list[dict[str, Any]]) -> Any:
+    """Fresh objects, as a Coreflow message parses into: nothing shared with earlier sets."""
+    return json.loads(json.dumps(configs))
+
+
 async def measure(size: int, repeats: int) -> Row:
-    ca = DemoCA()
-    upstream = DemoUpstream().start()
-    with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
-        caddy = CaddyProcess(Path(tmp) / "state")
-        await caddy.start()
-        admin = CaddyAdmin(caddy.admin_address)
-        https_port = _free_port()
-        settings = RenderSettings(
-            admin_listen=caddy.admin_address.listen,
-            version=__version__,
-            http_port=_free_port(),
-            https_port=https_port,
-            listen_host="127.0.0.1",
-        )
-        hasher = BcryptHasher(cost=4)
-        reconciler = Reconciler(
-            admin, lambda routes: render(routes, settings, BaseConfig(), hasher), heal_interval=3600
-        )
+    async with bed() as b:
+        shared = b.configs(hosts(size - 1))
+        fallback = shared[0]["hostName"]
+        reconciler = Reconciler(b.admin, lambda routes: b.render(routes, fallback_sni=fallback), heal_interval=3600)
         loop_task = asyncio.create_task(reconciler.run())
         client = httpx.AsyncClient(verify=False, timeout=5)
+        now = datetime.datetime.now(datetime.UTC)
         try:
-            shared: list[dict[str, Any]] = [
-                demo_route(ca, f"h{i:05}.bench.test", upstream.port) for i in range(size - 1)
-            ]
-            now = datetime.datetime.now(datetime.UTC)
-            await reconciler.submit(
-                validate_route_set([*shared, demo_route(ca, "warm.bench.test", upstream.port)], now)
-            )
+            await reconciler.submit(validate_route_set(_as_received([*shared, *b.configs(["warm.bench.test"])]), now))
             ours, raw = [], []
             for round_ in range(repeats):
                 # Ours: a whole new document, as Coreflow sends it, with one new host.
-                document = [*shared, demo_route(ca, f"ours{round_}.bench.test", upstream.port)]
+                document = _as_received([*shared, *b.configs([f"ours{round_}.bench.test"])])
                 started = time.perf_counter()
                 reconciler.submit_nowait(validate_route_set(document, datetime.datetime.now(datetime.UTC)))
-                await _until_serving(client, https_port, f"ours{round_}.bench.test")
+                await _until_serving(client, b.https_port, f"ours{round_}.bench.test")
                 ours.append(time.perf_counter() - started)
                 await reconciler.wait_idle()
 
                 # Raw: the same-sized config, rendered beforehand, posted straight to /load.
-                raw_set = validate_route_set([*shared, demo_route(ca, f"raw{round_}.bench.test", upstream.port)], now)
-                body = serialise(render(raw_set.routes, settings, BaseConfig(), hasher))
+                raw_routes = b.routes([*shared, *b.configs([f"raw{round_}.bench.test"])])
+                body = serialise(b.render(raw_routes, fallback_sni=fallback))
                 started = time.perf_counter()
-                await admin.load(body)
-                await _until_serving(client, https_port, f"raw{round_}.bench.test")
+                await b.admin.load(body)
+                await _until_serving(client, b.https_port, f"raw{round_}.bench.test")
                 raw.append(time.perf_counter() - started)
             return Row(size, statistics.median(ours), statistics.median(raw))
         finally:
             await client.aclose()
             loop_task.cancel()
             await asyncio.gather(loop_task, return_exceptions=True)
-            await admin.aclose()
-            await caddy.stop()
-            upstream.stop()
