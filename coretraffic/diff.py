@@ -78,7 +78,7 @@ class HostState:
     version: str | None
     pem: tuple[str, str] | None = field(repr=False)  # (certificate chain, private key) from `load_pem`
     node: JSON = field(repr=False, compare=False)  # the JSON holding the host's `@id`
-    path: Path = field(compare=False)
+    path: Path = field(compare=False)  # where `node` sits in the config
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class CaddyView:
 
 
 def read_config(config: Any) -> CaddyView:
+    """What a Caddy config (as `GET /config/` returns it, or as rendered) holds, seen by coretraffic."""
     config = config if isinstance(config, dict) else {}  # Caddy answers `null` when it runs nothing
     apps = config.get("apps") if isinstance(config.get("apps"), dict) else {}
     servers = _get(apps, "http", "servers")
