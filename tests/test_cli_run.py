@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from coretraffic.demo import DEMO_HOSTS, DemoCA, DemoUpstream, demo_route
-from tests.conftest import Ports, https_get, serves, wait_until
+from tests.conftest import Ports, free_port, https_get, serves, wait_until
 
 
 class Driver:
@@ -60,6 +60,7 @@ def driver_args(short_tmp: Path, ports: Ports) -> list[str]:
         "--http-port", str(ports.http),
         "--https-port", str(ports.https),
         "--listen-host", "127.0.0.1",
+        "--status-addr", f"127.0.0.1:{free_port()}",  # not the default port: test runs may overlap
     ]  # fmt: skip
 
 
@@ -104,7 +105,7 @@ async def test_run_serves_good_routes_names_the_bad_one_and_follows_the_file(
 async def test_demo_command_serves_https_with_its_certificate(short_tmp: Path, ports: Ports) -> None:
     state_dir = short_tmp / "demo"
     driver = Driver(
-        ["demo", "--state-dir", str(state_dir), "--listen-host", "127.0.0.1"],
+        ["demo", "--state-dir", str(state_dir), "--listen-host", "127.0.0.1", "--status-addr", ""],
         env={"CORETRAFFIC_HTTP_PORT": str(ports.http), "CORETRAFFIC_HTTPS_PORT": str(ports.https)},
     )
     try:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from coretraffic.coreflow.session import CoreflowClient, RoutingHandler
+from coretraffic.coreflow.session import RoutingHandler
 from coretraffic.intake import submit_route_set
 from coretraffic.models import RouteSetError
 from coretraffic.reconciler import ApplyResult, Reconciler
@@ -62,8 +62,3 @@ def make_update_routing_handler(reconciler: Reconciler, deadline_s: float = REPL
             )
 
     return handle_update_routing
-
-
-async def serve_coreflow(url: str, reconciler: Reconciler) -> None:
-    """Take route sets from Coreflow until cancelled."""
-    await CoreflowClient(url, make_update_routing_handler(reconciler)).run()
