@@ -1,6 +1,6 @@
-"""Shared bench bed: a spawned Caddy with a fast in-Caddy upstream, route sets, and wrk as the load generator.
+"""Shared bench bed: a spawned Caddy under test, a fast upstream, route sets, and wrk as the load generator.
 
-The upstream is a `static_response` server inside the same Caddy (a Python upstream would be the bottleneck and
+The upstream is a second Caddy answering with a `static_response` (a Python upstream would be the bottleneck and
 hide what is measured). wrk sends SNI "127.0.0.1", so configs under test get a `fallback_sni`; the Host header
 then picks the route, which is what routing cost depends on. Both sides of every ratio get the same treatment.
 """
@@ -78,32 +78,17 @@ async def wrk(port: int, host: str, seconds: float, *, connections: int = 32, au
 class Bed:
     """One Caddy, its upstream and a route-set factory; configs are rendered with the real renderer."""
 
-    def __init__(self, caddy: CaddyProcess, admin: CaddyAdmin) -> None:
+    def __init__(self, caddy: CaddyProcess, admin: CaddyAdmin, upstream_port: int) -> None:
         self.caddy = caddy
         self.admin = admin
         self.https_port = free_port()
-        self.upstream_port = free_port()
+        self.upstream_port = upstream_port
         self.settings = RenderSettings(
             admin_listen=caddy.admin_address.listen,
             version=__version__,
             http_port=free_port(),
             https_port=self.https_port,
             listen_host="127.0.0.1",
-        )
-        self.base = BaseConfig(
-            {
-                "apps": {
-                    "http": {
-                        "servers": {
-                            "bench_upstream": {
-                                "listen": [f"127.0.0.1:{self.upstream_port}"],
-                                "automatic_https": {"disable": True},
-                                "routes": [{"handle": [{"handler": "static_response", "body": "ok"}]}],
-                            }
-                        }
-                    }
-                }
-            }
         )
         self.hasher = BcryptHasher()
         self._ca = DemoCA()
@@ -124,7 +109,7 @@ class Bed:
     def render(self, routes: Sequence[Route], *, fallback_sni: str, flat: bool = False) -> JSON:
         """The real renderer's config; `flat` forces one route per host, the layout before host dispatch."""
         settings = replace(self.settings, flat_max=10**9) if flat else self.settings
-        config = render(routes, settings, self.base, self.hasher)
+        config = render(routes, settings, BaseConfig(), self.hasher)
         config["apps"]["http"]["servers"][HTTPS_SERVER]["tls_connection_policies"] = [{"fallback_sni": fallback_sni}]
         return config
 
@@ -138,14 +123,36 @@ class Bed:
         return int(match.group(1)) / 1024
 
 
+async def start_upstream(state_dir: Path) -> tuple[CaddyProcess, int]:
+    """A Caddy of its own answering 200 "ok": fast, and never reloaded with the config under test (an upstream
+    inside the same Caddy would have its connections closed by every reload, which real upstreams do not)."""
+    upstream = CaddyProcess(state_dir)
+    await upstream.start()
+    port = free_port()
+    server = {
+        "listen": [f"127.0.0.1:{port}"],
+        "automatic_https": {"disable": True},
+        "routes": [{"handle": [{"handler": "static_response", "body": "ok"}]}],
+    }
+    admin = CaddyAdmin(upstream.admin_address)
+    try:
+        config = {"admin": {"listen": upstream.admin_address.listen}, "apps": {"http": {"servers": {"up": server}}}}
+        await admin.load(serialise(config))
+    finally:
+        await admin.aclose()
+    return upstream, port
+
+
 @asynccontextmanager
 async def bed() -> AsyncIterator[Bed]:
     with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
+        upstream, upstream_port = await start_upstream(Path(tmp) / "upstream")
         caddy = CaddyProcess(Path(tmp) / "state")
         await caddy.start()
         admin = CaddyAdmin(caddy.admin_address)
         try:
-            yield Bed(caddy, admin)
+            yield Bed(caddy, admin, upstream_port)
         finally:
             await admin.aclose()
             await caddy.stop()
+            await upstream.stop()
