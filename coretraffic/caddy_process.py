@@ -44,6 +44,14 @@ def find_caddy_binary() -> Path:
     return Path(found)
 
 
+def spawned_admin_address(state_dir: Path) -> AdminAddress:
+    """Where the admin API of the Caddy spawned with this state directory listens: a unix socket inside it."""
+    socket_path = state_dir.resolve() / "admin.sock"
+    if len(str(socket_path)) > _MAX_SOCKET_PATH:
+        raise CaddyStartError(f"state directory path too long for a unix socket: {socket_path}")
+    return AdminAddress(f"unix/{socket_path}")
+
+
 def prepare_state_dir(state_dir: Path) -> None:
     """Create the private state directory, or fail with a clear reason."""
     try:
@@ -66,10 +74,7 @@ class CaddyProcess:
     def __init__(self, state_dir: Path, binary: Path | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.binary = binary or find_caddy_binary()
-        socket_path = self.state_dir / "admin.sock"
-        if len(str(socket_path)) > _MAX_SOCKET_PATH:
-            raise CaddyStartError(f"state directory path too long for a unix socket: {socket_path}")
-        self.admin_address = AdminAddress(f"unix/{socket_path}")
+        self.admin_address = spawned_admin_address(self.state_dir)
         self.restarts = 0
         self.recent_log: collections.deque[str] = collections.deque(maxlen=500)
         self._process: asyncio.subprocess.Process | None = None

@@ -19,8 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from coretraffic import __version__
-from coretraffic.caddy_admin import AdminAddress
-from coretraffic.caddy_process import CaddyProcess, CaddyStartError
+from coretraffic.caddy_process import CaddyStartError
 from coretraffic.demo import run_demo
 from coretraffic.diff import run_diff
 from coretraffic.logs import setup_logging
@@ -28,7 +27,7 @@ from coretraffic.models import RouteSetError
 from coretraffic.redact import redact
 from coretraffic.render import BaseConfigError, serialise
 from coretraffic.routes_file import RoutesFileError, read_routes_document
-from coretraffic.service import make_renderer, run_driver
+from coretraffic.service import admin_address, make_renderer, run_driver
 from coretraffic.settings import Settings
 from coretraffic.status import StatusError, fetch_status, status_text
 from coretraffic.validate import validate_route_set
@@ -133,7 +132,7 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     validation = validate_route_set(read_routes_document(_require_routes(settings)), _now())
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
-    config: Any = make_renderer(settings, _admin_address(settings))(validation.routes)
+    config: Any = make_renderer(settings, admin_address(settings))(validation.routes)
     if not args.show_secrets:
         config = redact(config)
     print(json.dumps(json.loads(serialise(config)), indent=2, ensure_ascii=False))
@@ -150,12 +149,6 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     document = fetch_status(settings.status_addr)
     print(status_text(document))
     return 0 if document["ready"] else 1
-
-
-def _admin_address(settings: Settings) -> AdminAddress:
-    if settings.caddy_admin:
-        return AdminAddress.parse(settings.caddy_admin)
-    return CaddyProcess(settings.state_dir).admin_address
 
 
 def _now() -> datetime.datetime:

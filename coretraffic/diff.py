@@ -34,7 +34,7 @@ import bcrypt
 import orjson
 
 from coretraffic.caddy_admin import AdminAddress, CaddyAdmin, CaddyRejected, CaddyUnavailable
-from coretraffic.caddy_process import CaddyProcess, CaddyStartError
+from coretraffic.caddy_process import CaddyStartError
 from coretraffic.models import RouteSetError
 from coretraffic.redact import redact
 from coretraffic.render import (
@@ -48,9 +48,9 @@ from coretraffic.render import (
     config_id,
 )
 from coretraffic.routes_file import RoutesFileError, read_routes_document
-from coretraffic.service import make_renderer
+from coretraffic.service import admin_address, make_renderer
 from coretraffic.settings import Settings
-from coretraffic.validate import FieldError, Validation, _check_pem_pair, normalise_host_name, validate_route_set
+from coretraffic.validate import FieldError, Validation, check_pem_pair, normalise_host_name, validate_route_set
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 # bcrypt work spent verifying desired passwords against running hashes, in rounds (2**cost per check): about 2 s
@@ -371,7 +371,7 @@ def _certificate(pem: tuple[str, str] | None) -> JSON | None:
     if pem is None:
         return None
     try:
-        certificate = _check_pem_pair(*pem)  # cached: the desired side was parsed by validation already
+        certificate = check_pem_pair(*pem)  # cached: the desired side was parsed by validation already
     except FieldError as exc:
         return {"error": f"{exc.field}: {exc.message}"}
     return {
@@ -727,11 +727,7 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
     try:
         if settings.routes is None:
             raise RoutesFileError("--routes FILE (or CORETRAFFIC_ROUTES) is required")
-        address = (
-            AdminAddress.parse(settings.caddy_admin)
-            if settings.caddy_admin
-            else CaddyProcess(settings.state_dir).admin_address
-        )
+        address = admin_address(settings)
         # The cheapest bcrypt cost: desired hashes are never compared (their salts are fresh), passwords are
         # checked against the running hashes instead; at the configured cost each authed host would cost 60 ms.
         renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}), address)

@@ -17,7 +17,7 @@ from typing import Any
 from coretraffic import __version__
 from coretraffic.base import load_base_config
 from coretraffic.caddy_admin import AdminAddress, CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess, find_caddy_binary
+from coretraffic.caddy_process import CaddyProcess, find_caddy_binary, spawned_admin_address
 from coretraffic.coreflow.handler import make_update_routing_handler
 from coretraffic.coreflow.session import CoreflowClient
 from coretraffic.intake import submit_route_set
@@ -44,11 +44,18 @@ class Driver:
     coreflow: CoreflowClient | None
 
 
-def make_renderer(settings: Settings, admin_address: AdminAddress) -> Callable[[Sequence[Route]], JSON]:
+def admin_address(settings: Settings) -> AdminAddress:
+    """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
+    if settings.caddy_admin:
+        return AdminAddress.parse(settings.caddy_admin)
+    return spawned_admin_address(settings.state_dir)
+
+
+def make_renderer(settings: Settings, address: AdminAddress) -> Callable[[Sequence[Route]], JSON]:
     caddy_binary = find_caddy_binary()
     base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
     render_settings = RenderSettings(
-        admin_listen=admin_address.listen,
+        admin_listen=address.listen,
         version=__version__,
         http_port=settings.http_port,
         https_port=settings.https_port,
@@ -67,14 +74,10 @@ async def run_driver(
     settings: Settings, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None = None
 ) -> None:
     """Run until cancelled or signalled."""
-    caddy: CaddyProcess | None = None
-    if settings.caddy_admin:
-        admin_address = AdminAddress.parse(settings.caddy_admin)
-    else:
-        caddy = CaddyProcess(settings.state_dir)
-        admin_address = caddy.admin_address
-    renderer = make_renderer(settings, admin_address)  # before Caddy starts: a bad base config fails fast
-    admin = CaddyAdmin(admin_address)
+    caddy = None if settings.caddy_admin else CaddyProcess(settings.state_dir)
+    address = admin_address(settings)
+    renderer = make_renderer(settings, address)  # before Caddy starts: a bad base config fails fast
+    admin = CaddyAdmin(address)
     stats = ApplyStats()
     reconciler = Reconciler(admin, renderer, on_result=stats.observe)
     coreflow = None
