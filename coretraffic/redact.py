@@ -9,9 +9,21 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 
 def fingerprint(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def certificate_fingerprint(pem: str) -> str:
+    """SHA-256 of the (first) certificate's DER, as `openssl x509 -fingerprint -sha256` and `diff` show it."""
+    try:
+        der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+    except ValueError:
+        return fingerprint(pem)  # not a certificate Caddy could load either: fingerprint the text
+    return hashlib.sha256(der).hexdigest()[:16]
 
 
 def redact(document: Any, *, certificates: bool = False) -> Any:
@@ -24,7 +36,7 @@ def redact(document: Any, *, certificates: bool = False) -> Any:
     if isinstance(copy.get("key"), str) and "certificate" in copy:  # a tls load_pem entry
         copy["key"] = f"<redacted private key sha256:{fingerprint(copy['key'])}>"
         if certificates and isinstance(copy["certificate"], str):
-            copy["certificate"] = f"<certificate sha256:{fingerprint(copy['certificate'])}>"
+            copy["certificate"] = f"<certificate sha256:{certificate_fingerprint(copy['certificate'])}>"
     if isinstance(copy.get("password"), str) and "username" in copy:  # an http_basic account
         copy["password"] = f"<redacted password hash sha256:{fingerprint(copy['password'])}>"
     return copy

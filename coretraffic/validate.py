@@ -210,7 +210,7 @@ def _validate_config(raw: Any) -> Route:
     host = normalise_host_name(config.host_name)
     upstreams = _upstreams(config.destination_ips, config.destination_ports)
     key_pem = config.private_key.get_secret_value()
-    certificate = _check_pem_pair(config.public_key, key_pem)
+    certificate = check_pem_pair(config.public_key, key_pem)
     if not any(_name_covers(name, host) for name in certificate.names):
         raise FieldError(
             "publicKey",
@@ -307,7 +307,7 @@ def _name_covers(pattern: str, host: str) -> bool:
 
 
 @functools.lru_cache(maxsize=16384)
-def _check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
+def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
     """Parse both PEMs and prove they belong together. Cached: the same pair comes in every route set."""
     try:
         chain = x509.load_pem_x509_certificates(certificate_pem.encode())
