@@ -36,7 +36,7 @@ class Pair:
 
 def _pair(*names: str) -> Pair:
     issued = POOL_CA.issue(names)
-    POOL_CANARY.remember(issued.certificate_pem)
+    POOL_CANARY.certificate(issued.certificate_pem)
     return Pair(names, issued.certificate_pem, POOL_CANARY.key(issued.private_key_pem))
 
 

@@ -62,8 +62,8 @@ ROUTES = Path("routes.json")
 @pytest.fixture(autouse=True)
 def pool_secrets(canary: Canary) -> None:
     for pair in (*POOL, MANY):
-        canary.remember(pair.certificate)
-        canary.remember(pair.key)
+        canary.certificate(pair.certificate)
+        canary.key(pair.key)
 
 
 # -- validation and rendering, pure -----------------------------------------------------------------------------
