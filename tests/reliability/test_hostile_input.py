@@ -317,7 +317,7 @@ def test_an_ipv6_scope_id_never_smuggles_anything_into_an_upstream(scope: str, c
 
 @pytest.mark.xfail(
     strict=True,
-    reason="validate.py:221 rejects ':', '{', '}' and non-printables in authentication.user but not a space, "
+    reason="validate.py:225 rejects ':', '{', '}' and non-printables in authentication.user but not a space, "
     "which the suite's property (no whitespace in an accepted user) forbids; if spaces are meant to be "
     "allowed, drop this test and say so in the README",
 )

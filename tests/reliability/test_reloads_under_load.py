@@ -124,7 +124,7 @@ class SlowConfigReads(CaddyAdmin):
 @pytest.mark.xfail(
     strict=True,
     reason="reconciler.py:200 records the applied set only after reading Caddy's ETag; a heal check in that "
-    "window (reconciler.py:276-287) sees the previous marker missing and re-applies the previous set",
+    "window (the heal loop, reconciler.py:269-287) sees the previous marker missing and re-applies the previous set",
 )
 async def test_a_heal_check_during_an_apply_never_reverts_caddy_to_the_previous_set(
     admin: CaddyAdmin, renderer: Callable[[Sequence[Route]], JSON], ca: DemoCA, upstream: DemoUpstream

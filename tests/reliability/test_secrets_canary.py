@@ -140,7 +140,7 @@ async def test_a_driver_at_debug_through_a_caddy_kill_and_hostile_files_shows_no
 
 @pytest.mark.xfail(
     strict=True,
-    reason="validate.py check_pem_pair (about line 311) accepts a publicKey holding a PRIVATE KEY block after the "
+    reason="validate.py:310-320 (check_pem_pair) accepts a publicKey holding a PRIVATE KEY block after the "
     "certificate; render passes it on as the certificate and redact() only redacts 'key', so "
     "`coretraffic render` prints the private key",
 )
