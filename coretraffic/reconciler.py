@@ -97,6 +97,8 @@ class Reconciler:
         self._pending: _Submission | None = None
         self._wake = asyncio.Event()
         self._applied: _Applied | None = None
+        # True from taking a set until its apply is fully recorded: a heal check must not judge Caddy meanwhile.
+        self._applying = False
         self.last_result: ApplyResult | None = None
         self._has_result = asyncio.Event()
         self._idle = asyncio.Event()
@@ -154,7 +156,11 @@ class Reconciler:
             submission, self._pending = self._pending, None
             if submission is None:
                 continue
-            result = await self._apply(submission)
+            self._applying = True
+            try:
+                result = await self._apply(submission)
+            finally:
+                self._applying = False
             if result is None:  # superseded while Caddy was unreachable: the newer set answers for both
                 assert self._pending is not None
                 self._pending.waiters.extend(submission.waiters)
@@ -271,7 +277,7 @@ class Reconciler:
         while True:
             await asyncio.sleep(self._heal_interval)
             applied = self._applied
-            if applied is None or applied.marker is None or self._pending is not None:
+            if applied is None or applied.marker is None or self._busy():
                 continue
             try:
                 drifted = not await self._admin.has_id(applied.marker)
@@ -282,10 +288,15 @@ class Reconciler:
                     next_full_check = time.monotonic() + max(self._heal_interval, 30 * (time.monotonic() - started))
             except (CaddyUnavailable, CaddyRejected):
                 continue
-            if drifted and self._applied is applied and self._pending is None:
+            # Judge only what was checked: an apply that began meanwhile makes the answer stale (Caddy may already
+            # run the newer set, whose marker differs); re-applying then would put the previous set back.
+            if drifted and self._applied is applied and not self._busy():
                 self.heals += 1
                 log.warning("caddy no longer runs the applied config (restarted, emptied or edited); re-applying")
                 self.submit_nowait(applied.validation, force=True)
+
+    def _busy(self) -> bool:
+        return self._applying or self._pending is not None
 
 
 def _culprits(error: str, config: JSON, routes: Sequence[Route]) -> list[tuple[str, str]]:
