@@ -31,6 +31,8 @@ Severity = Literal["error", "warning"]
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # used with fullmatch: '$' would allow a final \n
 # What Go's crypto/tls accepts; cryptography also parses DSA and Ed448 keys, which Caddy would reject.
 _TLS_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 _MAX_SHOWN = 80  # longest hostName quoted back in a message: hostile input may be megabytes long
 
 
@@ -61,6 +63,8 @@ class Certificate:
     names: tuple[str, ...]
     not_before: datetime
     not_after: datetime
+    # The chain re-encoded from what was parsed: anything else the PEM text carried never reaches Caddy.
+    chain_pem: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -229,7 +233,7 @@ def _validate_config(raw: Any) -> Route:
         if len(password.encode()) > 72:
             raise FieldError("authentication.pass", "is longer than 72 bytes, more than bcrypt can check")
         basic_auth = BasicAuth(user, password)
-    return Route(host, upstreams, config.public_key, key_pem, certificate, basic_auth)
+    return Route(host, upstreams, certificate.chain_pem, key_pem, certificate, basic_auth)
 
 
 @functools.lru_cache(maxsize=65536)  # the same names come in every route set
@@ -285,6 +289,9 @@ def _dial_host(text: str, index: int) -> str:
     except ValueError:
         pass
     else:
+        # Caddy expands placeholders in a dial address: an IPv6 zone may only be an interface name.
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id and not _ZONE.fullmatch(address.scope_id):
+            raise FieldError(f"destinationIps[{index}]", "has an IPv6 zone that is not an interface name")
         return f"[{address}]" if address.version == 6 else str(address)
     try:
         name = normalise_host_name(bare)
@@ -309,6 +316,9 @@ def _name_covers(pattern: str, host: str) -> bool:
 @functools.lru_cache(maxsize=16384)
 def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
     """Parse both PEMs and prove they belong together. Cached: the same pair comes in every route set."""
+    if any(kind != "CERTIFICATE" for kind in _PEM_BLOCK.findall(certificate_pem)):
+        # A private key pasted here would otherwise travel on as if it were public.
+        raise FieldError("publicKey", "must hold only CERTIFICATE blocks (it holds another kind, e.g. a key)")
     try:
         chain = x509.load_pem_x509_certificates(certificate_pem.encode())
     except ValueError:
@@ -329,6 +339,7 @@ def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
         names=_certificate_names(leaf),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
+        chain_pem="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain),
     )
 
 
