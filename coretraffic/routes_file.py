@@ -42,6 +42,10 @@ def parse_routes_document(raw: bytes, path: Path) -> Any:
         raise RoutesFileError(f"routes file {path} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     except UnicodeDecodeError:
         raise RoutesFileError(f"routes file {path} is not UTF-8 text") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits; nesting deeper than the parser goes
+        raise RoutesFileError(
+            f"routes file {path} is not usable JSON (too deeply nested or a number too long)"
+        ) from None
 
 
 async def watch_routes_file(path: Path, on_document: Callable[[Any], Awaitable[None]], interval: float = 1.0) -> None:

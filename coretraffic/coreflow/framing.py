@@ -167,7 +167,7 @@ def _decode_socketio(body: str) -> Packet:
 def _loads(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser goes
         raise FramingError("payload is not JSON") from exc
 
 
