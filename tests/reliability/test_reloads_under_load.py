@@ -74,9 +74,8 @@ async def reloads_under_load(bed: Bed, reconciler: Reconciler, ca: DemoCA, canar
         f"requests sent {figures.sent}, failed {figures.failed} ({figures.failed_fresh} on new connections), "
         f"retried {figures.retried} (keep-alive races), ok {figures.ok}"
     )
-    # At least one load per set (each result above says "applied"); more are self-heal re-applies, which a
-    # heal check racing an apply causes (see the xfail test below).
-    assert run.reloads >= count
+    # One load per set (each result above says "applied"), and no self-heal: nothing else touched Caddy.
+    assert (run.reloads, run.heals) == (count, 0), f"{run.reloads} reloads, {run.heals} heals for {count} sets"
     # The load must really have overlapped the reloads, not only run before and after them.
     assert figures.ok >= 5 * count, f"too little load to prove anything: {figures.summary()}"
     return run
@@ -89,24 +88,12 @@ async def test_100_reloads_under_load_lose_no_request_on_a_kept_connection(
 
     New connections are another matter: Caddy hands its listener over on a reload by opening a second socket
     with SO_REUSEPORT and closing the old one, and connections queued on the old one are dropped (measured on a
-    plain Caddy with no coretraffic involved, HTTP and HTTPS alike). Those are counted and reported here, and
-    the literal target (no failure at all) is pinned by the xfail test below.
+    plain Caddy with no coretraffic involved, HTTP and HTTPS alike). Those are counted and reported here (see
+    RELIABILITY.md): they are how often a reload costs a brand-new connection, which no client retries.
     """
     run = await reloads_under_load(bed, bed_reconciler, ca, canary, RELOADS)
     kept = [f for f in run.figures.failures if not f.fresh]
     assert kept == [], run.figures.summary()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="Caddy 2.11.7 drops connections queued on the listener socket it closes at each reload "
-    "(SO_REUSEPORT handover): new connections opened during a reload fail with no response",
-)
-async def test_50_reloads_under_load_lose_no_request_at_all(
-    bed: Bed, bed_reconciler: Reconciler, ca: DemoCA, canary: Canary
-) -> None:
-    run = await reloads_under_load(bed, bed_reconciler, ca, canary, 50)
-    assert run.figures.failed == 0, run.figures.summary()
 
 
 class SlowConfigReads(CaddyAdmin):
@@ -121,11 +108,6 @@ class SlowConfigReads(CaddyAdmin):
         return await super().config_etag()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconciler.py:200 records the applied set only after reading Caddy's ETag; a heal check in that "
-    "window (the heal loop, reconciler.py:269-287) sees the previous marker missing and re-applies the previous set",
-)
 async def test_a_heal_check_during_an_apply_never_reverts_caddy_to_the_previous_set(
     admin: CaddyAdmin, renderer: Callable[[Sequence[Route]], JSON], ca: DemoCA, upstream: DemoUpstream
 ) -> None:

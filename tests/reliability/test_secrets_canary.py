@@ -138,12 +138,6 @@ async def test_a_driver_at_debug_through_a_caddy_kill_and_hostile_files_shows_no
     canary.check(pages, "/status and /metrics")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate.py:310-320 (check_pem_pair) accepts a publicKey holding a PRIVATE KEY block after the "
-    "certificate; render passes it on as the certificate and redact() only redacts 'key', so "
-    "`coretraffic render` prints the private key",
-)
 def test_a_private_key_pasted_into_public_key_is_never_printed(
     ca: DemoCA, canary: Canary, tmp_path: Path, ports: Ports
 ) -> None:
@@ -155,11 +149,6 @@ def test_a_private_key_pasted_into_public_key_is_never_printed(
     canary.check(rendered.stdout + rendered.stderr, "`coretraffic render`", certificates=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routes_file.py:37-44: a deeply nested routes file raises RecursionError out of watch_routes_file, "
-    "which ends the driver (and stops the Caddy it spawned) instead of keeping the last good config",
-)
 async def test_a_deeply_nested_routes_file_keeps_the_last_good_config_serving(
     ca: DemoCA, upstream: DemoUpstream, ports: Ports, short_tmp: Path, canary: Canary
 ) -> None:
