@@ -32,9 +32,9 @@ ci:
     bash .ci/run
 
 # Side-by-side benchmarks (ratios, not absolute times; a few minutes, loopback only); see BENCHMARKS.md.
-# Installs Debian's wrk, the load generator, when it is missing. `just bench --smoke` takes seconds.
+# Installs h2load (Debian's nghttp2-client), the load generator, when missing. `just bench --smoke` takes seconds.
 bench *ARGS:
-    command -v wrk >/dev/null || apt-get install -y wrk || sudo apt-get install -y wrk
+    command -v h2load >/dev/null || apt-get install -y nghttp2-client || sudo apt-get install -y nghttp2-client
     {{venv}}/bin/python -m benchmarks {{ARGS}}
 
 # A running driver's status, readably (exit 1 if not ready); --status-addr or CORETRAFFIC_STATUS_ADDR.

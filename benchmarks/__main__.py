@@ -13,7 +13,7 @@ import os
 import platform
 
 from benchmarks import scale, update_to_serving
-from benchmarks.harness import bed, require_wrk
+from benchmarks.harness import bed, require_h2load
 
 
 def _row(what: str, ratio: float, goal: str, met: bool, detail: str) -> str:
@@ -71,7 +71,7 @@ def main() -> None:
     args.reloads = 100 if full else 5
     args.reload_routes = 2000 if full else 200
     args.cost_routes = 10000 if full else 500
-    require_wrk()
+    require_h2load()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")
     print("| measurement | ratio | goal | | detail |\n|---|---:|---|---|---|", flush=True)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import Bed, free_port, hosts, wrk
+from benchmarks.harness import Bed, free_port, h2load, hosts
 from coretraffic.render import serialise
 from coretraffic.validate import validate_route_set
 
@@ -40,18 +40,18 @@ class Dispatch:
 async def dispatch(bed: Bed, size: int, seconds: float, rounds: int, with_flat: bool) -> Dispatch:
     names = hosts(size)
     worst = max(names)  # last in every layout: sorted by (upstream count, name), one upstream each
-    one = bed.render(bed.routes(bed.configs(names[:1])), fallback_sni=names[0])
+    one = bed.render(bed.routes(bed.configs(names[:1])))
     routes = bed.routes(bed.configs(names))
-    layouts = {"ours": bed.render(routes, fallback_sni=worst)}
+    layouts = {"ours": bed.render(routes)}
     if with_flat:
-        layouts["flat"] = bed.render(routes, fallback_sni=worst, flat=True)
+        layouts["flat"] = bed.render(routes, flat=True)
     measured: dict[str, list[float]] = {"one": [], "ours": [], "flat": []}
     for _ in range(rounds):  # alternated, so drift on the shared machine hits both sides alike
         await bed.load(one)
-        measured["one"].append((await wrk(bed.https_port, names[0], seconds)).rps)
+        measured["one"].append((await h2load(bed.https_port, names[0], seconds)).rps)
         for name, config in layouts.items():
             await bed.load(config)
-            measured[name].append((await wrk(bed.https_port, worst, seconds)).rps)
+            measured[name].append((await h2load(bed.https_port, worst, seconds)).rps)
     flat = statistics.median(measured["flat"]) if measured["flat"] else None
     return Dispatch(size, statistics.median(measured["one"]), statistics.median(measured["ours"]), flat)
 
@@ -59,11 +59,11 @@ async def dispatch(bed: Bed, size: int, seconds: float, rounds: int, with_flat: 
 async def auth_vs_open(bed: Bed, seconds: float, rounds: int) -> float:
     configs = bed.configs(["open.bench.test", "auth.bench.test"])
     configs[1] = {**configs[1], "authentication": {"type": "Basic", "user": "bench", "pass": "bench-password"}}
-    await bed.load(bed.render(bed.routes(configs), fallback_sni="open.bench.test"))
+    await bed.load(bed.render(bed.routes(configs)))
     authed, opened = [], []
     for _ in range(rounds):
-        opened.append((await wrk(bed.https_port, "open.bench.test", seconds)).rps)
-        load = await wrk(bed.https_port, "auth.bench.test", seconds, auth="bench:bench-password")
+        opened.append((await h2load(bed.https_port, "open.bench.test", seconds)).rps)
+        load = await h2load(bed.https_port, "auth.bench.test", seconds, auth="bench:bench-password")
         assert load.failed == 0, "authed requests were refused"
         authed.append(load.rps)
     return statistics.median(authed) / statistics.median(opened)
@@ -91,17 +91,17 @@ async def reloads_under_traffic(bed: Bed, size: int, reloads: int) -> Reloads:
     target = names[0]
     configs = bed.configs(names)
     variants = [
-        serialise(bed.render(bed.routes([*configs[:-1], *bed.configs([f"r{i:05}.bench.test"])]), fallback_sni=target))
+        serialise(bed.render(bed.routes([*configs[:-1], *bed.configs([f"r{i:05}.bench.test"])])))
         for i in range(reloads)
     ]
     started = time.perf_counter()
-    await bed.load(bed.render(bed.routes(configs), fallback_sni=target))
+    await bed.load(bed.render(bed.routes(configs)))
     one_load = time.perf_counter() - started
-    await wrk(bed.https_port, target, 5)  # warm up: connections, pools, certificate cache
+    await h2load(bed.https_port, target, 5)  # warm up: connections, pools, certificate cache
     steady = bed.caddy_rss_mb()
     # Traffic runs through the reloads and SETTLE_S beyond, on the final config; RSS is read at both points.
     reloads_end = time.monotonic() + reloads * one_load * 1.5 + 2
-    traffic = asyncio.create_task(wrk(bed.https_port, target, reloads_end - time.monotonic() + SETTLE_S))
+    traffic = asyncio.create_task(h2load(bed.https_port, target, reloads_end - time.monotonic() + SETTLE_S))
     for body in variants:
         await bed.admin.load(body)
     right_after = bed.caddy_rss_mb()
@@ -126,10 +126,10 @@ async def driver_cost(bed: Bed, size: int) -> DriverCost:
     names = hosts(size)
     configs = bed.configs(names)
     now = datetime.datetime.now(datetime.UTC)
-    bed.render(validate_route_set(json.loads(json.dumps(configs)), now).routes, fallback_sni=names[0])  # warm
+    bed.render(validate_route_set(json.loads(json.dumps(configs)), now).routes)  # warm
     changed = json.loads(json.dumps([*configs[1:], *bed.configs(["changed.bench.test"])]))
     cpu = time.process_time()
-    body = serialise(bed.render(validate_route_set(changed, now).routes, fallback_sni=names[0]))
+    body = serialise(bed.render(validate_route_set(changed, now).routes))
     driver_cpu = time.process_time() - cpu
     started = time.perf_counter()
     await bed.admin.load(body)

@@ -62,8 +62,7 @@ def _as_received(configs: list[dict[str, Any]]) -> Any:
 async def measure(size: int, repeats: int) -> Row:
     async with bed() as b:
         shared = b.configs(hosts(size - 1))
-        fallback = shared[0]["hostName"]
-        reconciler = Reconciler(b.admin, lambda routes: b.render(routes, fallback_sni=fallback), heal_interval=3600)
+        reconciler = Reconciler(b.admin, b.render, heal_interval=3600)
         loop_task = asyncio.create_task(reconciler.run())
         client = httpx.AsyncClient(verify=False, timeout=5)
         now = datetime.datetime.now(datetime.UTC)
@@ -81,7 +80,7 @@ async def measure(size: int, repeats: int) -> Row:
 
                 # Raw: the same-sized config, rendered beforehand, posted straight to /load.
                 raw_routes = b.routes([*shared, *b.configs([f"raw{round_}.bench.test"])])
-                body = serialise(b.render(raw_routes, fallback_sni=fallback))
+                body = serialise(b.render(raw_routes))
                 started = time.perf_counter()
                 await b.admin.load(body)
                 await _until_serving(client, b.https_port, f"raw{round_}.bench.test")

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_smoke_run_prints_every_measurement() -> None:
-    assert shutil.which("wrk"), "wrk is needed (apt-get install -y wrk; .ci/run installs it)"
+    assert shutil.which("h2load"), "h2load is needed (apt-get install -y nghttp2-client; .ci/run installs it)"
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke"],
         capture_output=True,
