@@ -25,9 +25,10 @@ async def suite(args: argparse.Namespace) -> list[str]:
     async with bed() as b:
         for size in args.sizes:
             d = await scale.dispatch(b, size, args.seconds, args.rounds, with_flat=not args.smoke)
-            flat = f", flat layout {d.flat_worst_rps / d.one_route_rps:.2f}" if d.flat_worst_rps else ""
+            flat = f"; flat layout {d.flat_ratio:.2f}" if d.flat_ratio is not None else ""
             rows.append(
                 _row(f"worst host / one-route rps, {size:,} hosts", d.ratio, ">= 0.9", d.ratio >= 0.9,
+                     f"median of rounds {', '.join(f'{r:.2f}' for r in d.ratios)}; "
                      f"{d.worst_rps:,.0f} / {d.one_route_rps:,.0f} rps{flat}")
             )  # fmt: skip
             print(rows[-1], flush=True)
@@ -66,8 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     full = not args.smoke
     args.sizes = [100, 1000, 10000] if full else [200]
-    args.seconds = 5.0 if full else 1.0
-    args.rounds = 2 if full else 1
+    args.seconds = 3.0 if full else 1.0
+    args.rounds = 4 if full else 1
     args.reloads = 100 if full else 5
     args.reload_routes = 2000 if full else 200
     args.cost_routes = 10000 if full else 500

@@ -68,7 +68,7 @@ async def h2load(port: int, host: str, seconds: float, *, clients: int = 32, aut
         *args, f"https://{host}:{port}/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out = (await process.communicate())[0].decode()
-    rps = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
+    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     codes = re.search(r"status codes: (\d+) 2xx", out)
     if rps is None or done is None or codes is None:
