@@ -89,6 +89,18 @@ def short_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture
+def driver_flags(short_tmp: Path, ports: Ports) -> list[str]:
+    """Flags for a `coretraffic run` child: private state, free loopback ports, the cheapest bcrypt cost."""
+    return [
+        "--state-dir", str(short_tmp / "state"),
+        "--http-port", str(ports.http),
+        "--https-port", str(ports.https),
+        "--listen-host", "127.0.0.1",
+        "--bcrypt-cost", "4",
+    ]  # fmt: skip
+
+
+@pytest.fixture
 async def caddy(short_tmp: Path) -> AsyncIterator[CaddyProcess]:
     process = CaddyProcess(short_tmp / "state")
     await process.start()

@@ -54,14 +54,8 @@ class Driver:
 
 
 @pytest.fixture
-def driver_args(short_tmp: Path, ports: Ports) -> list[str]:
-    return [
-        "--state-dir", str(short_tmp / "state"),
-        "--http-port", str(ports.http),
-        "--https-port", str(ports.https),
-        "--listen-host", "127.0.0.1",
-        "--status-addr", f"127.0.0.1:{free_port()}",  # not the default port: test runs may overlap
-    ]  # fmt: skip
+def driver_args(driver_flags: list[str]) -> list[str]:
+    return [*driver_flags, "--status-addr", f"127.0.0.1:{free_port()}"]  # not the default port: runs may overlap
 
 
 @pytest.fixture

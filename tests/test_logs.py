@@ -22,7 +22,7 @@ import pytest
 
 from coretraffic.demo import DemoCA, DemoUpstream, demo_route
 from coretraffic.logs import JsonFormatter, TextFormatter, setup_logging
-from tests.conftest import Ports, free_port, wait_until
+from tests.conftest import free_port, wait_until
 from tests.coreflow.conftest import Peer
 from tests.test_cli_run import Driver
 
@@ -86,16 +86,8 @@ def assert_json_lines(lines: list[str]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def run_args(short_tmp: Path, ports: Ports) -> list[str]:
-    return [
-        "run",
-        "--state-dir", str(short_tmp / "state"),
-        "--http-port", str(ports.http),
-        "--https-port", str(ports.https),
-        "--listen-host", "127.0.0.1",
-        "--bcrypt-cost", "4",
-        "--log-level", "DEBUG",
-    ]  # fmt: skip
+def run_args(driver_flags: list[str]) -> list[str]:
+    return ["run", *driver_flags, "--log-level", "DEBUG"]
 
 
 async def status_pages(port: int) -> str:

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from tests.conftest import Ports, free_port, wait_until
+from tests.conftest import free_port, wait_until
 from tests.coreflow.conftest import Peer
 from tests.test_cli_run import Driver, caddy_pids
 
@@ -73,16 +73,8 @@ def status() -> Status:
 
 
 @pytest.fixture
-def run_args(short_tmp: Path, ports: Ports, status: Status) -> list[str]:
-    return [
-        "run",
-        "--state-dir", str(short_tmp / "state"),
-        "--http-port", str(ports.http),
-        "--https-port", str(ports.https),
-        "--listen-host", "127.0.0.1",
-        "--status-addr", status.address,
-        "--bcrypt-cost", "4",
-    ]  # fmt: skip
+def run_args(driver_flags: list[str], status: Status) -> list[str]:
+    return ["run", *driver_flags, "--status-addr", status.address]
 
 
 async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
