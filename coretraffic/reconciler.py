@@ -134,10 +134,6 @@ class Reconciler:
         return self.last_result
 
     @property
-    def applied_validation(self) -> Validation | None:
-        return self._applied.validation if self._applied else None
-
-    @property
     def applied_marker(self) -> str | None:
         """The `@id` marking the config last applied: Caddy holding it means Caddy runs that config."""
         return self._applied.marker if self._applied else None
