@@ -150,20 +150,11 @@ def test_a_private_key_pasted_into_public_key_is_never_printed(
 
 
 async def test_a_deeply_nested_routes_file_keeps_the_last_good_config_serving(
-    ca: DemoCA, upstream: DemoUpstream, ports: Ports, short_tmp: Path, canary: Canary
+    ca: DemoCA, upstream: DemoUpstream, ports: Ports, short_tmp: Path, canary: Canary, driver_flags: list[str]
 ) -> None:
     routes = short_tmp / "routes.json"
     routes.write_text(json.dumps([canary.route(ca, "plain.example.test", upstream.port)]))
-    args = [
-        "run",
-        "--routes", str(routes),
-        "--state-dir", str(short_tmp / "state"),
-        "--http-port", str(ports.http),
-        "--https-port", str(ports.https),
-        "--listen-host", "127.0.0.1",
-        "--status-addr", "",
-    ]  # fmt: skip
-    driver = Driver(args)
+    driver = Driver(["run", "--routes", str(routes), *driver_flags, "--status-addr", ""])
     try:
         await wait_until(lambda: serves(ca, ports.https, "plain.example.test"), 30, "the route served")
         routes.write_text("[" * 100_000)
