@@ -17,6 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from coretraffic.service import Driver, run_driver
@@ -25,7 +26,7 @@ from coretraffic.settings import Settings
 DEMO_HOSTS = ("app.example.test", "admin.example.test")
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+def _pem_key(key: CertificateIssuerPrivateKeyTypes) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -66,9 +67,11 @@ class DemoCA:
         *,
         not_before: datetime.datetime | None = None,
         not_after: datetime.datetime | None = None,
+        key: CertificateIssuerPrivateKeyTypes | None = None,
     ) -> IssuedCertificate:
+        """A leaf for `names`; with `key`, for that key (say one RSA key reused, as generating one is slow)."""
         names = list(names)
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = key or ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()

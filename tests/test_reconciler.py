@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from coretraffic.caddy_admin import CaddyAdmin
 from coretraffic.caddy_process import CaddyProcess
@@ -218,3 +220,26 @@ async def test_a_host_route_caddy_rejects_is_isolated_among_buckets(
     assert [(p.host, p.field) for p in result.rejected] == [("b07.example.test", "config")]
     assert len(result.applied_hosts) == 29
     assert await serves(ca, ports.https, "b29.example.test")
+
+
+async def test_a_corrupt_rsa_key_that_validation_lets_pass_is_isolated_by_caddys_own_check(
+    ca: DemoCA, upstream: DemoUpstream, reconciler: Reconciler, ports: Ports
+) -> None:
+    # Validation skips RSA's ~40 ms consistency check (it compares the public half only); Caddy checks the key at
+    # load, and its rejection must cost only this host.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.private_numbers()
+    corrupt = rsa.RSAPrivateNumbers(
+        numbers.p, numbers.q, numbers.d + 2, numbers.dmp1, numbers.dmq1, numbers.iqmp, numbers.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    issued = ca.issue(["corrupt.example.test"], key=key)
+    bad = demo_route(ca, "corrupt.example.test", upstream.port)
+    bad.update(
+        publicKey=issued.certificate_pem,
+        privateKey=corrupt.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode(),
+    )
+    validation = validated([demo_route(ca, "fine.example.test", upstream.port), bad])
+    assert validation.problems == ()  # what validation cannot see...
+    result = await reconciler.submit(validation)
+    assert [(p.host, p.field) for p in result.rejected] == [("corrupt.example.test", "publicKey")]  # ...Caddy does
+    assert await serves(ca, ports.https, "fine.example.test")

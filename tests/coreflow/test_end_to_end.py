@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from coretraffic.caddy_admin import CaddyAdmin
 from coretraffic.caddy_process import CaddyProcess
@@ -55,12 +57,25 @@ async def test_one_route_is_served_and_the_reply_is_ok(
     assert await serves(ca, ports.https, "one.example.test")
 
 
-async def test_2000_routes_with_certificates(
+async def test_2000_routes_with_rsa_certificates_over_5_mb(
     peer: Peer, reconciler: Reconciler, admin: CaddyAdmin, ca: DemoCA, upstream: DemoUpstream, ports: Ports
 ) -> None:
-    configs = [demo_route(ca, f"h{i:04}.example.test", upstream.port) for i in range(2000)]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # RSA PEMs: the size real updates have
+    configs = []
+    for i in range(2000):
+        issued = ca.issue([f"h{i:04}.example.test"], key=key)
+        configs.append(
+            {
+                "hostName": f"h{i:04}.example.test",
+                "destinationIps": ["127.0.0.1"],
+                "destinationPorts": [upstream.port],
+                "privateKey": issued.private_key_pem,
+                "publicKey": issued.certificate_pem,
+            }
+        )
+    assert len(json.dumps(update(configs))) > 5_000_000
     async with connected(peer, reconciler):
-        reply = await peer.call("updateRouting", update(configs), timeout_s=60)
+        reply = await peer.call("updateRouting", update(configs), timeout_s=90)
     assert reply == OK
     assert await served_route_ids(admin) == {str(c["hostName"]) for c in configs}
     for i in (0, 999, 1999):
