@@ -9,7 +9,6 @@ the whole set on every change and re-parsing 10,000 PEM pairs each time would do
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any, Literal
 import idna
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 
@@ -335,19 +334,15 @@ def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
         raise FieldError("privateKey", "is not a PEM private key") from None
     if not isinstance(key, _TLS_KEY_TYPES):
         raise FieldError("privateKey", "is not a key type Caddy can serve (RSA, ECDSA or Ed25519)")
-    if _spki(key.public_key()) != _spki(leaf.public_key()):
+    if key.public_key() != leaf.public_key():
         raise FieldError("privateKey", "does not match the certificate in publicKey")
     return Certificate(
-        sha256=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        sha256=leaf.fingerprint(hashes.SHA256()).hex(),
         names=_certificate_names(leaf),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         chain_pem="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain),
     )
-
-
-def _spki(public_key: Any) -> bytes:
-    return bytes(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def _certificate_names(leaf: x509.Certificate) -> tuple[str, ...]:
