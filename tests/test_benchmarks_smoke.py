@@ -6,6 +6,7 @@ Ratios from a smoke run on a shared machine are too noisy to hold to their goals
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_smoke_run_prints_every_measurement() -> None:
-    assert shutil.which("h2load"), "h2load is needed (apt-get install -y nghttp2-client; .ci/run installs it)"
+    if not shutil.which("h2load"):
+        # CI installs it (.ci/run, as root): there its absence is a failure; a developer without root may lack it.
+        assert not os.environ.get("CI"), "h2load is needed: apt-get install -y nghttp2-client"
+        pytest.skip("h2load is not installed (apt-get install -y nghttp2-client)")
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke"],
         capture_output=True,
