@@ -156,17 +156,24 @@ def route_configs(ca: DemoCA, hosts: list[str], upstream_port: int) -> list[dict
 # -- the data plane, as a client sees it ---------------------------------------------------------------------
 
 
+def objects_by_id(document: Any) -> dict[str, dict[str, Any]]:
+    """Every object carrying an `@id` anywhere in a Caddy config, by that id (as the admin API's /id/ finds it)."""
+    found: dict[str, dict[str, Any]] = {}
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("@id"), str):
+                found[item["@id"]] = item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
 def ids_in(document: Any, prefix: str) -> set[str]:
     """Every `@id` starting with `prefix` anywhere in a Caddy config, the prefix removed."""
-    if isinstance(document, list):
-        return set().union(*(ids_in(item, prefix) for item in document))
-    if not isinstance(document, dict):
-        return set()
-    found = set().union(*(ids_in(value, prefix) for value in document.values()))
-    marker = document.get("@id")
-    if isinstance(marker, str) and marker.startswith(prefix):
-        found.add(marker.removeprefix(prefix))
-    return found
+    return {ident.removeprefix(prefix) for ident in objects_by_id(document) if ident.startswith(prefix)}
 
 
 async def https_get(

@@ -17,7 +17,7 @@ from coretraffic.caddy_admin import CaddyAdmin
 from coretraffic.demo import DemoCA, DemoUpstream, demo_route
 from coretraffic.reconciler import Reconciler
 from coretraffic.render import route_id
-from tests.conftest import Ports, https_get, served_certificate, validated
+from tests.conftest import Ports, https_get, objects_by_id, served_certificate, validated
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -28,21 +28,6 @@ def upstreams() -> Iterator[list[DemoUpstream]]:
     yield servers
     for server in servers:
         server.stop()
-
-
-def objects_by_id(document: Any) -> dict[str, dict[str, Any]]:
-    """Every object carrying an `@id` anywhere in a Caddy config, by that id (as the admin API's /id/ finds it)."""
-    found: dict[str, dict[str, Any]] = {}
-    stack = [document]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("@id"), str):
-                found[item["@id"]] = item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 def dials_of(entry: dict[str, Any]) -> list[str]:
