@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,12 +24,12 @@ from coretraffic.diff import run_diff
 from coretraffic.logs import setup_logging
 from coretraffic.models import RouteSetError
 from coretraffic.redact import redact
-from coretraffic.render import BaseConfigError, serialise
+from coretraffic.render import BaseConfigError
 from coretraffic.routes_file import RoutesFileError, read_routes_document
 from coretraffic.service import admin_address, make_renderer, run_driver
 from coretraffic.settings import Settings
 from coretraffic.status import StatusError, fetch_status, status_text
-from coretraffic.validate import validate_route_set
+from coretraffic.validate import Validation, validate_route_set
 
 EXIT_USAGE = 2
 
@@ -102,10 +101,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         ) from None
 
 
-def _require_routes(settings: Settings) -> Path:
+def _validated_routes_file(settings: Settings) -> Validation:
     if settings.routes is None:
         raise UsageError("--routes FILE (or CORETRAFFIC_ROUTES) is required")
-    return settings.routes
+    return validate_route_set(read_routes_document(settings.routes), datetime.datetime.now(datetime.UTC))
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,7 +120,7 @@ def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    validation = validate_route_set(read_routes_document(_require_routes(settings)), _now())
+    validation = _validated_routes_file(settings)
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}")
     print(f"{len(validation.routes)} hosts valid, {len(validation.errors)} errors, {len(validation.warnings)} warnings")
@@ -129,13 +128,13 @@ def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
-    validation = validate_route_set(read_routes_document(_require_routes(settings)), _now())
+    validation = _validated_routes_file(settings)
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
     config: Any = make_renderer(settings, admin_address(settings))(validation.routes)
     if not args.show_secrets:
         config = redact(config)
-    print(json.dumps(json.loads(serialise(config)), indent=2, ensure_ascii=False))
+    print(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False))
     return 0
 
 
@@ -149,7 +148,3 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     document = fetch_status(settings.status_addr)
     print(status_text(document))
     return 0 if document["ready"] else 1
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
