@@ -297,11 +297,10 @@ class Reconciler:
 
 def _culprits(error: str, config: JSON, routes: Sequence[Route]) -> list[tuple[str, str]]:
     """The hosts a Caddy load error points at, with the field to blame, if it points at any."""
-    hosts = [r.host for r in sorted(routes, key=lambda r: r.host)]
     found: list[tuple[str, str]] = []
     match = _PEM_PAIR.search(error)
     if match:
-        owners = certificate_owners(config, hosts)
+        owners = certificate_owners(config, [r.host for r in routes])  # the entries carry the names themselves
         index = int(match.group(1))
         if index < len(owners) and owners[index] is not None:
             found.append((str(owners[index]), "publicKey"))
