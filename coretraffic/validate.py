@@ -248,7 +248,9 @@ def normalise_host_name(name: str) -> str:
     rest = rest.lower()
     if not rest or len(rest) > 253 - (2 if wildcard else 0):
         raise FieldError("hostName", "must be a DNS name of 1 to 253 characters")
-    if _is_ip(rest):
+    # Only an IPv4 address ends in a digit and only an IPv6 one holds ':'; parsing every name as both costs
+    # as much as the rest of this function.
+    if (rest[-1].isdigit() or ":" in rest) and _is_ip(rest):
         raise FieldError("hostName", "is an IP address; TLS needs a DNS name to select the certificate")
     for part in rest.split("."):
         if not _LABEL.fullmatch(part):
