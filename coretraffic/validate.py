@@ -106,17 +106,39 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
 
     Raises `RouteSetError` only when the document as a whole is unusable.
     """
-    routes: list[Route] = []
-    problems: list[Problem] = []
-    first_index: dict[str, int] = {}
-    for index, raw in enumerate(route_set_items(document)):
+    return assemble(validate_configs(route_set_items(document), now))
+
+
+# One config's result: its route (None when rejected) and its problems. Picklable, for `parallel`.
+Outcome = tuple[Route | None, tuple[Problem, ...]]
+
+
+def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> list[Outcome]:
+    """Check each config on its own: the part of validation that any slice of a route set can do apart.
+
+    `first` is the position of `configs[0]` in the route set, for naming configs that have no hostName.
+    """
+    outcomes: list[Outcome] = []
+    for index, raw in enumerate(configs, first):
         try:
             route, warnings = _validate_one(raw, now)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(_host_label(raw, index), exc))
-            continue
+            outcomes.append((None, tuple(_pydantic_problems(_host_label(raw, index), exc))))
         except FieldError as exc:
-            problems.append(Problem(_host_label(raw, index), exc.field, exc.message))
+            outcomes.append((None, (Problem(_host_label(raw, index), exc.field, exc.message),)))
+        else:
+            outcomes.append((route, tuple(Problem(route.host, f, m, "warning") for f, m in warnings)))
+    return outcomes
+
+
+def assemble(outcomes: Sequence[Outcome]) -> Validation:
+    """The route set from its configs' outcomes, in order: the first config for a host wins."""
+    routes: list[Route] = []
+    problems: list[Problem] = []
+    first_index: dict[str, int] = {}
+    for index, (route, found) in enumerate(outcomes):
+        if route is None:
+            problems.extend(found)
             continue
         if route.host in first_index:
             problems.append(
@@ -130,7 +152,7 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
             continue
         first_index[route.host] = index
         routes.append(route)
-        problems.extend(Problem(route.host, f, m, "warning") for f, m in warnings)
+        problems.extend(found)
     return Validation(tuple(routes), tuple(problems))
 
 
