@@ -19,17 +19,16 @@ from pydantic import ValidationError
 
 from coretraffic import __version__
 from coretraffic.caddy_process import CaddyStartError
-from coretraffic.demo import run_demo
 from coretraffic.diff import run_diff
 from coretraffic.logs import setup_logging
 from coretraffic.models import RouteSetError
 from coretraffic.redact import redact
 from coretraffic.render import BaseConfigError
 from coretraffic.routes_file import RoutesFileError, read_routes_document
-from coretraffic.service import admin_address, make_renderer, run_driver
 from coretraffic.settings import Settings
 from coretraffic.status import StatusError, fetch_status, status_text
 from coretraffic.validate import Validation, validate_route_set
+from coretraffic.wiring import admin_address, make_renderer
 
 EXIT_USAGE = 2
 
@@ -108,12 +107,16 @@ def _validated_routes_file(settings: Settings) -> Validation:
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from coretraffic.service import run_driver  # here: the other commands need not load the driver's parts
+
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_driver(settings))
     return 0
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from coretraffic.demo import run_demo  # here, as in `run`
+
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_demo(settings))
     return 0

@@ -1,6 +1,6 @@
 """`coretraffic diff`: what a route set would change in the running Caddy, before it happens.
 
-A dry run of the loop's last stop. The route set goes through the same validation and `service.make_renderer` as
+A dry run of the loop's last stop. The route set goes through the same validation and `wiring.make_renderer` as
 `run`; the result is compared with what Caddy runs (`GET /config/`) and printed as a plan per host, then, with
 `--full`, as a unified diff of the two Caddy JSON documents with every secret replaced by a fingerprint.
 
@@ -48,9 +48,9 @@ from coretraffic.render import (
     config_id,
 )
 from coretraffic.routes_file import RoutesFileError, read_routes_document
-from coretraffic.service import admin_address, make_renderer
 from coretraffic.settings import Settings
 from coretraffic.validate import FieldError, Validation, check_pem_pair, normalise_host_name, validate_route_set
+from coretraffic.wiring import admin_address, make_renderer
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 # bcrypt work spent verifying desired passwords against running hashes, in rounds (2**cost per check): about 2 s

@@ -10,25 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from coretraffic import __version__
-from coretraffic.base import load_base_config
-from coretraffic.caddy_admin import AdminAddress, CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess, find_caddy_binary, spawned_admin_address
+from coretraffic.caddy_admin import CaddyAdmin
+from coretraffic.caddy_process import CaddyProcess
 from coretraffic.coreflow.handler import make_update_routing_handler
 from coretraffic.coreflow.session import CoreflowClient
 from coretraffic.intake import submit_route_set
 from coretraffic.models import RouteSetError
-from coretraffic.passwords import BcryptHasher
 from coretraffic.reconciler import Reconciler
-from coretraffic.render import JSON, RenderSettings, render
 from coretraffic.routes_file import watch_routes_file
 from coretraffic.settings import Settings
 from coretraffic.status import ApplyStats, StatusServer
-from coretraffic.validate import Route
+from coretraffic.wiring import admin_address, make_renderer
 
 log = logging.getLogger("coretraffic")
 
@@ -42,32 +38,6 @@ class Driver:
     reconciler: Reconciler
     caddy: CaddyProcess | None
     coreflow: CoreflowClient | None
-
-
-def admin_address(settings: Settings) -> AdminAddress:
-    """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
-    if settings.caddy_admin:
-        return AdminAddress.parse(settings.caddy_admin)
-    return spawned_admin_address(settings.state_dir)
-
-
-def make_renderer(settings: Settings, address: AdminAddress) -> Callable[[Sequence[Route]], JSON]:
-    caddy_binary = find_caddy_binary()
-    base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
-    render_settings = RenderSettings(
-        admin_listen=address.listen,
-        version=__version__,
-        http_port=settings.http_port,
-        https_port=settings.https_port,
-        listen_host=settings.listen_host,
-        http3=settings.http3,
-    )
-    hasher = BcryptHasher(settings.bcrypt_cost)
-
-    def render_routes(routes: Sequence[Route]) -> JSON:
-        return render(routes, render_settings, base, hasher)
-
-    return render_routes
 
 
 async def run_driver(

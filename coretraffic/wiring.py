@@ -1,0 +1,45 @@
+"""From settings to the parts of the loop that `run` and the one-shot commands (`render`, `diff`) share.
+
+Kept apart from `service` so that a one-shot command gets the same renderer as `run` without loading what only
+a running driver needs (the Coreflow client, the status server, the reconciler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from coretraffic import __version__
+from coretraffic.base import load_base_config
+from coretraffic.caddy_admin import AdminAddress
+from coretraffic.caddy_process import find_caddy_binary, spawned_admin_address
+from coretraffic.passwords import BcryptHasher
+from coretraffic.render import JSON, RenderSettings, render
+from coretraffic.settings import Settings
+from coretraffic.validate import Route
+
+
+def admin_address(settings: Settings) -> AdminAddress:
+    """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
+    if settings.caddy_admin:
+        return AdminAddress.parse(settings.caddy_admin)
+    return spawned_admin_address(settings.state_dir)
+
+
+def make_renderer(settings: Settings, address: AdminAddress) -> Callable[[Sequence[Route]], JSON]:
+    """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made)."""
+    caddy_binary = find_caddy_binary()
+    base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
+    render_settings = RenderSettings(
+        admin_listen=address.listen,
+        version=__version__,
+        http_port=settings.http_port,
+        https_port=settings.https_port,
+        listen_host=settings.listen_host,
+        http3=settings.http3,
+    )
+    hasher = BcryptHasher(settings.bcrypt_cost)
+
+    def render_routes(routes: Sequence[Route]) -> JSON:
+        return render(routes, render_settings, base, hasher)
+
+    return render_routes
