@@ -22,12 +22,13 @@ from coretraffic.caddy_process import CaddyStartError
 from coretraffic.diff import run_diff
 from coretraffic.logs import setup_logging
 from coretraffic.models import RouteSetError
+from coretraffic.parallel import validate_on_cores
 from coretraffic.redact import redact
 from coretraffic.render import BaseConfigError
 from coretraffic.routes_file import RoutesFileError, read_routes_document
 from coretraffic.settings import Settings
 from coretraffic.status import StatusError, fetch_status, status_text
-from coretraffic.validate import Validation, validate_route_set
+from coretraffic.validate import Validation
 from coretraffic.wiring import admin_address, make_renderer
 
 EXIT_USAGE = 2
@@ -103,7 +104,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _validated_routes_file(settings: Settings) -> Validation:
     if settings.routes is None:
         raise UsageError("--routes FILE (or CORETRAFFIC_ROUTES) is required")
-    return validate_route_set(read_routes_document(settings.routes), datetime.datetime.now(datetime.UTC))
+    document = read_routes_document(settings.routes)
+    return asyncio.run(validate_on_cores(document, datetime.datetime.now(datetime.UTC)))
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """`coretraffic diff`: what a route set would change in the running Caddy, before it happens.
 
-A dry run of the loop's last stop. The route set goes through the same validation and `wiring.make_renderer` as
-`run`; the result is compared with what Caddy runs (`GET /config/`) and printed as a plan per host, then, with
-`--full`, as a unified diff of the two Caddy JSON documents with every secret replaced by a fingerprint.
+A dry run of the loop's last stop. The route set goes through the same validation (spread over the cores by
+`parallel`) and renderer (`wiring.make_renderer`) as `run`; the result is compared with what Caddy runs
+(`GET /config/`) and printed as a plan per host, then, with `--full`, as a unified diff of the two Caddy JSON
+documents with every secret replaced by a fingerprint.
 
 The planning (`plan_diff`) and printing (`format_text`, `format_json`, `full_diff`) are pure; `run_diff` does the
 I/O. The running side is read from Caddy's JSON alone, so the plan also describes a Caddy that coretraffic never
@@ -36,6 +37,7 @@ import orjson
 from coretraffic.caddy_admin import AdminAddress, CaddyAdmin, CaddyRejected, CaddyUnavailable
 from coretraffic.caddy_process import CaddyStartError
 from coretraffic.models import RouteSetError
+from coretraffic.parallel import validate_on_cores
 from coretraffic.redact import redact
 from coretraffic.render import (
     CONFIG_ID_PREFIX,
@@ -49,7 +51,7 @@ from coretraffic.render import (
 )
 from coretraffic.routes_file import RoutesFileError, read_routes_document
 from coretraffic.settings import Settings
-from coretraffic.validate import FieldError, Validation, check_pem_pair, normalise_host_name, validate_route_set
+from coretraffic.validate import FieldError, Validation, check_pem_pair, normalise_host_name
 from coretraffic.wiring import admin_address, make_renderer
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -734,7 +736,7 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
         document = read_routes_document(settings.routes)
         # Caddy serialises its config (11 MB at 10,000 routes) while the routes are validated (about 1 s).
         validation, running = await asyncio.gather(
-            asyncio.to_thread(validate_route_set, document, datetime.datetime.now(datetime.UTC)),
+            validate_on_cores(document, datetime.datetime.now(datetime.UTC)),
             _running_config(address),
         )
         desired = renderer(validation.routes)

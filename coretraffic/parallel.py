@@ -1,0 +1,71 @@
+"""Cold validation spread over the machine's cores, for the one-shot commands (`diff`, `check`, `render`).
+
+Validating 10,000 new hosts is about 1 s of PEM parsing in one process, and these commands start cold every time.
+So they fork workers that each check a slice of the route set (`validate.validate_configs`) and send back the
+outcomes; the caller assembles them (`validate.assemble`: the first config for a host wins), so the result is
+exactly what `validate_route_set` gives. Forked, not spawned: a worker inherits the imports and the parsed route
+set instead of paying for them again.
+
+`run` does not use this. By the time a route set reaches it, it has threads, whose locks a fork would copy
+mid-use; and its later sets are mostly found in the validation cache, which workers could not fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+from typing import Any
+
+from coretraffic.models import route_set_items
+from coretraffic.validate import Outcome, Validation, assemble, validate_configs, validate_route_set
+
+# Configs per slice: below about this many, a worker costs more than it saves. Several slices per worker even
+# out a worker that the (shared) machine slows down.
+MIN_SLICE = 500
+SLICES_PER_WORKER = 4
+
+_configs: Sequence[Any] = ()  # in a worker: the route set, inherited through the fork rather than pickled
+
+
+async def validate_on_cores(document: Any, now: datetime, *, min_slice: int = MIN_SLICE) -> Validation:
+    """`validate_route_set(document, now)`, on every core the process may use when the set is large."""
+    configs = route_set_items(document)
+    workers = min(_usable_cores(), len(configs) // min_slice)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return await asyncio.to_thread(validate_route_set, configs, now)
+    size = max(min_slice, -(-len(configs) // (workers * SLICES_PER_WORKER)))
+    loop = asyncio.get_running_loop()
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_inherit, initargs=(configs,)
+    )
+    with pool:
+        slices = [
+            loop.run_in_executor(pool, _validate_slice, first, size, now) for first in range(0, len(configs), size)
+        ]
+        try:
+            parts = await asyncio.gather(*slices)
+        except BrokenProcessPool:  # a worker was killed (out of memory, a signal): do the work here instead
+            return await asyncio.to_thread(validate_route_set, configs, now)
+    return assemble([outcome for part in parts for outcome in part])
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _inherit(configs: Sequence[Any]) -> None:
+    global _configs
+    _configs = configs
+    # Ctrl-C is the caller's to handle; the forked copy of its asyncio handler would wake the caller's loop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.set_wakeup_fd(-1)
+
+
+def _validate_slice(first: int, size: int, now: datetime) -> list[Outcome]:
+    return validate_configs(_configs[first : first + size], now, first)

@@ -1,0 +1,62 @@
+"""`coretraffic.parallel`: validation spread over forked workers gives exactly what `validate_route_set` gives.
+
+Real worker processes (fork); `min_slice` is lowered so that a set of a few dozen configs is split.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+from typing import Any
+
+import pytest
+
+from coretraffic import parallel
+from coretraffic.demo import DemoCA, demo_route
+from coretraffic.models import RouteSetError
+from coretraffic.validate import validate_route_set
+
+NOW = datetime.datetime.now(datetime.UTC)
+
+pytestmark = pytest.mark.skipif(parallel._usable_cores() < 2, reason="needs two cores to fork workers")
+
+
+@pytest.fixture(scope="module")
+def mixed_set() -> list[Any]:
+    """Good hosts, with rejected configs and duplicates spread over every slice (positions matter in messages)."""
+    ca = DemoCA("parallel test CA")
+    configs: list[Any] = []
+    for i in range(60):
+        config = demo_route(ca, f"h{i}.example.test", 9000 + i)
+        if i % 7 == 3:
+            config["destinationPorts"] = [0]
+        if i % 11 == 5:
+            config = {"destinationIps": ["10.0.0.1"]}  # no hostName: named by its position
+        configs.append(config)
+    configs += [configs[2], demo_route(ca, "H2.example.test", 1)]  # duplicates of an early host, both rejected
+    return configs
+
+
+def test_workers_give_the_same_validation_as_one_process(mixed_set: list[Any]) -> None:
+    serial = validate_route_set(mixed_set, NOW)
+    assert any(p.host.startswith("#") for p in serial.problems) and any("duplicate" in p.message for p in serial.errors)
+    spread = asyncio.run(parallel.validate_on_cores(mixed_set, NOW, min_slice=5))
+    assert spread == serial
+
+
+def test_reverse_configs_object_and_its_errors_are_as_in_validate(mixed_set: list[Any]) -> None:
+    spread = asyncio.run(parallel.validate_on_cores({"reverseConfigs": mixed_set}, NOW, min_slice=5))
+    assert spread == validate_route_set(mixed_set, NOW)
+    with pytest.raises(RouteSetError):
+        asyncio.run(parallel.validate_on_cores({"routes": []}, NOW, min_slice=5))
+
+
+def _die(first: int, size: int, now: datetime.datetime) -> None:
+    os._exit(3)  # a worker killed mid-slice (out of memory, a signal)
+
+
+def test_a_killed_worker_costs_time_not_the_result(mixed_set: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "_validate_slice", _die)
+    spread = asyncio.run(parallel.validate_on_cores(mixed_set, NOW, min_slice=5))
+    assert spread == validate_route_set(mixed_set, NOW)
