@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import gc
 import json
 import sys
 from typing import Any
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         setup_logging(settings.log_level, settings.log_format)
+        if args.one_shot:
+            # These build a few large documents once and exit: the cycle collector would walk them again and
+            # again for nothing (about 10% of `diff` at 10,000 hosts).
+            gc.disable()
         return int(args.command(settings, args))
     except (UsageError, RoutesFileError, RouteSetError, BaseConfigError, CaddyStartError, StatusError) as exc:
         print(f"coretraffic: {exc}", file=sys.stderr)
@@ -65,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         ("status", _cmd_status, "print a running driver's status from its status server (exit 1 if not ready)"),
     ):
         command = commands.add_parser(name, help=text, description=text)
-        command.set_defaults(command=handler)
+        command.set_defaults(command=handler, one_shot=name in ("check", "render", "diff"))
         _add_setting_flags(command)
         if name == "render":
             command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
