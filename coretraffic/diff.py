@@ -51,7 +51,7 @@ from coretraffic.render import (
 )
 from coretraffic.routes_file import RoutesFileError, read_routes_document
 from coretraffic.settings import Settings
-from coretraffic.validate import FieldError, Validation, check_pem_pair, normalise_host_name
+from coretraffic.validate import Certificate, FieldError, Validation, check_pem_pair, normalise_host_name
 from coretraffic.wiring import admin_address, make_renderer
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -65,6 +65,7 @@ _MARKER_SHOWN = CONFIG_ID_PREFIX + "<digest of the inputs>"
 _LOAD_PEM_PATH = ("apps", "tls", "certificates", "load_pem")
 
 Path = tuple[str | int, ...]
+_Parsed = Mapping[tuple[str, str], Certificate]  # (certificate chain, private key) -> what validation found
 Running = Literal["coretraffic", "empty", "foreign"]
 
 
@@ -296,6 +297,8 @@ def plan_diff(
     running_doc, desired_doc = _with_marker_shown(running), _with_marker_shown(desired)
     old, new = read_config(running_doc), read_config(desired_doc)
     passwords = {r.host: r.basic_auth.password for r in validation.routes if r.basic_auth is not None}
+    # The desired side's certificates were parsed by validation (maybe in another process: `parallel`).
+    parsed = {(r.certificate_pem, r.private_key_pem): r.certificate for r in validation.routes}
     checker = _PasswordChecker(password_work)
     entries: list[JSON] = []
     adopted: dict[Path, Any] = {}
@@ -309,9 +312,9 @@ def plan_diff(
                 entries.append({"host": host, "action": "removed", "upstreams": list(before.upstreams)})
             continue
         if before is None:
-            entries.append({"host": host, "action": "added", **_describe_host(after)})
+            entries.append({"host": host, "action": "added", **_describe_host(after, parsed)})
             continue
-        changes, kept_hash = _host_changes(before, after, passwords.get(host), checker)
+        changes, kept_hash = _host_changes(before, after, passwords.get(host), checker, parsed)
         node = after.node
         if kept_hash is not None and after.account is not None:
             node = adopted[after.path] = _with_password(after.node, after.account[1], kept_hash)
@@ -361,19 +364,19 @@ def _rejected(validation: Validation, old: Mapping[str, HostState], new: Mapping
     return rejected
 
 
-def _describe_host(state: HostState) -> JSON:
+def _describe_host(state: HostState, parsed: _Parsed) -> JSON:
     return {
         "upstreams": list(state.upstreams),
-        "certificate": _certificate(state.pem),
+        "certificate": _certificate(state.pem, parsed),
         "basic_auth_user": state.account[0] if state.account else None,
     }
 
 
-def _certificate(pem: tuple[str, str] | None) -> JSON | None:
+def _certificate(pem: tuple[str, str] | None, parsed: _Parsed) -> JSON | None:
     if pem is None:
         return None
     try:
-        certificate = check_pem_pair(*pem)  # cached: the desired side was parsed by validation already
+        certificate = parsed.get(pem) or check_pem_pair(*pem)
     except FieldError as exc:
         return {"error": f"{exc.field}: {exc.message}"}
     return {
@@ -384,7 +387,7 @@ def _certificate(pem: tuple[str, str] | None) -> JSON | None:
 
 
 def _host_changes(
-    before: HostState, after: HostState, password: str | None, checker: _PasswordChecker
+    before: HostState, after: HostState, password: str | None, checker: _PasswordChecker, parsed: _Parsed
 ) -> tuple[list[JSON], str | None]:
     """What changes on a host, and the running password hash when the desired password matches it."""
     changes: list[JSON] = []
@@ -396,7 +399,8 @@ def _host_changes(
         else:
             changes.append({"field": "upstreams", "reordered": list(after.upstreams)})
     if before.pem != after.pem:
-        changes.append({"field": "certificate", "from": _certificate(before.pem), "to": _certificate(after.pem)})
+        replaced = {"from": _certificate(before.pem, parsed), "to": _certificate(after.pem, parsed)}
+        changes.append({"field": "certificate", **replaced})
     kept_hash = None
     if before.account != after.account:  # the hashes always differ (fresh salt): compare users, check passwords
         auth, kept_hash = _auth_change(before.account, after.account, password, checker)
