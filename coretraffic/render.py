@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,11 @@ from coretraffic.validate import BasicAuth, Route
 HTTP_SERVER = "coretraffic_http"
 HTTPS_SERVER = "coretraffic_https"
 MANAGED_SERVERS = (HTTP_SERVER, HTTPS_SERVER)
+MANAGED_APPS = ("http", "tls")  # rendered whole: the base config's parts of them merged with coretraffic's
+# The HTTP server's `@id`: this prefix and the base config's servers and apps (" server:NAME app:NAME", names
+# %-quoted), so that `ownership` can tell them from parts someone else put into Caddy. No '"' may appear in an
+# `@id`: Caddy strips them from the JSON with a regular expression that stops at the first one.
+BASE_PARTS_PREFIX = "coretraffic_base_parts"
 ROUTE_ID_PREFIX = "coretraffic_route_"
 CONFIG_ID_PREFIX = "coretraffic_config_"
 NOT_FOUND_ID = "coretraffic_not_found"
@@ -103,7 +109,7 @@ def base_from_adapted(adapted: JSON, http_port: int, https_port: int) -> BaseCon
         if name in MANAGED_SERVERS:
             raise BaseConfigError(f"base config defines server {name!r}, which coretraffic manages")
         for address in server.get("listen", []):
-            if _listen_ports(address) & {http_port, https_port}:
+            if listen_ports(address) & {http_port, https_port}:
                 raise BaseConfigError(
                     f"base config server {name!r} listens on {address!r}, a port coretraffic manages "
                     f"(HTTP {http_port}, HTTPS {https_port})"
@@ -115,7 +121,7 @@ def _route_hosts(route: JSON) -> list[str]:
     return [host for matcher in route.get("match", []) for host in matcher.get("host", [])]
 
 
-def _listen_ports(address: str) -> set[int]:
+def listen_ports(address: str) -> set[int]:
     """Ports of a Caddy listen address such as ':443', 'tcp/[::]:80' or '127.0.0.1:8000-8010'."""
     if address.startswith(("unix/", "unixgram/", "unixpacket/")):
         return set()  # a socket path, whatever it ends with
@@ -138,6 +144,7 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
     servers = http_app.setdefault("servers", {})
     servers[HTTP_SERVER] = {
         **base.server_defaults,
+        "@id": BASE_PARTS_PREFIX + _base_parts(base),
         "listen": [f"{settings.listen_host}:{settings.http_port}"],
         "automatic_https": {"disable": True},
         "protocols": ["h1"],  # h2 and h3 need TLS; listing them only earns a warning per load
@@ -159,6 +166,13 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
     certificates["load_pem"] = [*certificates.get("load_pem", []), *_load_pem(ordered)]
     servers[HTTP_SERVER]["routes"][0]["@id"] = CONFIG_ID_PREFIX + _inputs_digest(ordered, settings, base, hash_password)
     return config
+
+
+def _base_parts(base: BaseConfig) -> str:
+    apps = base.config.get("apps", {})
+    parts = [("app", name) for name in apps if name not in MANAGED_APPS]
+    parts += [("server", name) for name in apps.get("http", {}).get("servers", {})]
+    return "".join(f" {kind}:{urllib.parse.quote(name, safe='')}" for kind, name in sorted(parts))
 
 
 def _inputs_digest(

@@ -234,7 +234,7 @@ def test_all_ids_are_unique() -> None:
 
     for case in CASES:
         found = ids(render_case(case))
-        assert len(found) == len(set(found)) == len(case_routes(case)) + 2  # hosts, 404, config marker
+        assert len(found) == len(set(found)) == len(case_routes(case)) + 3  # hosts, 404, marker, base parts
 
 
 def test_certificates_are_loaded_after_the_base_ones_and_tagged_by_host() -> None:
