@@ -12,22 +12,26 @@ Sources (the routes file, Coreflow) `submit` a validated route set and may await
   serving, so hosts are never lost for an unrelated bad one.
 - Self-heal: every second it checks that Caddy still holds the config's marker `@id` (restart, emptied, replaced),
   and now and then compares the whole config's ETag (edits by hand); either way it re-applies.
+- Foreign parts: servers and apps that someone else put into Caddy are read before the first load and after any
+  change coretraffic did not make, and carried into every load unchanged (`ownership`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from coretraffic.caddy_admin import CaddyAdmin, CaddyRejected, CaddyUnavailable
+from coretraffic.ownership import Parts, foreign_parts, keep_foreign
 from coretraffic.render import HTTPS_SERVER, JSON, certificate_owners, config_id, serialise
 from coretraffic.validate import Problem, Route, Validation
 
@@ -40,6 +44,7 @@ ResultObserver = Callable[["ApplyResult", Validation], None]
 _PEM_PAIR = re.compile(r"PEM pair (\d+)")
 _HTTPS_ROUTE = re.compile(rf"server {HTTPS_SERVER}: .*?route (\d+)")
 _MAX_ISOLATION_ROUNDS = 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class Reconciler:
         self._pending: _Submission | None = None
         self._wake = asyncio.Event()
         self._applied: _Applied | None = None
+        # Caddy's foreign servers and apps as last read; None: read them before the next load.
+        self._foreign: Parts | None = None
         # True from taking a set until its apply is fully recorded: a heal check must not judge Caddy meanwhile.
         self._applying = False
         self.last_result: ApplyResult | None = None
@@ -181,13 +188,15 @@ class Reconciler:
         routes = list(validation.routes)
         isolated: list[Problem] = []
         for _ in range(_MAX_ISOLATION_ROUNDS):
-            # Rendering hashes new passwords and serialising 10,000 routes takes a while: off the event loop.
-            config, body = await asyncio.to_thread(self._render_and_serialise, routes)
-            marker = config_id(config)
             try:
+                if self._foreign is None:
+                    self._foreign = await self._retrying(self._read_foreign)
+                # Rendering hashes new passwords and serialising 10,000 routes takes a while: off the event loop.
+                config, body = await asyncio.to_thread(self._render_and_serialise, routes, self._foreign)
+                marker = config_id(config)
                 if not submission.force and await self._runs_already(body):
                     return self._result("unchanged", routes, validation, isolated, started, "not reloaded")
-                await self._load_with_retry(body)
+                await self._retrying(functools.partial(self._admin.load, body))
             except CaddyUnavailable:
                 return None
             except CaddyRejected as exc:
@@ -203,12 +212,15 @@ class Reconciler:
             return self._result("applied", routes, validation, isolated, started, "HTTP 200")
         return self._result("failed", [], validation, isolated, started, "too many rejected hosts to isolate")
 
-    def _render_and_serialise(self, routes: Sequence[Route]) -> tuple[JSON, bytes]:
+    def _render_and_serialise(self, routes: Sequence[Route], foreign: Parts) -> tuple[JSON, bytes]:
         # Building 10,000 routes allocates enough to trigger full collections that walk the whole heap, which
         # cost 4x the rendering itself (measured: 200 ms vs 40 ms). Nothing here makes cycles worth collecting.
         gc.disable()
         try:
-            config = self._render(routes)
+            config, left_out = keep_foreign(self._render(routes), foreign)
+            for label, reason in left_out.items():
+                log.warning("caddy's %s is not coretraffic's, but is left out of the config: it %s", label, reason)
+                del foreign[label]  # gone from Caddy with this load: said once
             return config, serialise(config)
         finally:
             gc.enable()
@@ -240,20 +252,31 @@ class Reconciler:
         except CaddyUnavailable:
             return False  # the load below will wait for Caddy
 
-    async def _load_with_retry(self, body: bytes) -> None:
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call` until Caddy answers; CaddyUnavailable once a newer set is waiting (it takes over)."""
+
         def newer_set_waiting(_: RetryCallState) -> bool:
             return self._pending is not None
 
-        async for attempt in AsyncRetrying(
+        retrying = AsyncRetrying(
             retry=retry_if_exception_type(CaddyUnavailable),
             # Capped at 1 s so that a Caddy that answers again gets the set within a second.
             wait=wait_random_exponential(multiplier=0.05, max=1.0),
             stop=newer_set_waiting,
             before_sleep=self._note_retry,
             reraise=True,
-        ):
-            with attempt:
-                await self._admin.load(body)
+        )
+        return await retrying(call)
+
+    async def _read_foreign(self) -> Parts:
+        try:
+            foreign = foreign_parts(await self._admin.get_config())
+        except CaddyRejected as exc:  # not expected from a read; carrying nothing is what loads did before
+            log.warning("could not read caddy's config for parts that are not coretraffic's: %s", exc)
+            return {}
+        if foreign:
+            log.info("caddy runs parts that are not coretraffic's, left as they are: %s", ", ".join(sorted(foreign)))
+        return foreign
 
     def _note_retry(self, state: RetryCallState) -> None:
         self.retries += 1
@@ -289,6 +312,7 @@ class Reconciler:
             if drifted and self._applied is applied and not self._busy():
                 self.heals += 1
                 log.warning("caddy no longer runs the applied config (restarted, emptied or edited); re-applying")
+                self._foreign = None  # someone else changed Caddy: what is theirs is read again
                 self.submit_nowait(applied.validation, force=True)
 
     def _busy(self) -> bool:
