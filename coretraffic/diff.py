@@ -37,13 +37,14 @@ import orjson
 from coretraffic.caddy_admin import AdminAddress, CaddyAdmin, CaddyRejected, CaddyUnavailable
 from coretraffic.caddy_process import CaddyStartError
 from coretraffic.models import RouteSetError
+from coretraffic.ownership import base_parts_recorded, foreign_parts, keep_foreign, part_path, unmanaged_parts
 from coretraffic.parallel import validate_on_cores
 from coretraffic.redact import redact
 from coretraffic.render import (
+    BASE_PARTS_PREFIX,
     CONFIG_ID_PREFIX,
     HTTP_SERVER,
     JSON,
-    MANAGED_SERVERS,
     ROUTE_ID_PREFIX,
     VERSION_HEADER,
     BaseConfigError,
@@ -62,6 +63,9 @@ PASSWORD_WORK_BUDGET = 32 * 2**10
 # between two renderings of the same set. Everything else it digests is compared on its own.
 _MARKER_PATH = ("apps", "http", "servers", HTTP_SERVER, "routes", 0, "@id")
 _MARKER_SHOWN = CONFIG_ID_PREFIX + "<digest of the inputs>"
+# Where render records which servers and apps came from the base config; those are reported one by one instead.
+_BASE_PARTS_PATH = ("apps", "http", "servers", HTTP_SERVER, "@id")
+_BASE_PARTS_SHOWN = BASE_PARTS_PREFIX + "<the base config's servers and apps>"
 _LOAD_PEM_PATH = ("apps", "tls", "certificates", "load_pem")
 
 Path = tuple[str | int, ...]
@@ -96,15 +100,9 @@ class CaddyView:
 def read_config(config: Any) -> CaddyView:
     """What a Caddy config (as `GET /config/` returns it, or as rendered) holds, seen by coretraffic."""
     config = config if isinstance(config, dict) else {}  # Caddy answers `null` when it runs nothing
-    apps = config.get("apps") if isinstance(config.get("apps"), dict) else {}
-    servers = _get(apps, "http", "servers")
-    servers = servers if isinstance(servers, dict) else {}
-    foreign_apps = [name for name in apps if name not in ("http", "tls")]
-    foreign_servers = [name for name in servers if name not in MANAGED_SERVERS]
-    unmanaged = {f"app {n}": apps[n] for n in foreign_apps} | {f"server {n}": servers[n] for n in foreign_servers}
-    certificates = _get(apps, "tls", "certificates", "load_pem")
-    drops: dict[Path, Any] = {("apps", n): _DROP for n in foreign_apps}
-    drops |= {("apps", "http", "servers", n): _DROP for n in foreign_servers}
+    unmanaged = unmanaged_parts(config)
+    certificates = _get(config, "apps", "tls", "certificates", "load_pem")
+    drops: dict[Path, Any] = {part_path(label): _DROP for label in unmanaged}
     if isinstance(certificates, list):
         drops[_LOAD_PEM_PATH] = _DROP
     trimmed = _replaced(config, drops)
@@ -258,7 +256,12 @@ def _replaced(node: Any, replacements: Mapping[Path, Any]) -> Any:
 
 
 def _with_marker_shown(config: Any) -> Any:
-    return _replaced(config, {_MARKER_PATH: _MARKER_SHOWN}) if config_id(config) else config
+    """`config` with render's two bookkeeping `@id`s as placeholders: what they stand for is compared on its own."""
+    shown: dict[Path, Any] = {_MARKER_PATH: _MARKER_SHOWN} if config_id(config) else {}
+    record = _get(config, *_BASE_PARTS_PATH)
+    if isinstance(record, str) and record.startswith(BASE_PARTS_PREFIX):
+        shown[_BASE_PARTS_PATH] = _BASE_PARTS_SHOWN
+    return _replaced(config, shown) if shown else config
 
 
 # -- planning ---------------------------------------------------------------------------------------------------
@@ -293,7 +296,11 @@ class Plan:
 def plan_diff(
     running: Any, desired: JSON, validation: Validation, *, password_work: int = PASSWORD_WORK_BUDGET
 ) -> Plan:
-    """Compare what Caddy runs with the config rendered from `validation` (pure; bcrypt checks are bounded)."""
+    """Compare what Caddy runs with the config rendered from `validation` (pure; bcrypt checks are bounded).
+
+    As `run` would, the running config's foreign servers and apps are carried into the rendered one first.
+    """
+    desired, left_out = keep_foreign(desired, foreign_parts(running))
     running_doc, desired_doc = _with_marker_shown(running), _with_marker_shown(desired)
     old, new = read_config(running_doc), read_config(desired_doc)
     passwords = {r.host: r.basic_auth.password for r in validation.routes if r.basic_auth is not None}
@@ -327,7 +334,8 @@ def plan_diff(
     entries += rejected.values()
     entries.sort(key=lambda entry: str(entry["host"]))
     config = _differences(old.residue, new.residue, ())
-    unmanaged = _unmanaged(old.unmanaged, new.unmanaged)
+    owners = base_parts_recorded(running), base_parts_recorded(desired)
+    unmanaged = _unmanaged(old.unmanaged, new.unmanaged, left_out, *owners)
     documents = (running_doc, _replaced(desired_doc, adopted))
     if not (entries or config or any(u["fate"] != "left alone" for u in unmanaged)) and documents[0] != documents[1]:
         # Something the per-host reading does not see (e.g. hosts regrouped); --full shows it.
@@ -490,15 +498,27 @@ def _path_text(path: Path) -> str:
     return text or "(whole config)"
 
 
-def _unmanaged(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[JSON]:
+def _unmanaged(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    left_out: Mapping[str, str],
+    from_base_before: frozenset[str],
+    from_base: frozenset[str],
+) -> list[JSON]:
     entries = []
     for name in sorted(old.keys() | new.keys()):
-        if name not in new:
-            fate = "removed: not in the base config"
+        if name in left_out:
+            fate = f"removed: it {left_out[name]}"
+        elif name not in new:  # foreign parts are all carried over: this one came from the base config
+            fate = "removed: no longer in the base config"
         elif name not in old:
             fate = "added by the base config"
-        else:
-            fate = "left alone" if old[name] == new[name] else "changed by the base config"
+        elif old[name] != new[name]:
+            fate = "changed by the base config"
+        else:  # a foreign part the base config now defines as it is: run records it as the base's
+            fate = (
+                "left alone" if (name in from_base_before) == (name in from_base) else "taken over by the base config"
+            )
         entries.append({"name": name, "fate": fate, **_unmanaged_shape(new.get(name, old.get(name)))})
     return entries
 

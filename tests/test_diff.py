@@ -74,7 +74,12 @@ def test_the_golden_changes_case_exercises_every_kind_of_change() -> None:
         ("basic_auth", "user"),
         ("basic_auth", "password"),
     }
-    assert [u["fate"] for u in plan.unmanaged] == ["removed: not in the base config", "left alone"]
+    assert {u["name"]: u["fate"] for u in plan.unmanaged} == {
+        "server legacy": "left alone",  # foreign: run carries it over
+        "server retired": "removed: no longer in the base config",
+        "server squatter": "removed: it listens on port 8000, which the rendered config uses",
+        "server srv1": "left alone",  # the base config's, unchanged
+    }
     assert [w["host"] for w in plan.warnings] == ["expired.example.test"]
     assert plan.has_changes
 

@@ -197,8 +197,8 @@ async def test_version_header_and_settings_changes(
     assert "~ config apps.http.servers.coretraffic_https.listen[0]" in moved.out.splitlines()
 
 
-async def test_servers_coretraffic_does_not_own_are_described(
-    ca: DemoCA, admin: CaddyAdmin, render_settings: RenderSettings, diff: Any
+async def test_servers_coretraffic_does_not_own_are_described_and_left_alone(
+    ca: DemoCA, admin: CaddyAdmin, render_settings: RenderSettings, ports: Ports, diff: Any
 ) -> None:
     configs = [wire(ca, "app.example.test")]
     config = render(validated(configs).routes, render_settings, BaseConfig(), BcryptHasher(4))
@@ -211,11 +211,20 @@ async def test_servers_coretraffic_does_not_own_are_described(
     result = await diff(configs)
     assert result.out.splitlines() == [
         "Caddy runs a config rendered by coretraffic.",
-        f"- server operator: not managed by coretraffic, removed: not in the base config; listen 127.0.0.1:{port}, "
-        "1 route",
+        f"= server operator: not managed by coretraffic, left alone; listen 127.0.0.1:{port}, 1 route",
         "0 added, 0 removed, 0 changed, 0 rejected, 1 unchanged",
     ]
-    assert result.code == 1  # run would take it away: not "no changes"
+    assert result.code == 0  # run carries it over: nothing would change
+
+    # One that cannot stay: a server of another config on the port coretraffic serves HTTPS on.
+    squatter = {"listen": [f"127.0.0.1:{ports.https}"], "routes": []}
+    await admin.load(serialise({**config, "apps": {"http": {"servers": {"squatter": squatter}}}}))
+    result = await diff(configs)
+    assert (
+        f"- server squatter: not managed by coretraffic, removed: it listens on port {ports.https}, which the "
+        f"rendered config uses; listen 127.0.0.1:{ports.https}, 0 routes"
+    ) in result.out.splitlines()
+    assert result.code == 1
 
 
 async def test_an_empty_and_a_foreign_caddy_are_described(
@@ -235,9 +244,7 @@ async def test_an_empty_and_a_foreign_caddy_are_described(
     foreign = await diff(configs, as_json=True)
     plan = json.loads(foreign.out)
     assert plan["running"] == "foreign"
-    assert plan["unmanaged"] == [
-        {"name": "server srv0", "fate": "removed: not in the base config", "listen": site["listen"], "routes": 1}
-    ]
+    assert plan["unmanaged"] == [{"name": "server srv0", "fate": "left alone", "listen": site["listen"], "routes": 1}]
     assert [h["host"] for h in plan["hosts"]] == ["app.example.test"]
     assert foreign.code == 1
 

@@ -89,23 +89,20 @@ def main() -> None:
         make.config("same.example.test"),
     )
 
-    # Every kind of host change, a server the base config keeps and one it does not have.
-    base = {
-        "apps": {
-            "http": {
-                "servers": {
-                    "srv1": {
-                        "listen": [":9000"],
-                        "routes": [{"handle": [{"body": "operator", "handler": "static_response"}]}],
-                    }
-                }
-            }
-        }
-    }
-    running = _running([app_a, shop, wild, users, locked, keep, gone, broken, same], SETTINGS, base)
+    # Every kind of host change; a server the base config keeps and one it no longer has (`retired`); a foreign
+    # server, added by hand, that run leaves alone (`legacy`) and one on coretraffic's HTTPS port (`squatter`).
+    srv1 = {"listen": [":9000"], "routes": [{"handle": [{"body": "operator", "handler": "static_response"}]}]}
+    retired = {"listen": [":9200"], "routes": [{"handle": [{"body": "retired", "handler": "static_response"}]}]}
+    base = {"apps": {"http": {"servers": {"srv1": srv1}}}}
+    base_before = {"apps": {"http": {"servers": {"srv1": srv1, "retired": retired}}}}
+    running = _running([app_a, shop, wild, users, locked, keep, gone, broken, same], SETTINGS, base_before)
     running["apps"]["http"]["servers"]["legacy"] = {
         "listen": [":9100"],
         "routes": [{"match": [{"host": ["legacy.example.test"]}], "handle": [{"handler": "static_response"}]}],
+    }
+    running["apps"]["http"]["servers"]["squatter"] = {
+        "listen": [":8000"],
+        "routes": [{"handle": [{"body": "squatter", "handler": "static_response"}]}],
     }
     _write("changes", "running.json", running)
     _write_desired(
