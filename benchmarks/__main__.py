@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 
-from benchmarks import scale, update_to_serving
+from benchmarks import diff_cli, scale, update_to_serving
 from benchmarks.harness import bed, require_h2load
 
 
@@ -50,6 +50,14 @@ async def suite(args: argparse.Namespace) -> list[str]:
                  f"driver RSS {c.driver_rss_mb:.0f} MB (goal <= 150)")
         )  # fmt: skip
         print(rows[-1], flush=True)
+        t = await diff_cli.measure(b, args.diff_routes, args.rounds + 1)
+        rows.append(
+            _row(f"`coretraffic diff` / reading /config/ alone, {t.routes:,} routes, 30 changed", t.ratio,
+                 "diff < 2 s", t.median_s < 2.0,
+                 f"diff {t.median_s:.2f} s (runs {', '.join(f'{s:.2f}' for s in t.ours_s)}); read alone "
+                 f"{t.floor_median_s:.2f} s; against an empty Caddy (all added) {t.all_added_s:.2f} s")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
     for size in args.sizes:
         u = await update_to_serving.measure(size, args.rounds + 1)
         limit = 1.1 * u.raw_s + 0.020
@@ -72,6 +80,7 @@ def main() -> None:
     args.reloads = 100 if full else 5
     args.reload_routes = 2000 if full else 200
     args.cost_routes = 10000 if full else 500
+    args.diff_routes = 10000 if full else 500
     require_h2load()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")

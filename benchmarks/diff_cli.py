@@ -1,0 +1,104 @@
+"""`coretraffic diff` at scale (issue 5: 10,000 routes in under 2 s), next to the least any diff must pay.
+
+Caddy runs N routes loaded through the real renderer; the routes file moves 10 hosts' upstreams, removes 10 hosts
+and adds 10. "Ours" is the command as an operator runs it: a new Python process from start to exit that reads
+and validates the file, renders, reads `GET /config/`, plans and prints. "Floor", alternated with it, is a new
+Python process that only fetches and parses `GET /config/` (httpx and orjson): what reading the running Caddy
+costs before any comparison. Then the same command once against an empty Caddy, where every host is added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Bed, hosts
+from coretraffic.caddy_admin import AdminAddress
+
+# A bare reader of the running config: the floor. argv: the admin socket ("" for TCP), the admin URL.
+_FLOOR = """
+import sys, httpx, orjson
+uds, url = sys.argv[1], sys.argv[2]
+with httpx.Client(transport=httpx.HTTPTransport(uds=uds or None, verify=False)) as client:
+    orjson.loads(client.get(url + "/config/").raise_for_status().content)
+"""
+
+
+@dataclass(frozen=True)
+class DiffTime:
+    routes: int
+    ours_s: list[float]
+    floor_s: list[float]
+    all_added_s: float
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.ours_s)
+
+    @property
+    def floor_median_s(self) -> float:
+        return statistics.median(self.floor_s)
+
+    @property
+    def ratio(self) -> float:
+        return self.median_s / self.floor_median_s
+
+
+async def measure(bed: Bed, size: int, repeats: int) -> DiffTime:
+    configs = bed.configs(hosts(size))
+    desired: list[Any] = json.loads(json.dumps(configs))
+    for config in desired[:10]:
+        config["destinationPorts"] = [bed.upstream_port + 1]
+    del desired[10:20]
+    desired += bed.configs(hosts(10, prefix="new"))
+    with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
+        routes_file = Path(tmp) / "routes.json"
+        routes_file.write_text(json.dumps(desired))
+        all_added_s, _ = await _diff(bed, routes_file)  # the bed's Caddy runs nothing yet
+        await bed.load(bed.render(bed.routes(configs)))
+        ours, floor = [], []
+        for _ in range(repeats):
+            seconds, summary = await _diff(bed, routes_file)
+            assert summary == f"10 added, 10 removed, 10 changed, 0 rejected, {size - 20} unchanged", summary
+            ours.append(seconds)
+            floor.append(await _floor(bed.caddy.admin_address))
+    return DiffTime(size, ours, floor, all_added_s)
+
+
+async def _diff(bed: Bed, routes_file: Path) -> tuple[float, str]:
+    """Wall time of one `coretraffic diff` process, and its summary line."""
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "coretraffic", "diff", "--routes", str(routes_file),
+        "--caddy-admin", bed.caddy.admin_address.listen, "--listen-host", "127.0.0.1",
+        "--http-port", str(bed.settings.http_port), "--https-port", str(bed.https_port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_clean_env(),
+    )  # fmt: skip
+    out, err = await process.communicate()
+    seconds = time.perf_counter() - started
+    if process.returncode != 1:  # 1: changes found, as there are
+        raise RuntimeError(f"coretraffic diff exited {process.returncode}: {err.decode()[-2000:]}")
+    return seconds, out.decode().splitlines()[-1]
+
+
+async def _floor(address: AdminAddress) -> float:
+    started = time.perf_counter()
+    url = "http://localhost" if address.socket_path else f"http://{address.listen}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FLOOR, address.socket_path or "", url, env=_clean_env()
+    )
+    if await process.wait() != 0:
+        raise RuntimeError("the floor process failed")
+    return time.perf_counter() - started
+
+
+def _clean_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("CORETRAFFIC_")}
