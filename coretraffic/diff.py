@@ -533,6 +533,12 @@ def _unmanaged_shape(part: Any) -> JSON:
 
 _COLOURS = {"+": "32", "-": "31", "~": "33", "!": "1;31", "=": "2", "@": "36"}
 _MARKS = {"added": "+", "removed": "-", "changed": "~", "rejected": "!"}
+_FATE_MARKS = {
+    "left alone": "=",
+    "added by the base config": "+",
+    "changed by the base config": "~",
+    "taken over by the base config": "~",
+}
 _RUNNING_TEXT = {
     "coretraffic": "Caddy runs a config rendered by coretraffic.",
     "empty": "Caddy runs an empty config (no apps).",
@@ -549,7 +555,7 @@ def format_text(plan: Plan, *, colour: bool = False) -> str:
         detail = f" ({difference['detail']})" if "detail" in difference else ""
         lines.append(_paint(f"{mark} config {difference['path']}{detail}", mark, colour))
     for part in plan.unmanaged:
-        mark = {"left alone": "=", "added by the base config": "+"}.get(part["fate"], "-")
+        mark = _FATE_MARKS.get(part["fate"], "-")  # the rest: "removed: <why>"
         mark = "~" if part["fate"].startswith("changed") else mark
         shape = (
             f"; listen {', '.join(part['listen']) or '-'}, {_plural(part['routes'], 'route')}"

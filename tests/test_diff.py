@@ -195,6 +195,25 @@ def test_other_route_settings_are_reported_per_host() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("base_site", "fate", "line"),
+    [
+        ({"listen": [":9000"], "routes": []}, "taken over by the base config", "~ server site: "),
+        ({"listen": [":9001"], "routes": []}, "changed by the base config", "~ server site: "),
+    ],
+)
+def test_a_foreign_server_the_base_config_now_defines(base_site: JSON, fate: str, line: str) -> None:
+    _, validation = rendered(["same.example.test"])
+    running, _ = rendered(["same.example.test"])
+    running["apps"]["http"]["servers"]["site"] = {"listen": [":9000"], "routes": []}  # added by hand
+    base = BaseConfig({"apps": {"http": {"servers": {"site": base_site}}}})
+    desired = render(validation.routes, RenderSettings("unix//a.sock", "1.2.3"), base, fake_hash)
+    plan = plan_diff(running, desired, validation)
+    assert [(u["name"], u["fate"]) for u in plan.unmanaged] == [("server site", fate)]
+    assert plan.has_changes  # either way, run loads a different config
+    assert any(text.startswith(line + "not managed by coretraffic, " + fate) for text in format_text(plan).splitlines())
+
+
 @pytest.mark.parametrize("running", [None, {}, {"admin": {"listen": "unix//a.sock"}}])
 def test_an_empty_caddy_gets_every_host_added(running: Any) -> None:
     config, validation = rendered(["same.example.test"])
