@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from coretraffic.models import route_set_items
-from coretraffic.validate import Outcome, Validation, assemble, validate_configs, validate_route_set
+from coretraffic.validate import Outcomes, Validation, assemble, validate_configs, validate_route_set
 
 # Configs per slice: below about this many, a worker costs more than it saves. Several slices per worker even
 # out a worker that the (shared) machine slows down.
@@ -52,7 +52,10 @@ async def validate_on_cores(document: Any, now: datetime, *, min_slice: int = MI
             parts = await asyncio.gather(*slices)
         except BrokenProcessPool:  # a worker was killed (out of memory, a signal): do the work here instead
             return await asyncio.to_thread(validate_route_set, configs, now)
-    return assemble([outcome for part in parts for outcome in part])
+    outcomes = Outcomes()
+    for part in parts:
+        outcomes.extend(part)
+    return assemble(outcomes)
 
 
 def _usable_cores() -> int:
@@ -67,5 +70,5 @@ def _inherit(configs: Sequence[Any]) -> None:
     signal.set_wakeup_fd(-1)
 
 
-def _validate_slice(first: int, size: int, now: datetime) -> list[Outcome]:
+def _validate_slice(first: int, size: int, now: datetime) -> Outcomes:
     return validate_configs(_configs[first : first + size], now, first)

@@ -109,34 +109,49 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
     return assemble(validate_configs(route_set_items(document), now))
 
 
-# One config's result: its route (None when rejected) and its problems. Picklable, for `parallel`.
-Outcome = tuple[Route | None, tuple[Problem, ...]]
+@dataclass
+class Outcomes:
+    """Each config's result, in order: its route (None when rejected) and its problems. Picklable, for `parallel`.
+
+    Two flat lists rather than a pair per config: 10,000 pairs kept alive made the collector run a full pass over
+    the driver's heap during a warm validation (33 -> 80-100 ms).
+    """
+
+    routes: list[Route | None] = field(default_factory=list)
+    problems: list[tuple[Problem, ...]] = field(default_factory=list)
+
+    def extend(self, other: Outcomes) -> None:
+        self.routes += other.routes
+        self.problems += other.problems
 
 
-def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> list[Outcome]:
+def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> Outcomes:
     """Check each config on its own: the part of validation that any slice of a route set can do apart.
 
     `first` is the position of `configs[0]` in the route set, for naming configs that have no hostName.
     """
-    outcomes: list[Outcome] = []
+    outcomes = Outcomes()
     for index, raw in enumerate(configs, first):
+        route = None
         try:
             route, warnings = _validate_one(raw, now)
         except ValidationError as exc:
-            outcomes.append((None, tuple(_pydantic_problems(_host_label(raw, index), exc))))
+            found = tuple(_pydantic_problems(_host_label(raw, index), exc))
         except FieldError as exc:
-            outcomes.append((None, (Problem(_host_label(raw, index), exc.field, exc.message),)))
+            found = (Problem(_host_label(raw, index), exc.field, exc.message),)
         else:
-            outcomes.append((route, tuple(Problem(route.host, f, m, "warning") for f, m in warnings)))
+            found = tuple(Problem(route.host, f, m, "warning") for f, m in warnings)  # mostly the empty ()
+        outcomes.routes.append(route)
+        outcomes.problems.append(found)
     return outcomes
 
 
-def assemble(outcomes: Sequence[Outcome]) -> Validation:
+def assemble(outcomes: Outcomes) -> Validation:
     """The route set from its configs' outcomes, in order: the first config for a host wins."""
     routes: list[Route] = []
     problems: list[Problem] = []
     first_index: dict[str, int] = {}
-    for index, (route, found) in enumerate(outcomes):
+    for index, (route, found) in enumerate(zip(outcomes.routes, outcomes.problems, strict=True)):
         if route is None:
             problems.extend(found)
             continue
