@@ -45,12 +45,10 @@ async def validate_on_cores(document: Any, now: datetime, *, min_slice: int = MI
         workers, mp_context=multiprocessing.get_context("fork"), initializer=_inherit, initargs=(configs,)
     )
     with pool:
-        slices = [
-            loop.run_in_executor(pool, _validate_slice, first, size, now) for first in range(0, len(configs), size)
-        ]
-        try:
+        try:  # a worker killed (out of memory, a signal) breaks the pool, and even submitting then fails
+            slices = [loop.run_in_executor(pool, _validate_slice, i, size, now) for i in range(0, len(configs), size)]
             parts = await asyncio.gather(*slices)
-        except BrokenProcessPool:  # a worker was killed (out of memory, a signal): do the work here instead
+        except BrokenProcessPool:  # do the work here instead
             return await asyncio.to_thread(validate_route_set, configs, now)
     outcomes = Outcomes()
     for part in parts:
