@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import gc
 import json
+import os
 import sys
 from typing import Any
 
@@ -33,6 +34,7 @@ from coretraffic.validate import Validation
 from coretraffic.wiring import admin_address, make_renderer
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 
 class UsageError(Exception):
@@ -49,12 +51,19 @@ def main(argv: list[str] | None = None) -> int:
             # These build a few large documents once and exit: the cycle collector would walk them again and
             # again for nothing (about 10% of `diff` at 10,000 hosts).
             gc.disable()
-        return int(args.command(settings, args))
+        code = int(args.command(settings, args))
+        sys.stdout.flush()  # here, where a reader that went away can still be handled
+        return code
     except (UsageError, RoutesFileError, RouteSetError, BaseConfigError, CaddyStartError, StatusError) as exc:
         print(f"coretraffic: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader stopped reading (`coretraffic diff | head`): end quietly, as a command killed by SIGPIPE does.
+        # stdout goes to /dev/null first, or the interpreter's own flush at exit would complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -203,6 +203,23 @@ def test_render_redacts_keys_and_hashes(env: dict[str, str], tmp_path: Path, ca:
     assert config["admin"]["listen"] == f"unix/{tmp_path / 'state' / 'admin.sock'}"
 
 
+def test_output_cut_short_by_its_reader_ends_quietly(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
+    # Far more than a pipe holds (64 KiB), so the command is still writing when the reader goes (`| head -1`).
+    document = [wire(f"h{i}.example.test", ca.issue([f"h{i}.example.test"])) for i in range(100)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coretraffic", "render", "--routes", str(routes_file(tmp_path, document))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"{\n"
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
+    assert stderr == b""  # neither a traceback nor Python's "Exception ignored ... BrokenPipeError"
+    assert process.returncode == 141
+
+
 def test_render_show_secrets(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
     document = _render_document(ca)
     run = coretraffic(env, "render", "--routes", str(routes_file(tmp_path, document)), "--show-secrets")
