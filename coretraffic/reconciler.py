@@ -141,6 +141,11 @@ class Reconciler:
         return self.last_result
 
     @property
+    def foreign_parts(self) -> tuple[str, ...]:
+        """The servers and apps in Caddy that are not coretraffic's and are carried over, as last read."""
+        return tuple(sorted(self._foreign or ()))
+
+    @property
     def applied_marker(self) -> str | None:
         """The `@id` marking the config last applied: Caddy holding it means Caddy runs that config."""
         return self._applied.marker if self._applied else None

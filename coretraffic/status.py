@@ -269,6 +269,7 @@ class StatusServer:
             "loads": reconciler.loads,
             "load_retries": reconciler.retries,
             "heals": reconciler.heals,
+            "not_managed": list(reconciler.foreign_parts),  # someone else's servers and apps, left alone
         }
         if driver.coreflow is not None:
             source: dict[str, Any] = {
@@ -365,6 +366,8 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
         f"caddy:   admin {caddy['admin']} {health}; {spawned}; {caddy['loads']} loads, "
         f"{caddy['load_retries']} retried, {caddy['heals']} heals"
     )
+    if caddy["not_managed"]:
+        yield f"caddy:   not coretraffic's, left alone: {', '.join(caddy['not_managed'])}"
     source = doc["source"]
     if "coreflow" in source:
         state = "connected" if source["connected"] else "NOT CONNECTED"

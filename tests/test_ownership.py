@@ -106,6 +106,7 @@ async def test_an_operators_server_keeps_serving_through_every_load(
         assert result.outcome == "applied", result.summary()
         assert await serves(ca, ports.https, hosts[-1])
         assert await answer(port) == "operator"
+    assert reconciler.foreign_parts == ("server srv0",)
 
 
 async def test_a_server_added_by_hand_is_kept_from_the_next_check_on(

@@ -99,6 +99,7 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         assert rejected.startswith(MISMATCH)
         assert document["source"] == {"routes_file": str(routes)}
         assert document["caddy"]["healthy"] and document["caddy"]["spawned"]
+        assert document["caddy"]["not_managed"] == []
 
         metrics = await status.metrics()
         assert metrics["coretraffic_routes_desired"] == 3
@@ -118,6 +119,16 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         assert lines[0] == "coretraffic 0.1.0: ready"
         assert "routes:  3 desired, 2 applied, 1 rejected" in lines
         assert lines[-2:] == ["rejected:", f"  {rejected}"]
+
+        # A server put into Caddy by someone else: seen at the next heal check, kept, and shown.
+        socket_path = str(short_tmp / "state" / "admin.sock")
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path)) as admin:
+            server = {"listen": [f"127.0.0.1:{free_port()}"], "routes": []}
+            response = await admin.put("http://localhost/config/apps/http/servers/by_hand", json=server)
+            assert response.status_code == 200, response.text
+        await wait_until(lambda: _not_managed(status, ["server by_hand"]), 15, "the server to be seen")
+        printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
+        assert "caddy:   not coretraffic's, left alone: server by_hand" in printed.stdout.splitlines()
 
         # Caddy killed: the driver restarts it, counts it, and is ready again (Caddy resumed its autosave).
         (pid,) = caddy_pids(run_args[2])
@@ -224,3 +235,7 @@ async def _metric_above(status: Status, name: str, value: float) -> bool:
         return (await status.metric(name) or 0) > value
     except httpx.TransportError:
         return False
+
+
+async def _not_managed(status: Status, parts: list[str]) -> bool:
+    return bool((await status.document())["caddy"]["not_managed"] == parts)
