@@ -556,7 +556,6 @@ def format_text(plan: Plan, *, colour: bool = False) -> str:
         lines.append(_paint(f"{mark} config {difference['path']}{detail}", mark, colour))
     for part in plan.unmanaged:
         mark = _FATE_MARKS.get(part["fate"], "-")  # the rest: "removed: <why>"
-        mark = "~" if part["fate"].startswith("changed") else mark
         shape = (
             f"; listen {', '.join(part['listen']) or '-'}, {_plural(part['routes'], 'route')}"
             if "listen" in part
