@@ -18,7 +18,8 @@ on its route, or on its entry in the bucket's map.
 
 The HTTP server's route carries an `@id` made from a digest of everything the config is rendered from: a cheap
 `GET /id/...` then tells whether Caddy still runs what was applied. Digesting the inputs, not the 11 MB of JSON
-at 10,000 routes, spares a second serialisation.
+at 10,000 routes, spares a second serialisation. The HTTP server itself carries an `@id` naming the base config's
+servers and apps, so that `ownership` can tell them from the parts of Caddy's config that are someone else's.
 """
 
 from __future__ import annotations
