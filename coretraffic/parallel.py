@@ -29,6 +29,9 @@ from coretraffic.validate import Outcomes, Validation, assemble, validate_config
 # out a worker that the (shared) machine slows down.
 MIN_SLICE = 500
 SLICES_PER_WORKER = 4
+# A container's CPU quota often hides behind a larger affinity mask: more workers would only share the same CPU
+# time, each with its own copy of the pages it touches.
+MAX_WORKERS = 4
 
 _configs: Sequence[Any] = ()  # in a worker: the route set, inherited through the fork rather than pickled
 
@@ -36,7 +39,7 @@ _configs: Sequence[Any] = ()  # in a worker: the route set, inherited through th
 async def validate_on_cores(document: Any, now: datetime, *, min_slice: int = MIN_SLICE) -> Validation:
     """`validate_route_set(document, now)`, on every core the process may use when the set is large."""
     configs = route_set_items(document)
-    workers = min(_usable_cores(), len(configs) // min_slice)
+    workers = min(_usable_cores(), MAX_WORKERS, len(configs) // min_slice)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return await asyncio.to_thread(validate_route_set, configs, now)
     size = max(min_slice, -(-len(configs) // (workers * SLICES_PER_WORKER)))
