@@ -37,7 +37,7 @@ _configs: Sequence[Any] = ()  # in a worker: the route set, inherited through th
 
 
 async def validate_on_cores(document: Any, now: datetime, *, min_slice: int = MIN_SLICE) -> Validation:
-    """`validate_route_set(document, now)`, on every core the process may use when the set is large."""
+    """`validate_route_set(document, now)`, on up to MAX_WORKERS of the usable cores when the set is large."""
     configs = route_set_items(document)
     workers = min(_usable_cores(), MAX_WORKERS, len(configs) // min_slice)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
