@@ -37,7 +37,14 @@ import orjson
 from coretraffic.caddy_admin import AdminAddress, CaddyAdmin, CaddyRejected, CaddyUnavailable
 from coretraffic.caddy_process import CaddyStartError
 from coretraffic.models import RouteSetError
-from coretraffic.ownership import base_parts_recorded, foreign_parts, keep_foreign, part_path, unmanaged_parts
+from coretraffic.ownership import (
+    base_parts_record,
+    base_parts_recorded,
+    foreign_parts,
+    keep_foreign,
+    part_path,
+    unmanaged_parts,
+)
 from coretraffic.parallel import validate_on_cores
 from coretraffic.redact import redact
 from coretraffic.render import (
@@ -258,8 +265,7 @@ def _replaced(node: Any, replacements: Mapping[Path, Any]) -> Any:
 def _with_marker_shown(config: Any) -> Any:
     """`config` with render's two bookkeeping `@id`s as placeholders: what they stand for is compared on its own."""
     shown: dict[Path, Any] = {_MARKER_PATH: _MARKER_SHOWN} if config_id(config) else {}
-    record = _get(config, *_BASE_PARTS_PATH)
-    if isinstance(record, str) and record.startswith(BASE_PARTS_PREFIX):
+    if base_parts_record(config) is not None:
         shown[_BASE_PARTS_PATH] = _BASE_PARTS_SHOWN
     return _replaced(config, shown) if shown else config
 

@@ -46,11 +46,17 @@ def foreign_parts(config: Any) -> Parts:
     return {label: part for label, part in unmanaged_parts(config).items() if label not in from_base}
 
 
-def base_parts_recorded(config: Any) -> frozenset[str]:
-    """The base config's parts as recorded in a config coretraffic rendered; none for any other config."""
+def base_parts_record(config: Any) -> str | None:
+    """The `@id` in which render recorded the base config's parts, or None for a config it did not render."""
     servers = _object(_object(_object(_object(config).get("apps")).get("http")).get("servers"))
     record = _object(servers.get(HTTP_SERVER)).get("@id")
-    if not isinstance(record, str) or not record.startswith(BASE_PARTS_PREFIX):
+    return record if isinstance(record, str) and record.startswith(BASE_PARTS_PREFIX) else None
+
+
+def base_parts_recorded(config: Any) -> frozenset[str]:
+    """The base config's parts as recorded in a config coretraffic rendered; none for any other config."""
+    record = base_parts_record(config)
+    if record is None:
         return frozenset()
     parts = (token.partition(":") for token in record.removeprefix(BASE_PARTS_PREFIX).split())
     return frozenset(f"{kind} {urllib.parse.unquote(name)}" for kind, _, name in parts)
