@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Bed, hosts
-from coretraffic.caddy_admin import AdminAddress
+from coretraffic.caddy.admin import AdminAddress
 
 # A bare reader of the running config: the floor. argv: the admin socket ("" for TCP), the admin URL.
 _FLOOR = """

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from coretraffic import __version__
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, demo_route
-from coretraffic.passwords import BcryptHasher
-from coretraffic.render import JSON, BaseConfig, RenderSettings, render, serialise
-from coretraffic.validate import Route, validate_route_set
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.render import JSON, BaseConfig, RenderSettings, render, serialise
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import Route, validate_route_set
+from coretraffic.testing.pki import DemoCA, demo_route
 
 
 def free_port() -> int:

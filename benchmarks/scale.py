@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import Bed, Load, free_port, h2load, hosts
-from coretraffic.render import serialise
-from coretraffic.validate import validate_route_set
+from coretraffic.caddyjson.render import serialise
+from coretraffic.core.validate import validate_route_set
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from benchmarks.harness import bed, hosts
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import serialise
-from coretraffic.validate import validate_route_set
+from coretraffic.caddyjson.render import serialise
+from coretraffic.core.validate import validate_route_set
+from coretraffic.reconcile.reconciler import Reconciler
 
 
 @dataclass

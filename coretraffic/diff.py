@@ -34,10 +34,10 @@ from typing import Any, Literal
 import bcrypt
 import orjson
 
-from coretraffic.caddy_admin import AdminAddress, CaddyAdmin, CaddyRejected, CaddyUnavailable
-from coretraffic.caddy_process import CaddyStartError
-from coretraffic.models import RouteSetError
-from coretraffic.ownership import (
+from coretraffic.app.parallel import validate_on_cores
+from coretraffic.app.wiring import admin_address, make_renderer
+from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddyjson.ownership import (
     base_parts_record,
     base_parts_recorded,
     foreign_parts,
@@ -45,22 +45,28 @@ from coretraffic.ownership import (
     part_path,
     unmanaged_parts,
 )
-from coretraffic.parallel import validate_on_cores
-from coretraffic.redact import redact
-from coretraffic.render import (
+from coretraffic.caddyjson.render import (
     BASE_PARTS_PREFIX,
     CONFIG_ID_PREFIX,
     HTTP_SERVER,
     JSON,
     ROUTE_ID_PREFIX,
     VERSION_HEADER,
-    BaseConfigError,
     config_id,
 )
-from coretraffic.routes_file import RoutesFileError, read_routes_document
+from coretraffic.core.redact import redact
+from coretraffic.core.validate import Certificate, Validation, check_pem_pair, normalise_host_name
+from coretraffic.errors import (
+    BaseConfigError,
+    CaddyRejected,
+    CaddyStartError,
+    CaddyUnavailable,
+    FieldError,
+    RouteSetError,
+    RoutesFileError,
+)
 from coretraffic.settings import Settings
-from coretraffic.validate import Certificate, FieldError, Validation, check_pem_pair, normalise_host_name
-from coretraffic.wiring import admin_address, make_renderer
+from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 # bcrypt work spent verifying desired passwords against running hashes, in rounds (2**cost per check): about 2 s

@@ -19,13 +19,14 @@ import httpx
 import pytest
 
 from coretraffic import __version__
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.passwords import BcryptHasher
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import JSON, BaseConfig, RenderSettings, render
-from coretraffic.validate import Route, Validation, validate_route_set
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.render import JSON, BaseConfig, RenderSettings, render
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import Route, Validation, validate_route_set
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import bcrypt
 import pytest
 
 from coretraffic import __version__
-from coretraffic.demo import DemoCA, IssuedCertificate
+from coretraffic.testing.pki import DemoCA, IssuedCertificate
 
 CANARY = "CANARY-SECRET-9f8e"
 TIMEOUT_S = 60

@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coretraffic.demo import DEMO_HOSTS, DemoCA, DemoUpstream, demo_route
+from coretraffic.app.demo import DEMO_HOSTS
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, free_port, https_get, serves, wait_until
 
 

@@ -11,9 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from coretraffic import __version__
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.reconciler import Reconciler
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, https_get, served_certificate, validated
 
 

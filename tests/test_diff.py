@@ -25,10 +25,10 @@ import bcrypt
 import pytest
 
 from coretraffic import diff
+from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
+from coretraffic.core.redact import redact
+from coretraffic.core.validate import Validation, validate_route_set
 from coretraffic.diff import Plan, format_json, format_text, full_diff, plan_diff, read_config
-from coretraffic.redact import redact
-from coretraffic.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
-from coretraffic.validate import Validation, validate_route_set
 from tests.test_render import fake_hash
 
 GOLDEN = Path(__file__).parent / "golden_diff"

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, demo_route
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.core.passwords import BcryptHasher
 from coretraffic.diff import run_diff
-from coretraffic.passwords import BcryptHasher
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.settings import Settings
+from coretraffic.testing.pki import DemoCA, demo_route
 from tests.conftest import Ports, free_port, validated
 
 CANARY_PASSWORD = "CANARY-PASSWORD-5d1c"

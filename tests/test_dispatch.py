@@ -13,10 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from coretraffic import __version__
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import route_id
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddyjson.render import route_id
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, https_get, objects_by_id, served_certificate, validated
 
 pytestmark = pytest.mark.timeout(300)

@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.logs import JsonFormatter, TextFormatter, setup_logging
+from coretraffic.observe.logs import JsonFormatter, TextFormatter, setup_logging
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import free_port, wait_until
 from tests.coreflow.conftest import Peer
 from tests.test_cli_run import Driver

@@ -25,8 +25,9 @@ import pytest
 import yaml
 
 from coretraffic import __version__
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
 from coretraffic.settings import Settings, host_port
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, free_port, serves, wait_until
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """`run` leaves alone what is not coretraffic's: servers and apps someone else put into Caddy survive every load.
 
-The pure rules of `coretraffic.ownership` first, then the reconciler against a real Caddy: a server from a
+The pure rules of `coretraffic.caddyjson.ownership` first, then the reconciler against a real Caddy: a server from a
 Caddyfile-like config answers real HTTP requests before, between and after coretraffic's loads.
 """
 
@@ -16,14 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.ownership import foreign_parts, keep_foreign
-from coretraffic.passwords import BcryptHasher
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import BaseConfig, RenderSettings, render, serialise
-from coretraffic.validate import Route
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.ownership import foreign_parts, keep_foreign
+from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import Route
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, free_port, serves, validated, wait_until
 
 SETTINGS = RenderSettings(admin_listen="unix//run/admin.sock", version="1.0.0")

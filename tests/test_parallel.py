@@ -1,4 +1,4 @@
-"""`coretraffic.parallel`: validation spread over forked workers gives exactly what `validate_route_set` gives.
+"""`coretraffic.app.parallel`: validation spread over forked workers gives exactly what `validate_route_set` gives.
 
 Real worker processes (fork); `min_slice` is lowered so that a set of a few dozen configs is split.
 """
@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from coretraffic import parallel
-from coretraffic.demo import DemoCA, demo_route
-from coretraffic.models import RouteSetError
-from coretraffic.validate import validate_route_set
+from coretraffic.app import parallel
+from coretraffic.core.validate import validate_route_set
+from coretraffic.errors import RouteSetError
+from coretraffic.testing.pki import DemoCA, demo_route
 
 NOW = datetime.datetime.now(datetime.UTC)
 

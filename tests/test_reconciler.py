@@ -15,12 +15,13 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
-from coretraffic.validate import BasicAuth, Route, Validation
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
+from coretraffic.core.validate import BasicAuth, Route, Validation
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, https_get, serves, validated, wait_until
 
 

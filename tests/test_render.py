@@ -1,4 +1,4 @@
-"""Unit tests of `coretraffic.render`: golden files plus the facts the renderer must keep (see caddy-notes.md).
+"""Unit tests of `coretraffic.caddyjson.render`: golden files plus the facts the renderer must keep.
 
 Golden cases live in `tests/golden/<case>/`: `routes.json` (wire format), `settings.json` (RenderSettings),
 optionally `base.json` (an adapted base config), and `expected.json`. To rewrite the expected outputs after an
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from coretraffic.render import (
+from coretraffic.caddyjson.render import (
     BASE_SENTINEL_HOST,
     CONFIG_ID_PREFIX,
     HTTP_SERVER,
@@ -26,7 +26,6 @@ from coretraffic.render import (
     NOT_FOUND_ID,
     VERSION_HEADER,
     BaseConfig,
-    BaseConfigError,
     RenderSettings,
     base_from_adapted,
     certificate_owners,
@@ -35,7 +34,8 @@ from coretraffic.render import (
     route_id,
     serialise,
 )
-from coretraffic.validate import BasicAuth, Route, validate_route_set
+from coretraffic.core.validate import BasicAuth, Route, validate_route_set
+from coretraffic.errors import BaseConfigError
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = ("plain", "multi", "base", "buckets")

@@ -1,4 +1,4 @@
-"""Unit tests of `coretraffic.routes_file`: reading and parsing errors, and the polling watcher.
+"""Unit tests of `coretraffic.sources.routes_file`: reading and parsing errors, and the polling watcher.
 
 The watcher tests never sleep to synchronise: the routes file is a `Path` subclass that reports every `stat()`
 and `read_bytes()` the watcher makes, and the tests wait (with deadlines) for the poll that must have happened.
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from coretraffic.routes_file import RoutesFileError, parse_routes_document, read_routes_document, watch_routes_file
+from coretraffic.errors import RoutesFileError
+from coretraffic.sources.routes_file import parse_routes_document, read_routes_document, watch_routes_file
 
 CANARY = "CANARY-SECRET-9f8e"
 DEADLINE_S = 10.0

@@ -17,7 +17,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import free_port, wait_until
 from tests.coreflow.conftest import Peer
 from tests.test_cli_run import Driver, caddy_pids

@@ -1,4 +1,4 @@
-"""Unit tests of `coretraffic.validate`: one test per rule, each with a good route that must survive beside it."""
+"""Unit tests of `coretraffic.core.validate`: one test per rule, each with a good route that must survive beside it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from coretraffic.demo import DemoCA, IssuedCertificate
-from coretraffic.models import RouteSetError
-from coretraffic.validate import FieldError, Problem, Validation, normalise_host_name, validate_route_set
+from coretraffic.core.validate import Problem, Validation, normalise_host_name, validate_route_set
+from coretraffic.errors import FieldError, RouteSetError
+from coretraffic.testing.pki import DemoCA, IssuedCertificate
 
 NOW = datetime.datetime.now(datetime.UTC)
 GOOD_HOST = "good.example.test"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from coretraffic.coreflow import CoreflowClient
+from coretraffic.sources.coreflow import CoreflowClient
 
 PEER_DIR = Path(__file__).resolve().parents[1] / "peer"
 STDOUT_LIMIT = 64 * 1024 * 1024

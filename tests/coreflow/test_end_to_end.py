@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.coreflow import CoreflowClient
-from coretraffic.coreflow.handler import make_update_routing_handler
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import ROUTE_ID_PREFIX
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.render import ROUTE_ID_PREFIX
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.sources.coreflow import CoreflowClient
+from coretraffic.sources.coreflow.handler import make_update_routing_handler
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, ids_in, serves, wait_until
 
 from .conftest import Peer

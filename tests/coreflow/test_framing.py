@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from coretraffic.coreflow import framing
-from coretraffic.coreflow.framing import (
+from coretraffic.errors import FramingError
+from coretraffic.sources.coreflow import framing
+from coretraffic.sources.coreflow.framing import (
     Close,
     Connect,
     ConnectError,
     Disconnect,
     Event,
-    FramingError,
     FunctionCall,
     Open,
     Other,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from coretraffic.coreflow import CoreflowClient
-from coretraffic.coreflow.framing import NO_METHOD_ERROR
-from coretraffic.coreflow.session import websocket_url
+from coretraffic.sources.coreflow import CoreflowClient
+from coretraffic.sources.coreflow.framing import NO_METHOD_ERROR
+from coretraffic.sources.coreflow.session import websocket_url
 
 from .conftest import Peer, StubHandler, Watch
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coretraffic.demo import DemoCA
-from coretraffic.render import BASE_SENTINEL_HOST
+from coretraffic.caddyjson.render import BASE_SENTINEL_HOST
+from coretraffic.testing.pki import DemoCA
 
 HERE = Path(__file__).parent
 NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)

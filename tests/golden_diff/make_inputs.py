@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coretraffic.demo import DemoCA
-from coretraffic.passwords import BcryptHasher
-from coretraffic.render import BaseConfig, RenderSettings, render
-from coretraffic.validate import validate_route_set
+from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import validate_route_set
+from coretraffic.testing.pki import DemoCA
 from tests.test_render import fake_hash
 
 HERE = Path(__file__).parent

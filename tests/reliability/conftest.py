@@ -25,14 +25,14 @@ import pytest
 from hypothesis import settings
 
 from benchmarks.harness import Bed, start_upstream
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, demo_route
-from coretraffic.logs import setup_logging
-from coretraffic.passwords import BcryptHasher
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import JSON, BaseConfig, render
-from coretraffic.validate import Route
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.render import JSON, BaseConfig, render
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import Route
+from coretraffic.observe.logs import setup_logging
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA, demo_route
 from tests.conftest import wait_until
 from tests.coreflow.conftest import peers  # noqa: F401  (a fixture: importing it here makes it usable in this tree)
 

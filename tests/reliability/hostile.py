@@ -15,8 +15,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from coretraffic.demo import DemoCA
-from coretraffic.validate import Problem, Validation
+from coretraffic.core.validate import Problem, Validation
+from coretraffic.testing.pki import DemoCA
 
 from .conftest import CANARY, Canary
 

@@ -24,13 +24,14 @@ import pytest
 
 from benchmarks.harness import Bed, start_upstream
 from coretraffic import __version__
-from coretraffic.caddy_admin import AdminAddress, CaddyAdmin, CaddyUnavailable
-from coretraffic.caddy_process import CaddyProcess, find_caddy_binary
-from coretraffic.demo import DemoCA
-from coretraffic.passwords import BcryptHasher
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import JSON, BaseConfig, RenderSettings, render
-from coretraffic.validate import Route
+from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess, find_caddy_binary
+from coretraffic.caddyjson.render import JSON, BaseConfig, RenderSettings, render
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import Route
+from coretraffic.errors import CaddyUnavailable
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA
 from tests.conftest import free_port, serves, validated, wait_until
 
 from .conftest import Canary, LoadClient

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from coretraffic.demo import DemoCA, DemoUpstream
-from coretraffic.reconciler import Reconciler
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, serves
 from tests.coreflow.conftest import Peer
 from tests.coreflow.test_end_to_end import OK, connected, update

@@ -22,16 +22,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from coretraffic import cli
-from coretraffic.coreflow import framing
-from coretraffic.coreflow.handler import reply_for
-from coretraffic.demo import DemoUpstream
-from coretraffic.intake import submit_route_set
-from coretraffic.models import RouteSetError
-from coretraffic.passwords import BcryptHasher
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import BaseConfig, RenderSettings, render, serialise
-from coretraffic.routes_file import RoutesFileError, parse_routes_document
-from coretraffic.validate import validate_route_set
+from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import validate_route_set
+from coretraffic.errors import FramingError, RouteSetError, RoutesFileError
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.sources.coreflow import framing
+from coretraffic.sources.coreflow.handler import reply_for
+from coretraffic.sources.intake import submit_route_set
+from coretraffic.sources.routes_file import parse_routes_document
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, serves
 
 from .conftest import Canary
@@ -281,7 +281,7 @@ def test_routes_file_parse_of_pathological_json_is_a_routes_file_error(raw: byte
 
 
 def test_a_deeply_nested_coreflow_frame_is_a_framing_error() -> None:
-    with pytest.raises(framing.FramingError):
+    with pytest.raises(FramingError):
         framing.decode('42["x",' + "[" * 100_000)
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, DemoUpstream
-from coretraffic.reconciler import Reconciler
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, serves, validated
 
 from .conftest import Canary

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from benchmarks.harness import Bed
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.demo import DemoCA, DemoUpstream, demo_route
-from coretraffic.reconciler import Reconciler
-from coretraffic.render import JSON
-from coretraffic.validate import Route
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddyjson.render import JSON
+from coretraffic.core.validate import Route
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import validated
 
 from .conftest import Canary, LoadClient, LoadFigures

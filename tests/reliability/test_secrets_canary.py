@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.demo import DemoCA, DemoUpstream
-from coretraffic.reconciler import Reconciler
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.pki import DemoCA
+from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, free_port, serves, validated, wait_until
 from tests.test_cli_run import Driver, caddy_pids
 from tests.test_logs import ready, status_pages

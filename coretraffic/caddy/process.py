@@ -21,16 +21,13 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from coretraffic.caddy_admin import AdminAddress, CaddyAdmin, CaddyUnavailable
+from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.errors import CaddyStartError, CaddyUnavailable
 
 log = logging.getLogger("coretraffic.caddy")
 
 _MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, including the NUL
 _STOP_GRACE_S = 10.0
-
-
-class CaddyStartError(RuntimeError):
-    """Caddy could not be started (no binary, bad state directory, admin API never answered)."""
 
 
 def find_caddy_binary() -> Path:

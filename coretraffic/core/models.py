@@ -11,9 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-
-class RouteSetError(ValueError):
-    """The route set as a whole is unusable (not a list, not JSON, ...): nothing in it can be applied."""
+from coretraffic.errors import RouteSetError
 
 
 class _WireModel(BaseModel):

@@ -34,7 +34,8 @@ from typing import Any
 
 import orjson
 
-from coretraffic.validate import BasicAuth, Route
+from coretraffic.core.validate import BasicAuth, Route
+from coretraffic.errors import BaseConfigError
 
 HTTP_SERVER = "coretraffic_http"
 HTTPS_SERVER = "coretraffic_https"
@@ -55,10 +56,6 @@ BASE_SENTINEL_HOST = "coretraffic-base.invalid"
 
 PasswordHasher = Callable[[BasicAuth], str]
 JSON = dict[str, Any]
-
-
-class BaseConfigError(ValueError):
-    """The operator's base config clashes with what coretraffic manages."""
 
 
 @dataclass(frozen=True)

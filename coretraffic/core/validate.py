@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 
-from coretraffic.models import ReverseProxyConfig, route_set_items
+from coretraffic.core.models import ReverseProxyConfig, route_set_items
+from coretraffic.errors import FieldError
 
 Severity = Literal["error", "warning"]
 
@@ -90,15 +91,6 @@ class Validation:
     @property
     def warnings(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity == "warning")
-
-
-class FieldError(ValueError):
-    """One field of one config is wrong; `validate_route_set` turns it into a `Problem`."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def validate_route_set(document: Any, now: datetime) -> Validation:

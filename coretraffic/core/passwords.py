@@ -11,7 +11,7 @@ import hashlib
 
 import bcrypt
 
-from coretraffic.validate import BasicAuth
+from coretraffic.core.validate import BasicAuth
 
 
 class BcryptHasher:

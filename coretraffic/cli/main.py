@@ -20,25 +20,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from coretraffic import __version__
-from coretraffic.caddy_process import CaddyStartError
+from coretraffic.app.parallel import validate_on_cores
+from coretraffic.app.wiring import admin_address, make_renderer
+from coretraffic.core.redact import redact
+from coretraffic.core.validate import Validation
 from coretraffic.diff import run_diff
-from coretraffic.logs import setup_logging
-from coretraffic.models import RouteSetError
-from coretraffic.parallel import validate_on_cores
-from coretraffic.redact import redact
-from coretraffic.render import BaseConfigError
-from coretraffic.routes_file import RoutesFileError, read_routes_document
+from coretraffic.errors import BaseConfigError, CaddyStartError, RouteSetError, RoutesFileError, StatusError, UsageError
+from coretraffic.observe.logs import setup_logging
+from coretraffic.observe.status import fetch_status, status_text
 from coretraffic.settings import Settings
-from coretraffic.status import StatusError, fetch_status, status_text
-from coretraffic.validate import Validation
-from coretraffic.wiring import admin_address, make_renderer
+from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
-
-
-class UsageError(Exception):
-    """A problem the user can fix; printed as one line."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +117,7 @@ def _validated_routes_file(settings: Settings) -> Validation:
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from coretraffic.service import run_driver  # here: the other commands need not load the driver's parts
+    from coretraffic.app.service import run_driver  # here: the other commands need not load the driver's parts
 
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_driver(settings))
@@ -131,7 +125,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from coretraffic.demo import run_demo  # here, as in `run`
+    from coretraffic.app.demo import run_demo  # here, as in `run`
 
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_demo(settings))

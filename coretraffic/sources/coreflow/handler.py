@@ -12,10 +12,10 @@ import asyncio
 import logging
 from typing import Any
 
-from coretraffic.coreflow.session import RoutingHandler
-from coretraffic.intake import submit_route_set
-from coretraffic.models import RouteSetError
-from coretraffic.reconciler import ApplyResult, Reconciler
+from coretraffic.errors import RouteSetError
+from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
+from coretraffic.sources.coreflow.session import RoutingHandler
+from coretraffic.sources.intake import submit_route_set
 
 log = logging.getLogger("coretraffic.coreflow")
 

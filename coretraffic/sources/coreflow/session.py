@@ -19,7 +19,8 @@ import tenacity
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from coretraffic.coreflow import framing
+from coretraffic.errors import ConnectionLost, FramingError
+from coretraffic.sources.coreflow import framing
 
 logger = logging.getLogger("coretraffic.coreflow")
 
@@ -38,10 +39,6 @@ DEFAULT_PORT = 3000
 # Full-jitter backoff: the n-th retry waits uniform(0, min(2.5, 0.5 * 2**(n-1))) seconds, so the first
 # retry comes within 0.5 s and none waits longer than 2.5 s.
 _BACKOFF = tenacity.wait_random_exponential(multiplier=0.5, max=2.5)
-
-
-class ConnectionLost(Exception):
-    """The connection to Coreflow ended or never became usable; the client reconnects."""
 
 
 class _StableSessionEnded(Exception):
@@ -205,7 +202,7 @@ class CoreflowClient:
                 continue
             try:
                 packet = framing.decode(message)
-            except framing.FramingError as exc:
+            except FramingError as exc:
                 logger.warning("ignoring a malformed message of %d bytes: %s", len(message), exc)
                 continue
             match packet:

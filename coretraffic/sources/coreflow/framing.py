@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from coretraffic.errors import FramingError
+
 # Engine.IO packet types (first character of a WebSocket message).
 _EIO_OPEN = "0"
 _EIO_CLOSE = "1"
@@ -42,10 +44,6 @@ _TOO_LARGE_RESPONSE: dict[str, Any] = {
     "status": "error",
     "errorText": "the answer exceeded Coreflow's maxPayload and was replaced",
 }
-
-
-class FramingError(ValueError):
-    """A message that is not a well-formed Engine.IO / Socket.IO packet."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from coretraffic.render import BASE_SENTINEL_HOST, BaseConfig, BaseConfigError, base_from_adapted
+from coretraffic.caddyjson.render import BASE_SENTINEL_HOST, BaseConfig, base_from_adapted
+from coretraffic.errors import BaseConfigError
 
 
 def load_base_config(path: Path | None, caddy_binary: Path, http_port: int, https_port: int) -> BaseConfig:

@@ -18,11 +18,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from coretraffic.errors import RoutesFileError
+
 log = logging.getLogger("coretraffic.routes_file")
-
-
-class RoutesFileError(ValueError):
-    pass
 
 
 def read_routes_document(path: Path) -> Any:

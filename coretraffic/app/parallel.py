@@ -22,8 +22,8 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import Any
 
-from coretraffic.models import route_set_items
-from coretraffic.validate import Outcomes, Validation, assemble, validate_configs, validate_route_set
+from coretraffic.core.models import route_set_items
+from coretraffic.core.validate import Outcomes, Validation, assemble, validate_configs, validate_route_set
 
 # Configs per slice: below about this many, a worker costs more than it saves. Several slices per worker even
 # out a worker that the (shared) machine slows down.

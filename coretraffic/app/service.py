@@ -14,17 +14,17 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from coretraffic.caddy_admin import CaddyAdmin
-from coretraffic.caddy_process import CaddyProcess
-from coretraffic.coreflow.handler import make_update_routing_handler
-from coretraffic.coreflow.session import CoreflowClient
-from coretraffic.intake import submit_route_set
-from coretraffic.models import RouteSetError
-from coretraffic.reconciler import Reconciler
-from coretraffic.routes_file import watch_routes_file
+from coretraffic.app.wiring import admin_address, make_renderer
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.process import CaddyProcess
+from coretraffic.errors import RouteSetError
+from coretraffic.observe.status import ApplyStats, StatusServer
+from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.settings import Settings
-from coretraffic.status import ApplyStats, StatusServer
-from coretraffic.wiring import admin_address, make_renderer
+from coretraffic.sources.coreflow.handler import make_update_routing_handler
+from coretraffic.sources.coreflow.session import CoreflowClient
+from coretraffic.sources.intake import submit_route_set
+from coretraffic.sources.routes_file import watch_routes_file
 
 log = logging.getLogger("coretraffic")
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from coretraffic import __version__
-from coretraffic.base import load_base_config
-from coretraffic.caddy_admin import AdminAddress
-from coretraffic.caddy_process import find_caddy_binary, spawned_admin_address
-from coretraffic.passwords import BcryptHasher
-from coretraffic.render import JSON, RenderSettings, render
+from coretraffic.caddy.adapt import load_base_config
+from coretraffic.caddy.admin import AdminAddress
+from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
+from coretraffic.caddyjson.render import JSON, RenderSettings, render
+from coretraffic.core.passwords import BcryptHasher
+from coretraffic.core.validate import Route
 from coretraffic.settings import Settings
-from coretraffic.validate import Route
 
 
 def admin_address(settings: Settings) -> AdminAddress:

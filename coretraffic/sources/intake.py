@@ -9,8 +9,8 @@ import datetime
 import logging
 from typing import Any
 
-from coretraffic.reconciler import ApplyResult, Reconciler
-from coretraffic.validate import validate_route_set
+from coretraffic.core.validate import validate_route_set
+from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
 
 log = logging.getLogger("coretraffic")
 

@@ -40,13 +40,13 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from coretraffic import __version__
-from coretraffic.caddy_admin import CaddyRejected, CaddyUnavailable
-from coretraffic.reconciler import ApplyResult
+from coretraffic.core.validate import Validation
+from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
+from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.settings import host_port
-from coretraffic.validate import Validation
 
 if TYPE_CHECKING:
-    from coretraffic.service import Driver
+    from coretraffic.app.service import Driver
 
 log = logging.getLogger("coretraffic.status")
 
@@ -60,10 +60,6 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 _ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/status")
 # A client that goes away, is too slow, or sends something that is not a small HTTP/1.x request head.
 _DROPPED = (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
-
-
-class StatusError(RuntimeError):
-    """The status server cannot listen, or (for `coretraffic status`) does not answer."""
 
 
 class ApplyStats:

@@ -30,10 +30,11 @@ from typing import Literal, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from coretraffic.caddy_admin import CaddyAdmin, CaddyRejected, CaddyUnavailable
-from coretraffic.ownership import Parts, foreign_parts, keep_foreign
-from coretraffic.render import HTTPS_SERVER, JSON, certificate_owners, config_id, serialise
-from coretraffic.validate import Problem, Route, Validation
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddyjson.ownership import Parts, foreign_parts, keep_foreign
+from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, certificate_owners, config_id, serialise
+from coretraffic.core.validate import Problem, Route, Validation
+from coretraffic.errors import CaddyRejected, CaddyUnavailable
 
 log = logging.getLogger("coretraffic.reconciler")
 

@@ -4,6 +4,6 @@
 keeps the connection alive and hands each `updateRouting` request to the reconciler.
 """
 
-from coretraffic.coreflow.session import CoreflowClient, RoutingHandler
+from coretraffic.sources.coreflow.session import CoreflowClient, RoutingHandler
 
 __all__ = ["CoreflowClient", "RoutingHandler"]

@@ -21,7 +21,14 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from coretraffic.render import BASE_PARTS_PREFIX, HTTP_SERVER, JSON, MANAGED_APPS, MANAGED_SERVERS, listen_ports
+from coretraffic.caddyjson.render import (
+    BASE_PARTS_PREFIX,
+    HTTP_SERVER,
+    JSON,
+    MANAGED_APPS,
+    MANAGED_SERVERS,
+    listen_ports,
+)
 
 Parts = dict[str, Any]  # "app NAME" / "server NAME" -> its JSON
 

@@ -1,0 +1,5 @@
+"""Time and state: the one package that decides when Caddy is loaded and knows what it runs.
+
+`reconciler` takes validated route sets from the sources, coalesces them, renders, loads through the Caddy edge,
+retries, isolates rejected hosts and heals a Caddy that lost its config.
+"""

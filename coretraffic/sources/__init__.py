@@ -1,0 +1,5 @@
+"""Where route sets come from: the routes file (the embedded default) and Coreflow (TypedSocket).
+
+Every source hands its documents to `intake`, which validates them off the event loop and queues them at the
+reconciler, so all sources behave the same.
+"""
