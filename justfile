@@ -16,11 +16,12 @@ demo:
 run *ARGS:
     {{venv}}/bin/coretraffic run --base-config caddy/Caddyfile.base {{ARGS}}
 
-# Lint, format check, types and the Containerfile.
+# Lint, format check, types, the import layering (pyproject's [tool.importlinter]) and the Containerfile.
 lint:
     {{venv}}/bin/ruff check .
     {{venv}}/bin/ruff format --check .
     {{venv}}/bin/mypy
+    {{venv}}/bin/lint-imports
     {{venv}}/bin/hadolint Containerfile
 
 # The tests (a real Caddy and the real TypedSocket peer on loopback).
