@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -366,7 +367,15 @@ def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
     if not isinstance(key, _TLS_KEY_TYPES):
         raise FieldError("privateKey", "is not a key type Caddy can serve (RSA, ECDSA or Ed25519)")
     if key.public_key() != leaf.public_key():
+        position = next((i for i, c in enumerate(chain) if c.public_key() == key.public_key()), None)
+        if position is not None:
+            raise FieldError(
+                "publicKey",
+                f"the certificate of privateKey is #{position + 1} of {len(chain)} in the chain; "
+                "the leaf must come first",
+            )
         raise FieldError("privateKey", "does not match the certificate in publicKey")
+    _check_chain_order(chain)
     return Certificate(
         sha256=leaf.fingerprint(hashes.SHA256()).hex(),
         names=_certificate_names(leaf),
@@ -374,6 +383,36 @@ def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
         not_after=leaf.not_valid_after_utc,
         chain_pem="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain),
     )
+
+
+def _check_chain_order(chain: Sequence[x509.Certificate]) -> None:
+    """After the leaf, each certificate must be the issuer of the one before it (a root at the end may follow).
+
+    Names and key identifiers, not signatures: this finds a misordered chain or a stray certificate; trust is for
+    the clients to decide, and a signature check would cost 0.1 ms a host (a second for 10,000 cold hosts).
+    """
+    for position, (child, parent) in enumerate(itertools.pairwise(chain), 1):
+        if child.issuer != parent.subject or not _key_ids_agree(child, parent):
+            raise FieldError(
+                "publicKey",
+                f"certificate #{position + 1} of {len(chain)} in the chain ({_subject(parent)}) is not the issuer of "
+                f"#{position} ({_subject(child)}); after the leaf, each certificate must issue the one before it",
+            )
+
+
+def _key_ids_agree(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """False only when both certificates name the issuing key and the names differ."""
+    try:
+        authority = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        subject = parent.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return True
+    return authority is None or authority == subject
+
+
+def _subject(certificate: x509.Certificate) -> str:
+    shown = certificate.subject.rfc4514_string().encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "..."
 
 
 def _certificate_names(leaf: x509.Certificate) -> tuple[str, ...]:
