@@ -5,11 +5,12 @@ Read once at start-up by `cli`; a bad value stops the driver with one line namin
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,12 +49,66 @@ class Settings(BaseSettings):
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("caddy_admin")
+    @classmethod
+    def _caddy_admin_is_an_admin_address(cls, value: str | None) -> str | None:
+        return admin_listen_address(value) if value else None
+
+    @field_validator("https_port")
+    @classmethod
+    def _https_port_is_not_the_http_port(cls, value: int, info: ValidationInfo) -> int:
+        if value == info.data.get("http_port"):
+            raise ValueError(f"{value} is the HTTP port too (--http-port / CORETRAFFIC_HTTP_PORT); they must differ")
+        return value
+
     @field_validator("status_addr")
     @classmethod
-    def _status_addr_is_host_port(cls, value: str) -> str:
-        if value:
-            host_port(value)
+    def _status_addr_is_host_port(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        host, port = host_port(value)
+        listen_host = info.data.get("listen_host", "")
+        for name in ("http_port", "https_port"):
+            if port == info.data.get(name) and (not listen_host or host in ("", "0.0.0.0", "::", listen_host)):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"port {port} is the data plane's {flag} (CORETRAFFIC_{name.upper()}) too")
         return value
+
+
+def admin_listen_address(text: str) -> str:
+    """An `--caddy-admin` value in Caddy's own notation (`unix//abs/path` or `host:port`), or a ValueError.
+
+    Accepted: `unix//abs/path` (Caddy's notation; a `|mode` suffix is for Caddy's side and dropped), `host:port`
+    and `http://host:port` on a loopback address. Plain HTTP elsewhere would send private keys across a network.
+    """
+    if text.startswith("unix:"):
+        raise ValueError(f"{text!r} is a URL; Caddy writes a unix socket as unix//{text.partition(':')[2].lstrip('/')}")
+    if text.startswith("unix/"):
+        path = text.removeprefix("unix/").split("|", 1)[0]
+        if not path.startswith("/"):
+            raise ValueError(f"expected unix//absolute/path, got {text!r}")
+        return f"unix/{path}"
+    if text.startswith("/"):
+        raise ValueError(f"{text!r} is a path; Caddy writes a unix socket as unix/{text}")
+    if text.startswith("."):
+        raise ValueError(f"{text!r} is a relative path; write the socket as unix//absolute/path")
+    scheme, separator, rest = text.partition("://")
+    if separator and scheme != "http":
+        raise ValueError(f"expected unix//path, host:port or http://host:port, got {text!r}")
+    address = (rest if separator else text).rstrip("/")
+    host, _ = host_port(address)
+    if not _is_loopback(host):
+        raise ValueError(f"{host} is not a loopback address: the admin API in plain HTTP only on loopback or a socket")
+    return address
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def host_port(address: str) -> tuple[str, int]:

@@ -645,3 +645,14 @@ def test_secrets_never_appear_in_problems_or_reprs(ca: DemoCA, good: dict[str, A
     # the secret is really in there, so the assertions above are not vacuous
     assert validation.routes[0].basic_auth is not None
     assert validation.routes[0].basic_auth.password == CANARY
+
+
+@pytest.mark.parametrize("name", ["999.1.1.1", "app.example.123", "1.2.3.4.5"])
+def test_a_name_ending_in_an_all_numeric_label_is_rejected(ca: DemoCA, good: dict[str, Any], name: str) -> None:
+    validation = check(wire(name, ca.issue([GOOD_HOST])), good)
+    only_error(validation, name, "hostName", "all-numeric label")
+
+
+def test_an_upstream_name_ending_in_an_all_numeric_label_is_rejected(ca: DemoCA, good: dict[str, Any]) -> None:
+    validation = check(wire("app.example.test", ca.issue(["app.example.test"]), destinationIps=["999.1.1.1"]), good)
+    only_error(validation, "app.example.test", "destinationIps[0]", "IPv4/IPv6 address or a DNS name")

@@ -21,7 +21,7 @@ from coretraffic.settings import Settings
 def admin_address(settings: Settings) -> AdminAddress:
     """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
     if settings.caddy_admin:
-        return AdminAddress.parse(settings.caddy_admin)
+        return AdminAddress(settings.caddy_admin)
     return spawned_admin_address(settings.state_dir)
 
 

@@ -25,15 +25,7 @@ PROBE_TIMEOUT = httpx.Timeout(5.0)
 class AdminAddress:
     """Where the admin API listens, in Caddy's own notation (`unix//path` or `host:port`)."""
 
-    listen: str
-
-    @classmethod
-    def parse(cls, text: str) -> AdminAddress:
-        if text.startswith("unix/"):
-            return cls(text.split("|", 1)[0])
-        for scheme in ("http://", "https://"):
-            text = text.removeprefix(scheme)
-        return cls(text.rstrip("/"))
+    listen: str  # as `settings.admin_listen_address` checked and wrote it
 
     @property
     def socket_path(self) -> str | None:

@@ -282,6 +282,8 @@ def normalise_host_name(name: str) -> str:
     # as much as the rest of this function.
     if (rest[-1].isdigit() or ":" in rest) and _is_ip(rest):
         raise FieldError("hostName", "is an IP address; TLS needs a DNS name to select the certificate")
+    if rest.rpartition(".")[2].isdigit():  # `999.1.1.1`: no top-level domain is all digits (RFC 3696 2)
+        raise FieldError("hostName", "ends in an all-numeric label: neither a DNS name nor an IP address")
     for part in rest.split("."):
         if not _LABEL.fullmatch(part):
             raise FieldError(

@@ -1,0 +1,95 @@
+"""Settings that cannot work stop `coretraffic run` at start: exit 2, one line naming the flag and the variable.
+
+In-process through `cli.main`: a bad setting is found before logging, Caddy or any source is started, so the
+command returns at once (the test would hang, and time out, if `run` started instead).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from coretraffic import cli
+from coretraffic.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def no_coretraffic_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in [n for n in os.environ if n.startswith("CORETRAFFIC_")]:
+        monkeypatch.delenv(name)
+    yield
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code = cli.main(["run", *args])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("coretraffic: invalid setting ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("unix:///run/caddy/admin.sock", ["is a URL", "unix//run/caddy/admin.sock"]),
+        ("/run/caddy/admin.sock", ["is a path", "unix//run/caddy/admin.sock"]),
+        ("./admin.sock", ["relative path"]),
+        ("unix/admin.sock", ["unix//absolute/path"]),
+        ("ftp://127.0.0.1:2019", ["expected unix//path, host:port or http://host:port"]),
+        ("https://127.0.0.1:2019", ["expected unix//path, host:port or http://host:port"]),
+        ("http://127.0.0.1", ["expected host:port"]),
+        ("caddy", ["expected host:port"]),
+        ("http://10.0.0.7:2019", ["10.0.0.7 is not a loopback address"]),
+    ],
+)
+def test_an_admin_address_that_cannot_work_is_refused(
+    capsys: pytest.CaptureFixture[str], value: str, words: list[str]
+) -> None:
+    line = one_line_error(capsys, "--caddy-admin", value)
+    assert "--caddy-admin / CORETRAFFIC_CADDY_ADMIN" in line
+    for word in words:
+        assert word in line
+
+
+def test_the_variable_is_checked_as_the_flag_is(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORETRAFFIC_CADDY_ADMIN", "unix:///x")
+    assert "--caddy-admin / CORETRAFFIC_CADDY_ADMIN" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("unix//run/caddy/admin.sock", "unix//run/caddy/admin.sock"),
+        ("unix//run/caddy/admin.sock|0660", "unix//run/caddy/admin.sock"),
+        ("http://127.0.0.1:2019/", "127.0.0.1:2019"),
+        ("localhost:2019", "localhost:2019"),
+        ("[::1]:2019", "[::1]:2019"),
+    ],
+)
+def test_admin_addresses_that_work_are_taken_in_caddys_notation(given: str, expected: str) -> None:
+    assert Settings.model_validate({"caddy_admin": given}).caddy_admin == expected
+
+
+def test_the_same_port_for_http_and_https_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_line_error(capsys, "--http-port", "8443", "--https-port", "8443")
+    assert "--https-port / CORETRAFFIC_HTTPS_PORT" in line and "--http-port" in line and "8443" in line
+
+
+@pytest.mark.parametrize("port_flag", ["--http-port", "--https-port"])
+def test_the_status_server_on_a_data_port_is_refused(capsys: pytest.CaptureFixture[str], port_flag: str) -> None:
+    line = one_line_error(capsys, port_flag, "9555", "--status-addr", "127.0.0.1:9555")
+    assert "--status-addr / CORETRAFFIC_STATUS_ADDR" in line and port_flag in line
+
+
+def test_the_status_server_may_share_a_port_number_on_another_address() -> None:
+    settings = Settings.model_validate(
+        {"listen_host": "127.0.0.2", "https_port": 9555, "status_addr": "127.0.0.1:9555"}
+    )
+    assert settings.status_addr == "127.0.0.1:9555"
