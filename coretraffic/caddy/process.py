@@ -100,12 +100,13 @@ class CaddyProcess:
         if socket_path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(socket_path)  # a stale socket from a killed Caddy would make it fail to listen
+        # With an autosave, `--resume` alone: given both, Caddy takes the autosave and warns about `--config`.
+        autosave = self.state_dir / "config" / "caddy" / "autosave.json"
+        source = ["--resume"] if autosave.is_file() else ["--config", str(bootstrap)]
         self._process = await asyncio.create_subprocess_exec(
             str(self.binary),
             "run",
-            "--resume",
-            "--config",
-            str(bootstrap),
+            *source,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -122,7 +123,10 @@ class CaddyProcess:
         async for raw in stream:
             line = raw.decode(errors="replace").rstrip()
             self.recent_log.append(line)
-            log.log(_caddy_level(line), "%s", line, extra={"source": "caddy"})
+            level = _caddy_level(line)
+            if self._stopping and level == logging.WARNING:
+                level = logging.DEBUG  # "exiting" and the like: the stop was ours
+            log.log(level, "%s", line, extra={"source": "caddy"})
 
     async def _wait_ready(self, timeout: float) -> None:
         admin = CaddyAdmin(self.admin_address)
@@ -182,8 +186,7 @@ def _caddy_level(line: str) -> int:
         level, logger, message = entry.get("level", "info"), entry.get("logger"), entry.get("msg")
     except (json.JSONDecodeError, AttributeError):
         return logging.INFO
-    if logger == "admin.api" and message == "received request":
-        return logging.DEBUG  # our own once-a-second health probes: noise at INFO
     if logger == "admin" and str(entry.get("address", "")).startswith("unix/") and "open interface" in str(message):
         return logging.DEBUG  # Caddy says this of every unix socket; ours is private to the 0700 state dir
-    return {"debug": logging.DEBUG, "warn": logging.WARNING, "error": logging.ERROR}.get(level, logging.INFO)
+    # Caddy's info lines (start-up, each load's servers and storage) are detail: coretraffic logs its own summary.
+    return {"warn": logging.WARNING, "error": logging.ERROR}.get(level, logging.DEBUG)
