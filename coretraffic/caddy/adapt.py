@@ -34,8 +34,27 @@ def load_base_config(path: Path | None, caddy_binary: Path, http_port: int, http
 
 
 def _adapt_caddyfile(text: str, path: Path, caddy_binary: Path) -> object:
-    completed = subprocess.run(
-        [str(caddy_binary), "adapt", "--adapter", "caddyfile", "--config", "/dev/stdin"],
+    completed = _caddy_adapt(caddy_binary, path, text)
+    if completed.returncode != 0:
+        # The sentinel site appended to the text can be what Caddy trips over (after an unclosed brace, say):
+        # adapting the operator's file alone names their file and line, not the sentinel on a line they never wrote.
+        alone = _caddy_adapt(caddy_binary, path, None)
+        failed = alone if alone.returncode != 0 else completed
+        raise BaseConfigError(f"caddy could not adapt base config {path}: {_caddy_error(failed.stderr, path)}")
+    return json.loads(completed.stdout)
+
+
+def _caddy_adapt(caddy_binary: Path, path: Path, text: str | None) -> subprocess.CompletedProcess[str]:
+    """`caddy adapt` of `text` (as if it were `path`), or of the file itself when `text` is None."""
+    return subprocess.run(
+        [
+            str(caddy_binary),
+            "adapt",
+            "--adapter",
+            "caddyfile",
+            "--config",
+            "/dev/stdin" if text is not None else str(path),
+        ],
         input=text,
         capture_output=True,
         text=True,
@@ -43,6 +62,17 @@ def _adapt_caddyfile(text: str, path: Path, caddy_binary: Path) -> object:
         timeout=60,
         check=False,
     )
-    if completed.returncode != 0:
-        raise BaseConfigError(f"caddy could not adapt {path}: {completed.stderr.strip()}")
-    return json.loads(completed.stdout)
+
+
+def _caddy_error(stderr: str, path: Path) -> str:
+    """Caddy's error messages from its JSON log lines, naming the operator's file rather than standard input."""
+    messages = []
+    for line in stderr.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            entry = {"level": "error", "msg": line}
+        if isinstance(entry, dict) and entry.get("level") == "error":
+            message = str(entry.get("msg", "")).removesuffix(" import chain: ['']")
+            messages.append(message.replace("/dev/stdin", str(path)))
+    return "; ".join(messages) or stderr.strip()
