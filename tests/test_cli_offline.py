@@ -93,7 +93,7 @@ def test_version(env: dict[str, str]) -> None:
 def test_check_clean_routes_exits_0(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
     path = routes_file(tmp_path, [wire("app.example.test", ca.issue(["app.example.test"]))])
     run = coretraffic(env, "check", "--routes", str(path))
-    assert run == Run(0, "1 hosts valid, 0 errors, 0 warnings\n", "")
+    assert run == Run(0, "1 host valid, 0 errors, 0 warnings\n", "")
 
 
 def test_check_prints_problems_and_exits_1(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
@@ -112,22 +112,48 @@ def test_check_prints_problems_and_exits_1(env: dict[str, str], tmp_path: Path, 
         "error: bad.example.test: destinationPorts[0]: 0 is not a port (1-65535)",
         "error: key.example.test: privateKey: is not a PEM private key",
         "error: auth.example.test: publicKey: certificate does not cover auth.example.test (it names app.example.test)",
-        "1 hosts valid, 3 errors, 0 warnings",
+        "error: auth.example.test: authentication.user: must be printable, without ':', '{' or '}'",
+        "1 host valid, 4 errors, 0 warnings",
     ]
     assert CANARY not in run.stdout + run.stderr
 
 
-def test_check_exits_1_on_warnings_only(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
+def test_check_exits_0_on_warnings_only_and_1_with_strict(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
     now = datetime.datetime.now(datetime.UTC)
     expired = ca.issue(
         ["app.example.test"], not_before=now - datetime.timedelta(days=9), not_after=now - datetime.timedelta(days=2)
     )
-    run = coretraffic(env, "check", "--routes", str(routes_file(tmp_path, [wire("app.example.test", expired)])))
-    assert run.returncode == 1
+    path = str(routes_file(tmp_path, [wire("app.example.test", expired)]))
+    run = coretraffic(env, "check", "--routes", path)
+    assert run.returncode == 0
     lines = run.stdout.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("warning: app.example.test: publicKey: certificate expired at ")
-    assert lines[1] == "1 hosts valid, 0 errors, 1 warnings"
+    assert lines[1] == "1 host valid, 0 errors, 1 warning"
+    strict = coretraffic(env, "check", "--strict", "--routes", path)
+    assert (strict.returncode, strict.stdout) == (1, run.stdout)
+
+
+def test_check_shows_every_problem_of_a_host(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
+    issued = ca.issue(["app.example.test"])
+    broken = wire(
+        "Bad_Name.example.test",
+        issued,
+        destinationIps=["10.0.0.1", "not an address"],
+        destinationPorts=[8080, 70000],
+        authentication={"type": "Basic", "user": "", "pass": ""},
+    )
+    run = coretraffic(env, "check", "--routes", str(routes_file(tmp_path, [broken])))
+    assert run.returncode == 1
+    fields = [line.split(": ")[2] for line in run.stdout.splitlines()[:-1]]
+    assert fields == [
+        "hostName",
+        "destinationIps[1]",
+        "destinationPorts[1]",
+        "authentication.user",
+        "authentication.pass",
+    ]
+    assert run.stdout.splitlines()[-1] == "0 hosts valid, 5 errors, 0 warnings"
 
 
 def test_check_reads_the_routes_file_from_the_environment(env: dict[str, str], tmp_path: Path) -> None:

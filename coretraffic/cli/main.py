@@ -23,6 +23,7 @@ from coretraffic import __version__
 from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.core.redact import redact
+from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation
 from coretraffic.diff import run_diff
 from coretraffic.errors import BaseConfigError, CaddyStartError, RouteSetError, RoutesFileError, StatusError, UsageError
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, handler, text in (
         ("run", _cmd_run, "apply routes from Coreflow (or --routes FILE) to Caddy until stopped"),
         ("demo", _cmd_demo, "run on demo routes with self-signed certificates and a demo upstream"),
-        ("check", _cmd_check, "print per-host problems of a routes file; exit 1 if there are any"),
+        ("check", _cmd_check, "print per-host problems of a routes file; exit 1 if any host is rejected"),
         ("render", _cmd_render, "print the Caddy JSON for a routes file, secrets redacted"),
         ("diff", _cmd_diff, "show what a routes file would change in the running Caddy (exit 0 none, 1 changes)"),
         ("status", _cmd_status, "print a running driver's status from its status server (exit 1 if not ready)"),
@@ -75,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text, description=text)
         command.set_defaults(command=handler, one_shot=name in ("check", "render", "diff"))
         _add_setting_flags(command)
+        if name == "check":
+            command.add_argument("--strict", action="store_true", help="exit 1 on warnings too (expired certificates)")
         if name == "render":
             command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
         if name == "diff":
@@ -136,8 +139,12 @@ def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     validation = _validated_routes_file(settings)
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}")
-    print(f"{len(validation.routes)} hosts valid, {len(validation.errors)} errors, {len(validation.warnings)} warnings")
-    return 1 if validation.problems else 0
+    errors, warnings = validation.errors, validation.warnings
+    print(
+        f"{counted(len(validation.routes), 'host')} valid, {counted(len(errors), 'error')}, "
+        f"{counted(len(warnings), 'warning')}"
+    )
+    return 1 if errors or (args.strict and warnings) else 0
 
 
 def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:

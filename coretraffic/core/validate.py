@@ -12,10 +12,10 @@ import functools
 import ipaddress
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import idna
 from cryptography import x509
@@ -24,10 +24,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 
-from coretraffic.core.models import ReverseProxyConfig, route_set_items
+from coretraffic.core.models import BasicAuthentication, ReverseProxyConfig, route_set_items
 from coretraffic.errors import FieldError
 
 Severity = Literal["error", "warning"]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # used with fullmatch: '$' would allow a final \n
 # What Go's crypto/tls accepts; cryptography also parses DSA and Ed448 keys, which Caddy would reject.
@@ -130,8 +132,9 @@ def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> O
             route, warnings = _validate_one(raw, now)
         except ValidationError as exc:
             found = tuple(_pydantic_problems(_host_label(raw, index), exc))
-        except FieldError as exc:
-            found = (Problem(_host_label(raw, index), exc.field, exc.message),)
+        except ExceptionGroup as group:
+            label = _host_label(raw, index)
+            found = tuple(Problem(label, e.field, e.message) for e in group.exceptions if isinstance(e, FieldError))
         else:
             found = tuple(Problem(route.host, f, m, "warning") for f, m in warnings)  # mostly the empty ()
         outcomes.routes.append(route)
@@ -238,31 +241,59 @@ def _validate_content(key: _ContentKey) -> Route:
 
 
 def _validate_config(raw: Any) -> Route:
-    """Everything about one config that does not depend on the clock."""
+    """Everything about one config that does not depend on the clock.
+
+    Raises an ExceptionGroup of every FieldError found: the checks that do not depend on each other all run, so
+    one round of fixes can mend a config.
+    """
     config = ReverseProxyConfig.model_validate(raw)
-    host = normalise_host_name(config.host_name)
-    upstreams = _upstreams(config.destination_ips, config.destination_ports)
+    errors: list[FieldError] = []
     key_pem = config.private_key.get_secret_value()
-    certificate = check_pem_pair(config.public_key, key_pem)
-    if not any(_name_covers(name, host) for name in certificate.names):
-        raise FieldError(
-            "publicKey",
-            f"certificate does not cover {host} (it names {', '.join(certificate.names) or 'nothing'})",
+    host = _collect(errors, normalise_host_name, config.host_name)
+    upstreams = _collect(errors, _upstreams, config.destination_ips, config.destination_ports)
+    certificate = _collect(errors, check_pem_pair, config.public_key, key_pem)
+    if host is not None and certificate is not None and not any(_name_covers(n, host) for n in certificate.names):
+        errors.append(
+            FieldError(
+                "publicKey",
+                f"certificate does not cover {host} (it names {', '.join(certificate.names) or 'nothing'})",
+            )
         )
     basic_auth = None
     if config.authentication is not None:
-        user = config.authentication.user
-        password = config.authentication.password.get_secret_value()
-        if not user:
-            raise FieldError("authentication.user", "must not be empty")
-        if ":" in user or not user.isprintable() or "{" in user or "}" in user:
-            raise FieldError("authentication.user", "must be printable, without ':', '{' or '}'")
-        if not password:
-            raise FieldError("authentication.pass", "must not be empty")
-        if len(password.encode()) > 72:
-            raise FieldError("authentication.pass", "is longer than 72 bytes, more than bcrypt can check")
-        basic_auth = BasicAuth(user, password)
+        basic_auth = _collect(errors, _basic_auth, config.authentication)
+    if errors:
+        raise ExceptionGroup("invalid config", errors)
+    assert host is not None and upstreams is not None and certificate is not None
     return Route(host, upstreams, certificate.chain_pem, key_pem, certificate, basic_auth)
+
+
+def _collect(errors: list[FieldError], check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """`check(...)`, or None with its FieldError (or several) added to `errors`."""
+    try:
+        return check(*args, **kwargs)
+    except FieldError as exc:
+        errors.append(exc)
+    except ExceptionGroup as group:  # raised here of FieldErrors only
+        errors.extend(e for e in group.exceptions if isinstance(e, FieldError))
+    return None
+
+
+def _basic_auth(authentication: BasicAuthentication) -> BasicAuth:
+    user = authentication.user
+    password = authentication.password.get_secret_value()
+    errors = []
+    if not user:
+        errors.append(FieldError("authentication.user", "must not be empty"))
+    elif ":" in user or not user.isprintable() or "{" in user or "}" in user:
+        errors.append(FieldError("authentication.user", "must be printable, without ':', '{' or '}'"))
+    if not password:
+        errors.append(FieldError("authentication.pass", "must not be empty"))
+    elif len(password.encode()) > 72:
+        errors.append(FieldError("authentication.pass", "is longer than 72 bytes, more than bcrypt can check"))
+    if errors:
+        raise ExceptionGroup("invalid authentication", errors)
+    return BasicAuth(user, password)
 
 
 @functools.lru_cache(maxsize=65536)  # the same names come in every route set
@@ -302,14 +333,19 @@ def _is_ip(text: str) -> bool:
 
 
 def _upstreams(ips: Sequence[str], ports: Sequence[int]) -> tuple[str, ...]:
+    errors = []
     if not ips:
-        raise FieldError("destinationIps", "must list at least one address")
+        errors.append(FieldError("destinationIps", "must list at least one address"))
     if not ports:
-        raise FieldError("destinationPorts", "must list at least one port")
-    hosts = [_dial_host(ip, i) for i, ip in enumerate(ips)]
-    for i, port in enumerate(ports):
-        if not 1 <= port <= 65535:
-            raise FieldError(f"destinationPorts[{i}]", f"{port} is not a port (1-65535)")
+        errors.append(FieldError("destinationPorts", "must list at least one port"))
+    hosts = [_collect(errors, _dial_host, ip, i) for i, ip in enumerate(ips)]
+    errors += [
+        FieldError(f"destinationPorts[{i}]", f"{port} is not a port (1-65535)")
+        for i, port in enumerate(ports)
+        if not 1 <= port <= 65535
+    ]
+    if errors:
+        raise ExceptionGroup("invalid upstreams", errors)
     # dict keeps the first occurrence: every address x every port, each once, in the order given.
     return tuple(dict.fromkeys(f"{host}:{port}" for host in hosts for port in ports))
 
