@@ -7,6 +7,7 @@
     │   ├── RouteSetError      a route set unusable as a whole (not a list of configs)
     │   ├── BaseConfigError    the operator's base config cannot be read, adapted or merged
     │   ├── CaddyStartError    the spawned Caddy could not be started
+    │   ├── StateDirInUse      another driver holds the state directory
     │   └── StatusError        the status server cannot listen, or (for `coretraffic status`) does not answer
     ├── CaddyError             a Caddy admin API call did not succeed
     │   ├── CaddyUnavailable   no answer, a timeout or a 5xx: worth trying again
@@ -49,6 +50,10 @@ class BaseConfigError(UserError):
 
 class CaddyStartError(UserError):
     """Caddy could not be started (no binary, bad state directory, admin API never answered)."""
+
+
+class StateDirInUse(UserError):
+    """Another driver holds the state directory's lock."""
 
 
 class StatusError(UserError):

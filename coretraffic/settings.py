@@ -14,9 +14,10 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _default_state_dir() -> Path:
+def default_state_dir(name: str = "coretraffic") -> Path:
+    """`$XDG_STATE_HOME/NAME` (`~/.local/state/NAME` without it)."""
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "coretraffic"
+    return Path(state_home) / name
 
 
 class Settings(BaseSettings):
@@ -29,7 +30,7 @@ class Settings(BaseSettings):
         description="admin API of an existing Caddy (unix//path or http://127.0.0.1:2019); "
         "without it coretraffic starts the bundled Caddy",
     )
-    state_dir: Path = Field(default_factory=_default_state_dir, description="private state of the spawned Caddy")
+    state_dir: Path = Field(default_factory=default_state_dir, description="private state of the spawned Caddy")
     base_config: Path | None = Field(None, description="operator's Caddyfile (or .json) the servers merge into")
     http_port: int = Field(7999, ge=1, le=65535, description="port of the HTTP -> HTTPS redirect server")
     https_port: int = Field(8000, ge=1, le=65535, description="port of the HTTPS server")

@@ -1,12 +1,16 @@
 """`coretraffic demo`: the driver on demo routes, with no Coreflow.
 
-A throwaway CA (`testing.pki`) issues certificates for two demo hosts, a demo upstream (`testing.upstream`) says
-who answered, and `run --routes` serves them from a routes file in the state directory.
+A CA of the demo's own (`testing.pki`, kept in the demo's state directory so that its `demo-ca.pem` stays
+trusted across runs) issues certificates for two demo hosts, a demo upstream (`testing.upstream`) says who
+answered, and `run --routes` serves them from a routes file in the state directory. `coretraffic demo --issue
+HOST` prints a config for one more host, with a certificate from the same CA, to add to that file.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 from coretraffic.app.service import Driver, run_driver
 from coretraffic.settings import Settings
@@ -14,33 +18,56 @@ from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 
 DEMO_HOSTS = ("app.example.test", "admin.example.test")
+CA_FILE = "demo-ca.pem"
+CA_KEY_FILE = "demo-ca-key.pem"
+ROUTES_FILE = "demo-routes.json"
+
+
+def demo_ca(state_dir: Path) -> DemoCA:
+    """The demo's CA, made and saved (key 0600) in `state_dir` on first use."""
+    certificate, key = state_dir / CA_FILE, state_dir / CA_KEY_FILE
+    if certificate.is_file() and key.is_file():
+        return DemoCA.from_pem(certificate.read_text(), key.read_text())
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca = DemoCA()
+    key.touch(mode=0o600)
+    key.write_text(ca.private_key_pem)
+    certificate.write_text(ca.certificate_pem)
+    return ca
+
+
+def issued_route(state_dir: Path, host: str) -> dict[str, Any]:
+    """`demo --issue HOST`: a config for `host` with a certificate from the demo's CA, proxied to 127.0.0.1:8080."""
+    return demo_route(demo_ca(state_dir), host, 8080)
 
 
 async def run_demo(settings: Settings) -> None:
     """`coretraffic demo`: demo routes in the state directory, then `run --routes` on them."""
     state_dir = settings.state_dir
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ca = DemoCA()
+    ca = demo_ca(state_dir)
     upstream = DemoUpstream().start()
     routes = [demo_route(ca, host, upstream.port) for host in DEMO_HOSTS]
     routes[1]["authentication"] = {"type": "Basic", "user": "demo", "pass": "demo"}
-    ca_file = state_dir / "demo-ca.pem"
-    ca_file.write_text(ca.certificate_pem)
-    routes_file = state_dir / "demo-routes.json"
+    routes_file = state_dir / ROUTES_FILE
+    routes_file.touch(mode=0o600)
     routes_file.write_text(json.dumps(routes, indent=2))
-    routes_file.chmod(0o600)
+    ca_file = state_dir / CA_FILE
 
     async def announce(driver: Driver) -> None:
         result = await driver.reconciler.wait_for_result()
         https, http = settings.https_port, settings.http_port
         host = DEMO_HOSTS[0]
+        listen = settings.listen_host or "127.0.0.1"
         print(
             f"\ncoretraffic demo is serving ({result.summary()}).\n"
             f"  routes file (edit it, it is re-applied): {routes_file}\n"
-            f"  HTTPS:  curl -i --cacert {ca_file} --resolve {host}:{https}:127.0.0.1 https://{host}:{https}/\n"
-            f"  auth:   curl -i --cacert {ca_file} --resolve {DEMO_HOSTS[1]}:{https}:127.0.0.1 -u demo:demo "
+            f"  HTTPS:  curl -i --cacert {ca_file} --resolve {host}:{https}:{listen} https://{host}:{https}/\n"
+            f"  auth:   curl -i --cacert {ca_file} --resolve {DEMO_HOSTS[1]}:{https}:{listen} -u demo:demo "
             f"https://{DEMO_HOSTS[1]}:{https}/\n"
-            f"  HTTP:   curl -i --resolve {host}:{http}:127.0.0.1 http://{host}:{http}/hello\n"
+            f"  HTTP:   curl -i --resolve {host}:{http}:{listen} http://{host}:{http}/hello\n"
+            f"          (a 301 to https://{host}/hello: port 443, as production maps 443 to {https}; nothing\n"
+            "          listens there in the demo, so following the redirect fails)\n"
+            f"  a host more: coretraffic demo --issue new.example.test  (prints a config to add to the routes file)\n"
             "Stop with Ctrl-C.\n",
             flush=True,
         )

@@ -15,25 +15,47 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from coretraffic import __version__
 from coretraffic.app.parallel import validate_on_cores
+from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.core.redact import redact
 from coretraffic.core.text import counted
-from coretraffic.core.validate import Validation
+from coretraffic.core.validate import Validation, normalise_host_name
 from coretraffic.diff import run_diff
-from coretraffic.errors import BaseConfigError, CaddyStartError, RouteSetError, RoutesFileError, StatusError, UsageError
+from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.logs import setup_logging
 from coretraffic.observe.status import fetch_status, status_text
-from coretraffic.settings import Settings
+from coretraffic.settings import Settings, default_state_dir
 from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
+
+
+# What each command uses: it shows and accepts these flags and no others (`CORETRAFFIC_*` variables of the rest
+# are read and do nothing there).
+_DATA_PLANE = ("base_config", "http_port", "https_port", "listen_host", "http3")
+_COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
+    "run": tuple(Settings.model_fields),
+    "demo": ("state_dir", *_DATA_PLANE, "bcrypt_cost", "log_level", "log_format", "status_addr"),
+    "check": ("routes",),
+    "render": ("routes", "caddy_admin", "state_dir", *_DATA_PLANE, "bcrypt_cost"),
+    "diff": ("routes", "caddy_admin", "state_dir", *_DATA_PLANE),
+    "status": ("status_addr",),
+}
+
+
+def _command_defaults(command: str) -> dict[str, Any]:
+    """Defaults that differ from `run`'s. The demo has demo credentials: loopback only, and a state dir of its own."""
+    if command == "demo":
+        return {"state_dir": default_state_dir("coretraffic-demo"), "listen_host": "127.0.0.1"}
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.command(settings, args))
         sys.stdout.flush()  # here, where a reader that went away can still be handled
         return code
-    except (UsageError, RoutesFileError, RouteSetError, BaseConfigError, CaddyStartError, StatusError) as exc:
+    except UserError as exc:
         print(f"coretraffic: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -74,8 +96,14 @@ def _parser() -> argparse.ArgumentParser:
         ("status", _cmd_status, "print a running driver's status from its status server (exit 1 if not ready)"),
     ):
         command = commands.add_parser(name, help=text, description=text)
-        command.set_defaults(command=handler, one_shot=name in ("check", "render", "diff"))
-        _add_setting_flags(command)
+        command.set_defaults(command=handler, command_name=name, one_shot=name in ("check", "render", "diff"))
+        _add_setting_flags(command, _COMMAND_SETTINGS[name], _command_defaults(name))
+        if name == "demo":
+            command.add_argument(
+                "--issue",
+                metavar="HOST",
+                help="print a routes-file config for HOST with a certificate from the demo's CA, and exit",
+            )
         if name == "check":
             command.add_argument("--strict", action="store_true", help="exit 1 on warnings too (expired certificates)")
         if name == "render":
@@ -88,11 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting, named after it, documented with its environment variable and default."""
-    for name, field in Settings.model_fields.items():
+def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str], defaults: dict[str, Any]) -> None:
+    """One flag per setting the command uses, named after it, documented with its environment variable and default."""
+    for name in names:
+        field = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
-        default = field.get_default(call_default_factory=True)
+        default = defaults.get(name, field.get_default(call_default_factory=True))
         text = f"{field.description} [env CORETRAFFIC_{name.upper()}, default: {default}]"
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
@@ -103,13 +132,22 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     given = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         name = str(error["loc"][0])
         raise UsageError(
             f"invalid setting --{name.replace('_', '-')} / CORETRAFFIC_{name.upper()}: {error['msg']}"
         ) from None
+    defaults = _command_defaults(args.command_name)
+    return settings.model_copy(update={k: v for k, v in defaults.items() if k not in settings.model_fields_set})
+
+
+def _issued_host(name: str) -> str:
+    try:
+        return normalise_host_name(name)
+    except FieldError as exc:
+        raise UsageError(f"--issue {name!r}: {exc.message}") from None
 
 
 def _validated_routes_file(settings: Settings) -> Validation:
@@ -122,15 +160,20 @@ def _validated_routes_file(settings: Settings) -> Validation:
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from coretraffic.app.service import run_driver  # here: the other commands need not load the driver's parts
 
-    with contextlib.suppress(asyncio.CancelledError):
+    # Only a spawned Caddy keeps its state there; a driver of an existing Caddy writes nothing to it.
+    held = state_dir_lock(settings.state_dir) if settings.caddy_admin is None else contextlib.nullcontext()
+    with held, contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_driver(settings))
     return 0
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from coretraffic.app.demo import run_demo  # here, as in `run`
+    from coretraffic.app.demo import issued_route, run_demo  # here, as in `run`
 
-    with contextlib.suppress(asyncio.CancelledError):
+    if args.issue is not None:
+        print(json.dumps(issued_route(settings.state_dir, _issued_host(args.issue)), indent=2))
+        return 0
+    with state_dir_lock(settings.state_dir), contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_demo(settings))
     return 0
 

@@ -78,10 +78,25 @@ class DemoCA:
         self._key = new_key()
         self._certificate = _ca_certificate(name, self._key, _name(name), self._key)
 
+    @classmethod
+    def from_pem(cls, certificate_pem: str, private_key_pem: str) -> DemoCA:
+        """A CA saved earlier (`certificate_pem`, `private_key_pem`), to issue more leaves that clients trust."""
+        ca = cls.__new__(cls)
+        key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("a demo CA key is EC or RSA")
+        ca._key = key
+        ca._certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        return ca
+
     @property
     def certificate_pem(self) -> str:
         """The root, for clients to trust."""
         return _pem([self._certificate])
+
+    @property
+    def private_key_pem(self) -> str:
+        return _pem_key(self._key)
 
     def _chain(self) -> tuple[x509.Certificate, ...]:
         """What is sent after the leaf."""
