@@ -270,7 +270,7 @@ def test_render_reports_problems_on_stderr(env: dict[str, str], tmp_path: Path, 
 
 
 def test_bad_flag_value_is_one_line_naming_the_variable(env: dict[str, str], tmp_path: Path) -> None:
-    run = coretraffic(env, "check", "--routes", str(routes_file(tmp_path, [])), "--http-port", "70000")
+    run = coretraffic(env, "render", "--routes", str(routes_file(tmp_path, [])), "--http-port", "70000")
     assert_one_line_error(run, "invalid setting --http-port / CORETRAFFIC_HTTP_PORT", "65535")
 
 

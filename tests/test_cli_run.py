@@ -66,7 +66,7 @@ def routes_file(short_tmp: Path) -> Path:
 
 
 def caddy_pids(state_dir: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", f"caddy run --resume --config {state_dir}"], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", f"caddy run --pidfile {state_dir}/"], capture_output=True, text=True)
     return [int(pid) for pid in found.stdout.split()]
 
 

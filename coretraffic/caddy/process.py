@@ -106,6 +106,9 @@ class CaddyProcess:
         self._process = await asyncio.create_subprocess_exec(
             str(self.binary),
             "run",
+            # The pid file names the state dir in the command line too: `ps` tells which Caddy is whose.
+            "--pidfile",
+            str(self.state_dir / "caddy.pid"),
             *source,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -74,11 +74,10 @@ async def test_render_check_and_diff_show_no_secret(
         "--http-port", str(ports.http),
         "--https-port", str(ports.https),
         "--listen-host", "127.0.0.1",
-        "--bcrypt-cost", "4",
     ]  # fmt: skip
     runs = {
-        "render": command("render", *settings),
-        "check": command("check", *settings),
+        "render": command("render", *settings, "--bcrypt-cost", "4"),
+        "check": command("check", "--routes", str(routes)),
         "diff": command("diff", *settings),
         "diff --full": command("diff", "--full", *settings),
         "diff --json": command("diff", "--json", *settings),
