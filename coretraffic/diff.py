@@ -7,7 +7,7 @@ documents with every secret replaced by a fingerprint.
 
 The planning (`plan_diff`) and printing (`format_text`, `format_json`, `full_diff`) are pure; `run_diff` does the
 I/O. The running side is read from Caddy's JSON alone, so the plan also describes a Caddy that coretraffic never
-configured. Hosts are found by their `@id` (`render.ROUTE_ID_PREFIX`) at any depth, and what a host's node says
+configured. Hosts are found by their `@id` (`layout.route_id`) at any depth, and what a host's node says
 about it is read in one place (`_host_state`), so a new server layout needs only that function adapted. Whatever
 cannot be attributed to a host is still compared ("config" paths), and a last whole-document comparison makes sure
 that no difference goes unreported, so the exit code is right even when the plan cannot say more.
@@ -37,23 +37,26 @@ import orjson
 from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
-from coretraffic.caddyjson.ownership import (
-    base_parts_record,
-    base_parts_recorded,
-    foreign_parts,
-    keep_foreign,
-    part_path,
-    unmanaged_parts,
-)
-from coretraffic.caddyjson.render import (
+from coretraffic.caddyjson.layout import (
+    ACCOUNT_PASSWORD,
+    ACCOUNT_USER,
+    ACCOUNTS_PATH,
+    BASE_PARTS_PATH,
     BASE_PARTS_PREFIX,
     CONFIG_ID_PREFIX,
-    HTTP_SERVER,
     JSON,
-    ROUTE_ID_PREFIX,
+    LOAD_PEM_PATH,
+    MARKER_PATH,
+    PEM_CERTIFICATE,
+    PEM_KEY,
     VERSION_HEADER,
+    base_parts_record,
+    base_parts_recorded,
     config_id,
+    pem_owner,
+    route_id_host,
 )
+from coretraffic.caddyjson.ownership import foreign_parts, keep_foreign, part_path, unmanaged_parts
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Certificate, Validation, check_pem_pair, normalise_host_name
 from coretraffic.errors import (
@@ -72,14 +75,11 @@ EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 # bcrypt work spent verifying desired passwords against running hashes, in rounds (2**cost per check): about 2 s
 # here, i.e. 32 checks at cost 10 or 2,048 at cost 4. Passwords past it are reported as not verified.
 PASSWORD_WORK_BUDGET = 32 * 2**10
-# Where render puts the config's marker `@id`: a digest of the inputs, bcrypt salts included, so it differs
-# between two renderings of the same set. Everything else it digests is compared on its own.
-_MARKER_PATH = ("apps", "http", "servers", HTTP_SERVER, "routes", 0, "@id")
+# render's marker `@id` is a digest of the inputs, bcrypt salts included, so it differs between two renderings of
+# the same set; its record of the base config's servers and apps is reported part by part. Both are compared as
+# these placeholders.
 _MARKER_SHOWN = CONFIG_ID_PREFIX + "<digest of the inputs>"
-# Where render records which servers and apps came from the base config; those are reported one by one instead.
-_BASE_PARTS_PATH = ("apps", "http", "servers", HTTP_SERVER, "@id")
 _BASE_PARTS_SHOWN = BASE_PARTS_PREFIX + "<the base config's servers and apps>"
-_LOAD_PEM_PATH = ("apps", "tls", "certificates", "load_pem")
 
 Path = tuple[str | int, ...]
 _Parsed = Mapping[tuple[str, str], Certificate]  # (certificate chain, private key) -> what validation found
@@ -114,22 +114,22 @@ def read_config(config: Any) -> CaddyView:
     """What a Caddy config (as `GET /config/` returns it, or as rendered) holds, seen by coretraffic."""
     config = config if isinstance(config, dict) else {}  # Caddy answers `null` when it runs nothing
     unmanaged = unmanaged_parts(config)
-    certificates = _get(config, "apps", "tls", "certificates", "load_pem")
+    certificates = _get(config, *LOAD_PEM_PATH)
     drops: dict[Path, Any] = {part_path(label): _DROP for label in unmanaged}
     if isinstance(certificates, list):
-        drops[_LOAD_PEM_PATH] = _DROP
+        drops[LOAD_PEM_PATH] = _DROP
     trimmed = _replaced(config, drops)
     found: dict[str, tuple[JSON, JSON | None, Path]] = {}
     residue, _ = _scan(trimmed, (), None, found)
-    by_tag = {_first_tag(entry): entry for entry in certificates} if isinstance(certificates, list) else {}
+    by_tag = {pem_owner(entry): entry for entry in certificates} if isinstance(certificates, list) else {}
     states: dict[str, HostState] = {}
     summaries: dict[int, _RouteSummary] = {}
     for host, (node, route, path) in found.items():
         entry = by_tag.get(host)
-        pem = (str(entry.get("certificate")), str(entry.get("key"))) if isinstance(entry, dict) else None
+        pem = (str(entry.get(PEM_CERTIFICATE)), str(entry.get(PEM_KEY))) if isinstance(entry, dict) else None
         states[host] = _host_state(node, route, pem, path, summaries)
     if isinstance(certificates, list):  # the certificates no host claims: the operator's own
-        _set(residue, _LOAD_PEM_PATH, [entry for entry in certificates if _first_tag(entry) not in states])
+        _set(residue, LOAD_PEM_PATH, [entry for entry in certificates if pem_owner(entry) not in states])
     return CaddyView(states, residue, unmanaged)
 
 
@@ -139,9 +139,9 @@ def _scan(
     """Find every host `@id` at any depth (with its enclosing route); return a copy of `node` without the list
     items that hold one, and whether `node` holds one."""
     if isinstance(node, dict):
-        ident = node.get("@id")
-        if isinstance(ident, str) and ident.startswith(ROUTE_ID_PREFIX):
-            found[ident.removeprefix(ROUTE_ID_PREFIX)] = (node, route, path)
+        host = route_id_host(node.get("@id"))
+        if host is not None:
+            found[host] = (node, route, path)
             return None, True
         route = node if "handle" in node else route
         copied: JSON = {}
@@ -200,9 +200,9 @@ def _summarise(route: JSON) -> _RouteSummary:
         if kind == "reverse_proxy":
             dials += [str(u.get("dial")) for u in handler.get("upstreams", []) if isinstance(u, dict)]
         elif kind == "authentication" and account is None:
-            accounts = _get(handler, "providers", "http_basic", "accounts")
+            accounts = _get(handler, *ACCOUNTS_PATH)
             if isinstance(accounts, list) and accounts and isinstance(accounts[0], dict):
-                account = (str(accounts[0].get("username")), str(accounts[0].get("password")))
+                account = (str(accounts[0].get(ACCOUNT_USER)), str(accounts[0].get(ACCOUNT_PASSWORD)))
         elif kind == "headers" and version is None:
             values = _get(handler, "response", "set", VERSION_HEADER)
             if isinstance(values, list) and values:
@@ -222,11 +222,6 @@ def _handlers(node: Any) -> Iterator[JSON]:
         for item in node:
             if isinstance(item, dict | list):
                 yield from _handlers(item)
-
-
-def _first_tag(entry: Any) -> str | None:
-    tags = entry.get("tags") if isinstance(entry, dict) else None
-    return str(tags[0]) if isinstance(tags, list) and tags else None
 
 
 # -- JSON surgery without copying 11 MB -------------------------------------------------------------------------
@@ -270,9 +265,9 @@ def _replaced(node: Any, replacements: Mapping[Path, Any]) -> Any:
 
 def _with_marker_shown(config: Any) -> Any:
     """`config` with render's two bookkeeping `@id`s as placeholders: what they stand for is compared on its own."""
-    shown: dict[Path, Any] = {_MARKER_PATH: _MARKER_SHOWN} if config_id(config) else {}
+    shown: dict[Path, Any] = {MARKER_PATH: _MARKER_SHOWN} if config_id(config) else {}
     if base_parts_record(config) is not None:
-        shown[_BASE_PARTS_PATH] = _BASE_PARTS_SHOWN
+        shown[BASE_PARTS_PATH] = _BASE_PARTS_SHOWN
     return _replaced(config, shown) if shown else config
 
 
@@ -478,9 +473,9 @@ def _with_password(node: JSON, old_hash: str, new_hash: str) -> JSON:
     """A copy of a host's node with `old_hash` swapped for `new_hash` in its accounts (a small node)."""
     swapped: JSON = copy.deepcopy(node)
     for handler in _handlers(swapped):
-        for account in _get(handler, "providers", "http_basic", "accounts") or []:
-            if isinstance(account, dict) and account.get("password") == old_hash:
-                account["password"] = new_hash
+        for account in _get(handler, *ACCOUNTS_PATH) or []:
+            if isinstance(account, dict) and account.get(ACCOUNT_PASSWORD) == old_hash:
+                account[ACCOUNT_PASSWORD] = new_hash
     return swapped
 
 

@@ -25,7 +25,9 @@ import bcrypt
 import pytest
 
 from coretraffic import diff
-from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON, route_id
+from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Validation, validate_route_set
 from coretraffic.diff import Plan, format_json, format_text, full_diff, plan_diff, read_config
