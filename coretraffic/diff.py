@@ -6,11 +6,10 @@ A dry run of the loop's last stop. The route set goes through the same validatio
 documents with every secret replaced by a fingerprint.
 
 The planning (`plan_diff`) and printing (`format_text`, `format_json`, `full_diff`) are pure; `run_diff` does the
-I/O. The running side is read from Caddy's JSON alone, so the plan also describes a Caddy that coretraffic never
-configured. Hosts are found by their `@id` (`layout.route_id`) at any depth, and what a host's node says
-about it is read in one place (`_host_state`), so a new server layout needs only that function adapted. Whatever
-cannot be attributed to a host is still compared ("config" paths), and a last whole-document comparison makes sure
-that no difference goes unreported, so the exit code is right even when the plan cannot say more.
+I/O. Both sides are read by `readback`, from Caddy's JSON alone, so the plan also describes a Caddy that
+coretraffic never configured. Whatever cannot be attributed to a host is still compared ("config" paths), and a
+last whole-document comparison makes sure that no difference goes unreported, so the exit code is right even when
+the plan cannot say more.
 
 Exit codes follow `diff`/`kubectl diff`: 0 nothing would change, 1 something would (a rejected host counts: the
 set differs from what runs), 2 the diff could not be made.
@@ -27,7 +26,7 @@ import difflib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,24 +38,19 @@ from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
 from coretraffic.caddyjson.layout import (
     ACCOUNT_PASSWORD,
-    ACCOUNT_USER,
     ACCOUNTS_PATH,
     BASE_PARTS_PATH,
     BASE_PARTS_PREFIX,
     CONFIG_ID_PREFIX,
     JSON,
-    LOAD_PEM_PATH,
     MARKER_PATH,
-    PEM_CERTIFICATE,
-    PEM_KEY,
-    VERSION_HEADER,
     base_parts_record,
     base_parts_recorded,
     config_id,
-    pem_owner,
-    route_id_host,
 )
-from coretraffic.caddyjson.ownership import foreign_parts, keep_foreign, part_path, unmanaged_parts
+from coretraffic.caddyjson.ownership import foreign_parts, keep_foreign
+from coretraffic.caddyjson.readback import HostState, handlers, read_config
+from coretraffic.caddyjson.tree import Path, get_in, replaced
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Certificate, Validation, check_pem_pair, normalise_host_name
 from coretraffic.errors import (
@@ -81,186 +75,11 @@ PASSWORD_WORK_BUDGET = 32 * 2**10
 _MARKER_SHOWN = CONFIG_ID_PREFIX + "<digest of the inputs>"
 _BASE_PARTS_SHOWN = BASE_PARTS_PREFIX + "<the base config's servers and apps>"
 
-Path = tuple[str | int, ...]
 _Parsed = Mapping[tuple[str, str], Certificate]  # (certificate chain, private key) -> what validation found
 Running = Literal["coretraffic", "empty", "foreign"]
 
 
-# -- reading a Caddy config --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HostState:
-    """One host as a Caddy config serves it."""
-
-    upstreams: tuple[str, ...]
-    account: tuple[str, str] | None = field(repr=False)  # (user, bcrypt hash)
-    version: str | None
-    pem: tuple[str, str] | None = field(repr=False)  # (certificate chain, private key) from `load_pem`
-    node: JSON = field(repr=False, compare=False)  # the JSON holding the host's `@id`
-    path: Path = field(compare=False)  # where `node` sits in the config
-
-
-@dataclass(frozen=True)
-class CaddyView:
-    """A Caddy config split into coretraffic's hosts, the rest of what it renders, and what it does not own."""
-
-    hosts: dict[str, HostState]
-    residue: Any  # the config without host routes, host certificates and unmanaged parts
-    unmanaged: dict[str, Any]  # "server NAME" / "app NAME" -> its JSON
-
-
-def read_config(config: Any) -> CaddyView:
-    """What a Caddy config (as `GET /config/` returns it, or as rendered) holds, seen by coretraffic."""
-    config = config if isinstance(config, dict) else {}  # Caddy answers `null` when it runs nothing
-    unmanaged = unmanaged_parts(config)
-    certificates = _get(config, *LOAD_PEM_PATH)
-    drops: dict[Path, Any] = {part_path(label): _DROP for label in unmanaged}
-    if isinstance(certificates, list):
-        drops[LOAD_PEM_PATH] = _DROP
-    trimmed = _replaced(config, drops)
-    found: dict[str, tuple[JSON, JSON | None, Path]] = {}
-    residue, _ = _scan(trimmed, (), None, found)
-    by_tag = {pem_owner(entry): entry for entry in certificates} if isinstance(certificates, list) else {}
-    states: dict[str, HostState] = {}
-    summaries: dict[int, _RouteSummary] = {}
-    for host, (node, route, path) in found.items():
-        entry = by_tag.get(host)
-        pem = (str(entry.get(PEM_CERTIFICATE)), str(entry.get(PEM_KEY))) if isinstance(entry, dict) else None
-        states[host] = _host_state(node, route, pem, path, summaries)
-    if isinstance(certificates, list):  # the certificates no host claims: the operator's own
-        _set(residue, LOAD_PEM_PATH, [entry for entry in certificates if pem_owner(entry) not in states])
-    return CaddyView(states, residue, unmanaged)
-
-
-def _scan(
-    node: Any, path: Path, route: JSON | None, found: dict[str, tuple[JSON, JSON | None, Path]]
-) -> tuple[Any, bool]:
-    """Find every host `@id` at any depth (with its enclosing route); return a copy of `node` without the list
-    items that hold one, and whether `node` holds one."""
-    if isinstance(node, dict):
-        host = route_id_host(node.get("@id"))
-        if host is not None:
-            found[host] = (node, route, path)
-            return None, True
-        route = node if "handle" in node else route
-        copied: JSON = {}
-        holds = False
-        for key, value in node.items():
-            if isinstance(value, dict | list):
-                value, inner = _scan(value, (*path, key), route, found)
-                holds |= inner
-            copied[key] = value
-        return copied, holds
-    if isinstance(node, list):
-        kept = []
-        holds = False
-        for index, item in enumerate(node):
-            if isinstance(item, dict | list):
-                item, inner = _scan(item, (*path, index), route, found)
-                if inner:
-                    holds = True
-                    continue
-            kept.append(item)
-        return kept, holds
-    return node, False
-
-
-@dataclass(frozen=True)
-class _RouteSummary:
-    dials: tuple[str, ...]
-    account: tuple[str, str] | None
-    version: str | None
-
-
-def _host_state(
-    node: JSON, route: JSON | None, pem: tuple[str, str] | None, path: Path, summaries: dict[int, _RouteSummary]
-) -> HostState:
-    """What the JSON says about one host: the only place that knows how render lays a host out.
-
-    The `@id` sits on the host's own route, whose handlers then tell everything; or on an entry of a `map` handler
-    in a route shared by several hosts: the entry's `outputs` are the host's upstreams (the proxy dials
-    placeholders) and the shared route's handlers hold the rest. A shared route is summarised once.
-    """
-    scope = node if "handle" in node else route or {}
-    summary = summaries.get(id(scope))
-    if summary is None:
-        summary = summaries[id(scope)] = _summarise(scope)
-    outputs = node.get("outputs")
-    upstreams = tuple(str(o) for o in outputs) if isinstance(outputs, list) else summary.dials
-    return HostState(upstreams, summary.account, summary.version, pem, node, path)
-
-
-def _summarise(route: JSON) -> _RouteSummary:
-    dials: list[str] = []
-    account: tuple[str, str] | None = None
-    version: str | None = None
-    for handler in _handlers(route):
-        kind = handler.get("handler")
-        if kind == "reverse_proxy":
-            dials += [str(u.get("dial")) for u in handler.get("upstreams", []) if isinstance(u, dict)]
-        elif kind == "authentication" and account is None:
-            accounts = _get(handler, *ACCOUNTS_PATH)
-            if isinstance(accounts, list) and accounts and isinstance(accounts[0], dict):
-                account = (str(accounts[0].get(ACCOUNT_USER)), str(accounts[0].get(ACCOUNT_PASSWORD)))
-        elif kind == "headers" and version is None:
-            values = _get(handler, "response", "set", VERSION_HEADER)
-            if isinstance(values, list) and values:
-                version = str(values[0])
-    return _RouteSummary(tuple(dials), account, version)
-
-
-def _handlers(node: Any) -> Iterator[JSON]:
-    """Every handler at any depth (subroutes included), in document order."""
-    if isinstance(node, dict):
-        if "handler" in node:
-            yield node
-        for value in node.values():
-            if isinstance(value, dict | list):
-                yield from _handlers(value)
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict | list):
-                yield from _handlers(item)
-
-
-# -- JSON surgery without copying 11 MB -------------------------------------------------------------------------
-
-_DROP = object()
-
-
-def _get(node: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
-
-
-def _set(node: Any, path: Path, value: Any) -> None:
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-
-
-def _replaced(node: Any, replacements: Mapping[Path, Any]) -> Any:
-    """`node` with the values at `replacements`' (existing) paths swapped or, for `_DROP`, deleted.
-
-    Only the containers along those paths are copied: the rest is shared with `node`, never mutated.
-    """
-    if () in replacements:
-        return replacements[()]
-    by_key: dict[str | int, dict[Path, Any]] = {}
-    for path, value in replacements.items():
-        by_key.setdefault(path[0], {})[path[1:]] = value
-    result: Any = dict(node) if isinstance(node, dict) else list(node)
-    for key, rest in by_key.items():
-        value = _replaced(result[key], rest)
-        if value is _DROP:
-            del result[key]
-        else:
-            result[key] = value
-    return result
+# -- planning ---------------------------------------------------------------------------------------------------
 
 
 def _with_marker_shown(config: Any) -> Any:
@@ -268,10 +87,7 @@ def _with_marker_shown(config: Any) -> Any:
     shown: dict[Path, Any] = {MARKER_PATH: _MARKER_SHOWN} if config_id(config) else {}
     if base_parts_record(config) is not None:
         shown[BASE_PARTS_PATH] = _BASE_PARTS_SHOWN
-    return _replaced(config, shown) if shown else config
-
-
-# -- planning ---------------------------------------------------------------------------------------------------
+    return replaced(config, shown) if shown else config
 
 
 @dataclass(frozen=True)
@@ -343,7 +159,7 @@ def plan_diff(
     config = _differences(old.residue, new.residue, ())
     owners = base_parts_recorded(running), base_parts_recorded(desired)
     unmanaged = _unmanaged(old.unmanaged, new.unmanaged, left_out, *owners)
-    documents = (running_doc, _replaced(desired_doc, adopted))
+    documents = (running_doc, replaced(desired_doc, adopted))
     if not (entries or config or any(u["fate"] != "left alone" for u in unmanaged)) and documents[0] != documents[1]:
         # Something the per-host reading does not see (e.g. hosts regrouped); --full shows it.
         config.append({"path": "host routes", "change": "changed", "detail": "see --full"})
@@ -472,8 +288,8 @@ class _PasswordChecker:
 def _with_password(node: JSON, old_hash: str, new_hash: str) -> JSON:
     """A copy of a host's node with `old_hash` swapped for `new_hash` in its accounts (a small node)."""
     swapped: JSON = copy.deepcopy(node)
-    for handler in _handlers(swapped):
-        for account in _get(handler, *ACCOUNTS_PATH) or []:
+    for handler in handlers(swapped):
+        for account in get_in(handler, *ACCOUNTS_PATH) or []:
             if isinstance(account, dict) and account.get(ACCOUNT_PASSWORD) == old_hash:
                 account[ACCOUNT_PASSWORD] = new_hash
     return swapped

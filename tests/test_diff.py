@@ -27,10 +27,11 @@ import pytest
 from coretraffic import diff
 from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON, route_id
+from coretraffic.caddyjson.readback import read_config
 from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Validation, validate_route_set
-from coretraffic.diff import Plan, format_json, format_text, full_diff, plan_diff, read_config
+from coretraffic.diff import Plan, format_json, format_text, full_diff, plan_diff
 from tests.test_render import fake_hash
 
 GOLDEN = Path(__file__).parent / "golden_diff"
