@@ -22,9 +22,10 @@ from pydantic import ValidationError
 from coretraffic import __version__
 from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.wiring import admin_address, make_renderer
+from coretraffic.cli.diff import run_diff
+from coretraffic.cli.routes import required_routes
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Validation
-from coretraffic.diff import run_diff
 from coretraffic.errors import BaseConfigError, CaddyStartError, RouteSetError, RoutesFileError, StatusError, UsageError
 from coretraffic.observe.logs import setup_logging
 from coretraffic.observe.status import fetch_status, status_text
@@ -110,9 +111,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _validated_routes_file(settings: Settings) -> Validation:
-    if settings.routes is None:
-        raise UsageError("--routes FILE (or CORETRAFFIC_ROUTES) is required")
-    document = read_routes_document(settings.routes)
+    document = read_routes_document(required_routes(settings))
     return asyncio.run(validate_on_cores(document, datetime.datetime.now(datetime.UTC)))
 
 
