@@ -107,7 +107,7 @@ def certificate_owners(config: JSON, hosts: Sequence[str]) -> list[str | None]:
 
     `hosts` are the hosts the config was rendered with: their entries come last.
     """
-    entries = config.get("apps", {}).get("tls", {}).get("certificates", {}).get("load_pem", [])
+    entries = _at(config, LOAD_PEM_PATH) or []
     foreign = len(entries) - len(hosts)
     return [None] * foreign + [pem_owner(entry) for entry in entries[foreign:]]
 
