@@ -24,7 +24,9 @@ from typing import Any
 from coretraffic import __version__
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.render import JSON, BaseConfig, RenderSettings, render, serialise
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import JSON
+from coretraffic.caddyjson.render import RenderSettings, render, serialise
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.testing.pki import DemoCA, demo_route

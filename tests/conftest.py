@@ -21,7 +21,9 @@ import pytest
 from coretraffic import __version__
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.render import JSON, BaseConfig, RenderSettings, render
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import JSON
+from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, Validation, validate_route_set
 from coretraffic.reconcile.reconciler import Reconciler

@@ -12,7 +12,7 @@ import pytest
 
 from coretraffic.caddy.adapt import load_base_config
 from coretraffic.caddy.process import find_caddy_binary
-from coretraffic.caddyjson.render import BASE_SENTINEL_HOST
+from coretraffic.caddyjson.base import BASE_SENTINEL_HOST
 from coretraffic.errors import BaseConfigError
 
 REPOSITORY_BASE = Path(__file__).resolve().parents[1] / "caddy" / "Caddyfile.base"

@@ -18,17 +18,24 @@ import json
 import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 import pytest
 
-from coretraffic import diff
-from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
-from coretraffic.core.redact import redact
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON, route_id
+from coretraffic.caddyjson.readback import read_config
+from coretraffic.caddyjson.redact import redact
+from coretraffic.caddyjson.render import RenderSettings, render
+from coretraffic.cli.diff import _print_plan
 from coretraffic.core.validate import Validation, validate_route_set
-from coretraffic.diff import Plan, format_json, format_text, full_diff, plan_diff, read_config
+from coretraffic.diff.plan import Plan, plan_diff
+from coretraffic.diff.report import format_json, format_text
+from coretraffic.diff.unified import _AnchoredMatcher, _pretty, full_diff
 from tests.test_render import fake_hash
 
 GOLDEN = Path(__file__).parent / "golden_diff"
@@ -89,6 +96,15 @@ def test_unchanged_set_has_no_changes_and_an_empty_full_diff() -> None:
     assert not plan.has_changes
     assert plan.counts["unchanged"] == 2
     assert full_diff(plan) == ""
+
+
+def test_the_diff_package_touches_no_edge() -> None:
+    """Planning and printing stay pure: no HTTP, sockets, metrics, processes or event loop, nothing of the command."""
+    probe = "import sys, coretraffic.diff.plan, coretraffic.diff.report, coretraffic.diff.unified; print(*sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    edges = ("httpx", "websockets", "prometheus_client", "subprocess", "asyncio")
+    edge_packages = ("coretraffic.caddy.", "coretraffic.app", "coretraffic.cli")
+    assert [m for m in loaded if m.split(".")[0] in edges or m.startswith(edge_packages)] == []
 
 
 # -- reading hosts from other layouts ----------------------------------------------------------------------------
@@ -277,7 +293,7 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.M
         monkeypatch.setenv("NO_COLOR", no_color)
         terminal = Terminal()
         monkeypatch.setattr("sys.stdout", terminal)
-        diff._print_plan(plan, full=True, as_json=False)
+        _print_plan(plan, full=True, as_json=False)
         printed[no_color] = terminal.getvalue()
     assert "\x1b[32m" in printed[""] and "\x1b[" not in printed["1"]
 
@@ -285,7 +301,7 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.M
 def test_full_diff_is_a_correct_patch() -> None:
     """Applying the printed hunks to the running document gives the desired one (the anchored matcher is sound)."""
     plan = case_plan("changes")
-    old, new = (diff._pretty(redact(d, certificates=True)) for d in plan.documents)
+    old, new = (_pretty(redact(d, certificates=True)) for d in plan.documents)
     assert apply_unified(old, full_diff(plan)) == new
 
 
@@ -301,7 +317,7 @@ def test_anchored_matching_agrees_with_difflib_on_random_edits() -> None:
                 del b[min(at, len(b) - 1)]
             else:
                 b.insert(at, randomness.choice([*alphabet, "new"]))
-        matcher = diff._AnchoredMatcher(a, b)
+        matcher = _AnchoredMatcher(a, b)
         rebuilt = [
             line for tag, i1, i2, j1, j2 in matcher.get_opcodes() for line in (a[i1:i2] if tag == "equal" else b[j1:j2])
         ]

@@ -19,9 +19,10 @@ import pytest
 
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.render import RenderSettings, render, serialise
+from coretraffic.cli.diff import run_diff
 from coretraffic.core.passwords import BcryptHasher
-from coretraffic.diff import run_diff
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.settings import Settings
 from coretraffic.testing.pki import DemoCA, demo_route

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from coretraffic import __version__
 from coretraffic.caddy.admin import CaddyAdmin
-from coretraffic.caddyjson.render import route_id
+from coretraffic.caddyjson.layout import route_id
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream

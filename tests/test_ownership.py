@@ -18,8 +18,9 @@ import pytest
 
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
+from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.ownership import foreign_parts, keep_foreign
-from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.caddyjson.render import RenderSettings, render, serialise
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler

@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, BaseConfig, RenderSettings, render, route_id
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON, route_id
+from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.validate import BasicAuth, Route, Validation
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route

@@ -1,4 +1,4 @@
-"""Unit tests of `coretraffic.core.redact`: secrets become fingerprints wherever they sit in a config."""
+"""Unit tests of `coretraffic.caddyjson.redact`: secrets become fingerprints wherever they sit in a config."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from coretraffic.core.redact import fingerprint, redact
+from coretraffic.caddyjson.redact import fingerprint, redact
 
 GOLDEN = Path(__file__).parent / "golden"
 CANARY = "CANARY-SECRET-9f8e"

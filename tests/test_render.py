@@ -18,22 +18,18 @@ from typing import Any
 
 import pytest
 
-from coretraffic.caddyjson.render import (
-    BASE_SENTINEL_HOST,
+from coretraffic.caddyjson.base import BASE_SENTINEL_HOST, BaseConfig, base_from_adapted
+from coretraffic.caddyjson.layout import (
     CONFIG_ID_PREFIX,
     HTTP_SERVER,
     HTTPS_SERVER,
     NOT_FOUND_ID,
     VERSION_HEADER,
-    BaseConfig,
-    RenderSettings,
-    base_from_adapted,
     certificate_owners,
     config_id,
-    render,
     route_id,
-    serialise,
 )
+from coretraffic.caddyjson.render import RenderSettings, render, serialise
 from coretraffic.core.validate import BasicAuth, Route, validate_route_set
 from coretraffic.errors import BaseConfigError
 

@@ -12,7 +12,8 @@ from coretraffic import __version__
 from coretraffic.caddy.adapt import load_base_config
 from coretraffic.caddy.admin import AdminAddress
 from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
-from coretraffic.caddyjson.render import JSON, RenderSettings, render
+from coretraffic.caddyjson.layout import JSON
+from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
 from coretraffic.settings import Settings

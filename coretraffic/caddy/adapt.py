@@ -1,6 +1,6 @@
 """The operator's base config (`caddy/Caddyfile.base`): adapted to JSON by the bundled Caddy, once at start.
 
-Edge of the loop (it runs `caddy adapt`); the pure splitting and clash checks are `render.base_from_adapted`.
+Edge of the loop (it runs `caddy adapt`); the pure splitting and clash checks are `caddyjson.base`.
 A `.json` file is taken as Caddy JSON as it is.
 """
 
@@ -10,7 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from coretraffic.caddyjson.render import BASE_SENTINEL_HOST, BaseConfig, base_from_adapted
+from coretraffic.caddyjson.base import BASE_SENTINEL_HOST, BaseConfig, base_from_adapted
 from coretraffic.errors import BaseConfigError
 
 

@@ -3,7 +3,7 @@
 Pure. `/load` replaces Caddy's whole config, so whatever a load does not contain is gone. coretraffic owns the
 `http` and `tls` apps as rendered: its two servers and its hosts' certificates. The operator's base config owns
 the servers and apps it defines, and render records their names in the HTTP server's `@id`
-(`render.BASE_PARTS_PREFIX`), so a part later dropped from the base config is still known as the base's and goes.
+(`layout.BASE_PARTS_PREFIX`), so a part later dropped from the base config is still known as the base's and goes.
 Every other server and app in the running Caddy is foreign: a Caddyfile, another tool or a person put it there.
 The reconciler reads the foreign parts before its first load and after any change it did not make itself, and
 `keep_foreign` carries them into every load as they were; `diff` goes through the same function.
@@ -17,18 +17,11 @@ Two limits, both reported rather than hidden:
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from coretraffic.caddyjson.render import (
-    BASE_PARTS_PREFIX,
-    HTTP_SERVER,
-    JSON,
-    MANAGED_APPS,
-    MANAGED_SERVERS,
-    listen_ports,
-)
+from coretraffic.caddyjson.base import listen_ports
+from coretraffic.caddyjson.layout import JSON, MANAGED_APPS, MANAGED_SERVERS, base_parts_recorded
 
 Parts = dict[str, Any]  # "app NAME" / "server NAME" -> its JSON
 
@@ -51,22 +44,6 @@ def foreign_parts(config: Any) -> Parts:
     """The unmanaged parts of a running config that its base config did not put there."""
     from_base = base_parts_recorded(config)
     return {label: part for label, part in unmanaged_parts(config).items() if label not in from_base}
-
-
-def base_parts_record(config: Any) -> str | None:
-    """The `@id` in which render recorded the base config's parts, or None for a config it did not render."""
-    servers = _object(_object(_object(_object(config).get("apps")).get("http")).get("servers"))
-    record = _object(servers.get(HTTP_SERVER)).get("@id")
-    return record if isinstance(record, str) and record.startswith(BASE_PARTS_PREFIX) else None
-
-
-def base_parts_recorded(config: Any) -> frozenset[str]:
-    """The base config's parts as recorded in a config coretraffic rendered; none for any other config."""
-    record = base_parts_record(config)
-    if record is None:
-        return frozenset()
-    parts = (token.partition(":") for token in record.removeprefix(BASE_PARTS_PREFIX).split())
-    return frozenset(f"{kind} {urllib.parse.unquote(name)}" for kind, _, name in parts)
 
 
 def keep_foreign(config: JSON, foreign: Mapping[str, Any]) -> tuple[JSON, dict[str, str]]:

@@ -27,43 +27,29 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
 
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import (
+    CONFIG_ID_PREFIX,
+    HTTP_SERVER,
+    HTTPS_SERVER,
+    JSON,
+    NOT_FOUND_ID,
+    VERSION_HEADER,
+    account,
+    base_parts_id,
+    pem_entry,
+    route_id,
+)
 from coretraffic.core.validate import BasicAuth, Route
-from coretraffic.errors import BaseConfigError
 
-HTTP_SERVER = "coretraffic_http"
-HTTPS_SERVER = "coretraffic_https"
-MANAGED_SERVERS = (HTTP_SERVER, HTTPS_SERVER)
-MANAGED_APPS = ("http", "tls")  # rendered whole: the base config's parts of them merged with coretraffic's
-# The HTTP server's `@id`: this prefix and the base config's servers and apps (" server:NAME app:NAME", names
-# %-quoted), so that `ownership` can tell them from parts someone else put into Caddy. No '"' may appear in an
-# `@id`: Caddy strips them from the JSON with a regular expression that stops at the first one.
-BASE_PARTS_PREFIX = "coretraffic_base_parts"
-ROUTE_ID_PREFIX = "coretraffic_route_"
-CONFIG_ID_PREFIX = "coretraffic_config_"
-NOT_FOUND_ID = "coretraffic_not_found"
-VERSION_HEADER = "servezone_coretraffic_version"
 MAX_HEADER_BYTES = 32 * 1024
-# The Caddyfile adapter only emits http-app options (grace_period, `servers {}` defaults) when a site exists, so
-# the base is adapted with this placeholder site appended; its server is then taken apart again.
-BASE_SENTINEL_HOST = "coretraffic-base.invalid"
 
 PasswordHasher = Callable[[BasicAuth], str]
-JSON = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class BaseConfig:
-    """The operator's Caddy config, minus the sentinel server, plus the server options it carried."""
-
-    config: JSON = field(default_factory=dict)
-    server_defaults: JSON = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,52 +71,6 @@ class RenderSettings:
     bucket_size: int = 1000
 
 
-def route_id(host: str) -> str:
-    return ROUTE_ID_PREFIX + host
-
-
-def base_from_adapted(adapted: JSON, http_port: int, https_port: int) -> BaseConfig:
-    """Split the adapted base (with the sentinel site) into the config to merge into and server defaults."""
-    config = copy.deepcopy(adapted)
-    servers: JSON = config.get("apps", {}).get("http", {}).get("servers", {})
-    server_defaults: JSON = {}
-    for name, server in list(servers.items()):
-        routes = server.get("routes", [])
-        # The sentinel may share its server with an operator's own site on the same listener: drop its route only.
-        kept = [route for route in routes if _route_hosts(route) != [BASE_SENTINEL_HOST]]
-        if len(kept) != len(routes):
-            server_defaults = {k: v for k, v in server.items() if k not in ("listen", "routes")}
-            if not kept:
-                del servers[name]
-                continue
-            server["routes"] = kept
-        if name in MANAGED_SERVERS:
-            raise BaseConfigError(f"base config defines server {name!r}, which coretraffic manages")
-        for address in server.get("listen", []):
-            if listen_ports(address) & {http_port, https_port}:
-                raise BaseConfigError(
-                    f"base config server {name!r} listens on {address!r}, a port coretraffic manages "
-                    f"(HTTP {http_port}, HTTPS {https_port})"
-                )
-    return BaseConfig(config, server_defaults)
-
-
-def _route_hosts(route: JSON) -> list[str]:
-    return [host for matcher in route.get("match", []) for host in matcher.get("host", [])]
-
-
-def listen_ports(address: str) -> set[int]:
-    """Ports of a Caddy listen address such as ':443', 'tcp/[::]:80' or '127.0.0.1:8000-8010'."""
-    if address.startswith(("unix/", "unixgram/", "unixpacket/")):
-        return set()  # a socket path, whatever it ends with
-    _, _, port_part = address.rpartition(":")
-    low, _, high = port_part.partition("-")
-    try:
-        return set(range(int(low), int(high or low) + 1))
-    except ValueError:
-        return set()  # a unix socket or similar: no TCP port to clash with
-
-
 def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, hash_password: PasswordHasher) -> JSON:
     ordered = sorted(routes, key=lambda r: r.host)
     config = copy.deepcopy(base.config)
@@ -140,9 +80,10 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
     http_app["http_port"] = settings.http_port
     http_app["https_port"] = settings.https_port
     servers = http_app.setdefault("servers", {})
+    base_apps = base.config.get("apps", {})
     servers[HTTP_SERVER] = {
         **base.server_defaults,
-        "@id": BASE_PARTS_PREFIX + _base_parts(base),
+        "@id": base_parts_id(base_apps, base_apps.get("http", {}).get("servers", {})),
         "listen": [f"{settings.listen_host}:{settings.http_port}"],
         "automatic_https": {"disable": True},
         "protocols": ["h1"],  # h2 and h3 need TLS; listing them only earns a warning per load
@@ -166,13 +107,6 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
     return config
 
 
-def _base_parts(base: BaseConfig) -> str:
-    apps = base.config.get("apps", {})
-    parts = [("app", name) for name in apps if name not in MANAGED_APPS]
-    parts += [("server", name) for name in apps.get("http", {}).get("servers", {})]
-    return "".join(f" {kind}:{urllib.parse.quote(name, safe='')}" for kind, name in sorted(parts))
-
-
 def _inputs_digest(
     routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, hash_password: PasswordHasher
 ) -> str:
@@ -187,28 +121,9 @@ def _inputs_digest(
     return digest.hexdigest()[:24]
 
 
-def config_id(config: JSON) -> str | None:
-    """The `@id` that marks a rendered config, or None for a config coretraffic did not render."""
-    try:
-        marker = config["apps"]["http"]["servers"][HTTP_SERVER]["routes"][0]["@id"]
-    except (KeyError, IndexError, TypeError):
-        return None
-    return marker if isinstance(marker, str) and marker.startswith(CONFIG_ID_PREFIX) else None
-
-
 def serialise(config: JSON) -> bytes:
     # orjson: 25 ms instead of 105 ms for the 11 MB of a 10,000-route config, byte for byte the same output.
     return orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
-
-
-def certificate_owners(config: JSON, hosts: Sequence[str]) -> list[str | None]:
-    """Which host each `load_pem` entry belongs to (None for the base's own), to map Caddy's 'PEM pair N'.
-
-    `hosts` are the hosts the config was rendered with: their entries come last, tagged with the host name.
-    """
-    entries = config.get("apps", {}).get("tls", {}).get("certificates", {}).get("load_pem", [])
-    foreign = len(entries) - len(hosts)
-    return [None] * foreign + [entry["tags"][0] for entry in entries[foreign:]]
 
 
 def _redirect_to_https() -> JSON:
@@ -293,7 +208,7 @@ def _host_route(route: Route, settings: RenderSettings, hash_password: PasswordH
                 "handler": "authentication",
                 "providers": {
                     "http_basic": {
-                        "accounts": [{"username": route.basic_auth.user, "password": hash_password(route.basic_auth)}],
+                        "accounts": [account(route.basic_auth.user, hash_password(route.basic_auth))],
                         # Without the cache Caddy runs bcrypt on every request (0 rps under load, caddy-notes).
                         "hash_cache": {},
                     }
@@ -311,4 +226,4 @@ def _host_route(route: Route, settings: RenderSettings, hash_password: PasswordH
 
 
 def _load_pem(routes: Sequence[Route]) -> list[JSON]:
-    return [{"certificate": r.certificate_pem, "key": r.private_key_pem, "tags": [r.host]} for r in routes]
+    return [pem_entry(r.host, r.certificate_pem, r.private_key_pem) for r in routes]

@@ -24,10 +24,11 @@ from coretraffic import __version__
 from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, make_renderer
-from coretraffic.core.redact import redact
+from coretraffic.caddyjson.redact import redact
+from coretraffic.cli.diff import run_diff
+from coretraffic.cli.routes import required_routes
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation, normalise_host_name
-from coretraffic.diff import run_diff
 from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.logs import setup_logging
 from coretraffic.observe.status import fetch_status, status_text
@@ -151,9 +152,7 @@ def _issued_host(name: str) -> str:
 
 
 def _validated_routes_file(settings: Settings) -> Validation:
-    if settings.routes is None:
-        raise UsageError("--routes FILE (or CORETRAFFIC_ROUTES) is required")
-    document = read_routes_document(settings.routes)
+    document = read_routes_document(required_routes(settings))
     return asyncio.run(validate_on_cores(document, datetime.datetime.now(datetime.UTC)))
 
 

@@ -22,7 +22,6 @@ import asyncio
 import functools
 import gc
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,9 @@ from typing import Literal, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddyjson.layout import JSON, config_id, culprits
 from coretraffic.caddyjson.ownership import Parts, foreign_parts, keep_foreign
-from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, certificate_owners, config_id, serialise
+from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import Problem, Route, Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable
 
@@ -42,8 +42,6 @@ Outcome = Literal["applied", "unchanged", "failed"]
 ConfigRenderer = Callable[[Sequence[Route]], JSON]
 ResultObserver = Callable[["ApplyResult", Validation], None]
 
-_PEM_PAIR = re.compile(r"PEM pair (\d+)")
-_HTTPS_ROUTE = re.compile(rf"server {HTTPS_SERVER}: .*?route (\d+)")
 _MAX_ISOLATION_ROUNDS = 20
 T = TypeVar("T")
 
@@ -210,11 +208,11 @@ class Reconciler:
             except CaddyUnavailable:
                 return None
             except CaddyRejected as exc:
-                culprits = _culprits(exc.error, config, routes)
-                if not culprits:
+                blamed = culprits(exc.error, config, [r.host for r in routes])
+                if not blamed:
                     return self._result("failed", [], validation, isolated, started, exc.error)
-                isolated.extend(Problem(host, field_, f"Caddy rejected it: {exc.error}") for host, field_ in culprits)
-                dropped = {host for host, _ in culprits}
+                isolated.extend(Problem(host, field_, f"Caddy rejected it: {exc.error}") for host, field_ in blamed)
+                dropped = {host for host, _ in blamed}
                 routes = [r for r in routes if r.host not in dropped]
                 continue
             self.loads += 1
@@ -324,22 +322,3 @@ class Reconciler:
 
     def _busy(self) -> bool:
         return self._applying or self._pending is not None
-
-
-def _culprits(error: str, config: JSON, routes: Sequence[Route]) -> list[tuple[str, str]]:
-    """The hosts a Caddy load error points at, with the field to blame, if it points at any."""
-    found: list[tuple[str, str]] = []
-    match = _PEM_PAIR.search(error)
-    if match:
-        owners = certificate_owners(config, [r.host for r in routes])  # the entries carry the names themselves
-        index = int(match.group(1))
-        if index < len(owners) and owners[index] is not None:
-            found.append((str(owners[index]), "publicKey"))
-    match = _HTTPS_ROUTE.search(error)
-    https_routes = config["apps"]["http"]["servers"][HTTPS_SERVER]["routes"]
-    if match and int(match.group(1)) < len(https_routes):
-        # Only a route of one host can be blamed on it; a bucket's error is not one host's fault.
-        route_hosts = [h for m in https_routes[int(match.group(1))].get("match", []) for h in m.get("host", [])]
-        if len(route_hosts) == 1:
-            found.append((route_hosts[0], "config"))
-    return found

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.render import ROUTE_ID_PREFIX
+from coretraffic.caddyjson.layout import ROUTE_ID_PREFIX
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.coreflow import CoreflowClient
 from coretraffic.sources.coreflow.handler import make_update_routing_handler

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coretraffic.caddyjson.render import BASE_SENTINEL_HOST
+from coretraffic.caddyjson.base import BASE_SENTINEL_HOST
 from coretraffic.testing.pki import DemoCA
 
 HERE = Path(__file__).parent

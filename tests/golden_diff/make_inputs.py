@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import validate_route_set
 from coretraffic.testing.pki import DemoCA

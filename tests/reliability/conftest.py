@@ -27,7 +27,9 @@ from hypothesis import settings
 from benchmarks.harness import Bed, start_upstream
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.render import JSON, BaseConfig, render
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import JSON
+from coretraffic.caddyjson.render import render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
 from coretraffic.observe.logs import setup_logging

@@ -26,7 +26,9 @@ from benchmarks.harness import Bed, start_upstream
 from coretraffic import __version__
 from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess, find_caddy_binary
-from coretraffic.caddyjson.render import JSON, BaseConfig, RenderSettings, render
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.layout import JSON
+from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
 from coretraffic.errors import CaddyUnavailable

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from coretraffic import cli
-from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.caddyjson.base import BaseConfig
+from coretraffic.caddyjson.render import RenderSettings, render, serialise
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import validate_route_set
 from coretraffic.errors import FramingError, RouteSetError, RoutesFileError

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.harness import Bed
 from coretraffic.caddy.admin import CaddyAdmin
-from coretraffic.caddyjson.render import JSON
+from coretraffic.caddyjson.layout import JSON
 from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route

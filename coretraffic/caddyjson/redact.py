@@ -12,6 +12,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from coretraffic.caddyjson.layout import ACCOUNT_PASSWORD, ACCOUNT_USER, PEM_CERTIFICATE, PEM_KEY
+
 
 def fingerprint(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:16]
@@ -33,10 +35,10 @@ def redact(document: Any, *, certificates: bool = False) -> Any:
     if not isinstance(document, dict):
         return document
     copy = {key: redact(value, certificates=certificates) for key, value in document.items()}
-    if isinstance(copy.get("key"), str) and "certificate" in copy:  # a tls load_pem entry
-        copy["key"] = f"<redacted private key sha256:{fingerprint(copy['key'])}>"
-        if certificates and isinstance(copy["certificate"], str):
-            copy["certificate"] = f"<certificate sha256:{certificate_fingerprint(copy['certificate'])}>"
-    if isinstance(copy.get("password"), str) and "username" in copy:  # an http_basic account
-        copy["password"] = f"<redacted password hash sha256:{fingerprint(copy['password'])}>"
+    if isinstance(copy.get(PEM_KEY), str) and PEM_CERTIFICATE in copy:  # a tls load_pem entry
+        copy[PEM_KEY] = f"<redacted private key sha256:{fingerprint(copy[PEM_KEY])}>"
+        if certificates and isinstance(copy[PEM_CERTIFICATE], str):
+            copy[PEM_CERTIFICATE] = f"<certificate sha256:{certificate_fingerprint(copy[PEM_CERTIFICATE])}>"
+    if isinstance(copy.get(ACCOUNT_PASSWORD), str) and ACCOUNT_USER in copy:  # an http_basic account
+        copy[ACCOUNT_PASSWORD] = f"<redacted password hash sha256:{fingerprint(copy[ACCOUNT_PASSWORD])}>"
     return copy

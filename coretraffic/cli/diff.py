@@ -1,0 +1,70 @@
+"""`coretraffic diff`: what a route set would change in the running Caddy, before it happens.
+
+A dry run of the loop's last stop. The route set goes through the same validation (spread over the cores by
+`parallel`) and renderer (`wiring.make_renderer`) as `run`; the result is compared with what Caddy runs
+(`GET /config/`) by the pure `coretraffic.diff` and printed as a plan per host, then, with `--full`, as a unified
+diff of the two Caddy JSON documents with every secret replaced by a fingerprint.
+
+Exit codes follow `diff`/`kubectl diff`: 0 nothing would change, 1 something would (a rejected host counts: the
+set differs from what runs), 2 the diff could not be made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import sys
+from typing import Any
+
+from coretraffic.app.parallel import validate_on_cores
+from coretraffic.app.wiring import admin_address, make_renderer
+from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.cli.routes import required_routes
+from coretraffic.diff.plan import Plan, plan_diff
+from coretraffic.diff.report import format_json, format_text
+from coretraffic.diff.unified import full_diff
+from coretraffic.errors import CaddyError, UserError
+from coretraffic.settings import Settings
+from coretraffic.sources.routes_file import read_routes_document
+
+EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+
+
+async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
+    """`coretraffic diff`: read the routes and the running config, print the plan; exit 0 same, 1 changes, 2 error."""
+    try:
+        routes = required_routes(settings)
+        address = admin_address(settings)
+        # The cheapest bcrypt cost: desired hashes are never compared (their salts are fresh), passwords are
+        # checked against the running hashes instead; at the configured cost each authed host would cost 60 ms.
+        renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}), address)
+        document = read_routes_document(routes)
+        # Caddy serialises its config (11 MB at 10,000 routes) while the routes are validated (about 1 s).
+        validation, running = await asyncio.gather(
+            validate_on_cores(document, datetime.datetime.now(datetime.UTC)),
+            _running_config(address),
+        )
+        desired = renderer(validation.routes)
+    except (UserError, CaddyError, json.JSONDecodeError) as exc:  # the last: Caddy's answer was not JSON
+        print(f"coretraffic: diff: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_ERROR
+    plan = plan_diff(running, desired, validation)
+    _print_plan(plan, full=full, as_json=as_json)
+    return EXIT_CHANGES if plan.has_changes else EXIT_SAME
+
+
+async def _running_config(address: AdminAddress) -> Any:
+    admin = CaddyAdmin(address)
+    try:
+        return await admin.get_config()
+    finally:
+        await admin.aclose()
+
+
+def _print_plan(plan: Plan, *, full: bool, as_json: bool) -> None:
+    # Colour only for a person at a terminal; https://no-color.org: any non-empty NO_COLOR turns it off.
+    colour = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    text = full_diff(plan, colour=colour) if full else None
+    sys.stdout.write(format_json(plan, full=text) if as_json else format_text(plan, colour=colour) + (text or ""))
