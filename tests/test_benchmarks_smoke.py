@@ -10,9 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.support import paths
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,7 +28,7 @@ def test_smoke_run_prints_every_measurement() -> None:
         capture_output=True,
         text=True,
         timeout=280,
-        cwd=Path(__file__).parents[1],
+        cwd=paths.REPO,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = [line for line in completed.stdout.splitlines() if line.startswith("| ") and " | " in line[2:]]

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
 from functools import partial
 from pathlib import Path
 
@@ -17,42 +14,10 @@ import pytest
 from coretraffic.app.demo import DEMO_HOSTS
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, free_port, https_get, serves, wait_until
-
-
-class Driver:
-    """A `python -m coretraffic` child whose output is collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "coretraffic", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    async def said(self, text: str) -> bool:
-        return text in self.output
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self._reader.join(timeout=5)
-        return code
+from tests.support.dataplane import https_get, serves
+from tests.support.driver import Driver, caddy_pids
+from tests.support.ports import Ports, free_port
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -63,11 +28,6 @@ def driver_args(driver_flags: list[str]) -> list[str]:
 @pytest.fixture
 def routes_file(short_tmp: Path) -> Path:
     return short_tmp / "routes.json"
-
-
-def caddy_pids(state_dir: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", f"caddy run --resume --config {state_dir}"], capture_output=True, text=True)
-    return [int(pid) for pid in found.stdout.split()]
 
 
 async def test_run_serves_good_routes_names_the_bad_one_and_follows_the_file(

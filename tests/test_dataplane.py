@@ -15,7 +15,9 @@ from coretraffic.caddy.process import CaddyProcess
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, https_get, served_certificate, validated
+from tests.support.caddy import validated
+from tests.support.dataplane import https_get, served_certificate
+from tests.support.ports import Ports
 
 
 def der_of(pem: str) -> bytes:

@@ -15,10 +15,8 @@ import datetime
 import difflib
 import io
 import json
-import os
 import random
 import re
-from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -29,9 +27,10 @@ from coretraffic.caddyjson.render import HTTPS_SERVER, JSON, BaseConfig, RenderS
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Validation, validate_route_set
 from coretraffic.diff import Plan, format_json, format_text, full_diff, plan_diff, read_config
-from tests.test_render import fake_hash
+from tests.support import golden
+from tests.support.golden import fake_hash
 
-GOLDEN = Path(__file__).parent / "golden_diff"
+GOLDEN = golden.DIFF_CASES
 CASES = ("changes", "unchanged", "upgrade", "foreign", "empty")
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)  # inside the fixed certificates' validity
 OUTPUTS = {
@@ -55,9 +54,7 @@ def case_plan(case: str) -> Plan:
 def test_golden(case: str, output: str) -> None:
     text = OUTPUTS[output](case_plan(case))
     path = GOLDEN / case / output
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(text)
-        pytest.skip("golden file rewritten")
+    golden.update_if_asked(path, text)
     assert text == path.read_text()
 
 

@@ -25,7 +25,8 @@ from coretraffic.diff import run_diff
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.settings import Settings
 from coretraffic.testing.pki import DemoCA, demo_route
-from tests.conftest import Ports, free_port, validated
+from tests.support.caddy import validated
+from tests.support.ports import Ports, free_port
 
 CANARY_PASSWORD = "CANARY-PASSWORD-5d1c"
 SECRET_PATTERNS = re.compile(r"-----BEGIN[A-Z ]*PRIVATE KEY|\$2[aby]?\$|CANARY")

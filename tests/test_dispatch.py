@@ -18,7 +18,9 @@ from coretraffic.caddyjson.render import route_id
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, https_get, objects_by_id, served_certificate, validated
+from tests.support.caddy import objects_by_id, validated
+from tests.support.dataplane import https_get, served_certificate
+from tests.support.ports import Ports
 
 pytestmark = pytest.mark.timeout(300)
 

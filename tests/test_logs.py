@@ -17,15 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from coretraffic.observe.logs import JsonFormatter, TextFormatter, setup_logging
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import free_port, wait_until
 from tests.coreflow.conftest import Peer
-from tests.test_cli_run import Driver
+from tests.support.driver import Driver, ready, status_pages
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 CANARY = "CANARY-7c1d"
 BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
@@ -89,20 +89,6 @@ def assert_json_lines(lines: list[str]) -> list[dict[str, Any]]:
 @pytest.fixture
 def run_args(driver_flags: list[str]) -> list[str]:
     return ["run", *driver_flags, "--log-level", "DEBUG"]
-
-
-async def status_pages(port: int) -> str:
-    async with httpx.AsyncClient(timeout=10) as client:
-        pages = [await client.get(f"http://127.0.0.1:{port}{path}") for path in ("/status", "/metrics")]
-    return "\n".join(page.text for page in pages)
-
-
-async def ready(port: int) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 async def test_no_secret_in_any_log_line_from_a_routes_file(

@@ -28,9 +28,12 @@ from coretraffic import __version__
 from coretraffic.settings import Settings, host_port
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, free_port, serves, wait_until
+from tests.support import paths
+from tests.support.dataplane import serves
+from tests.support.ports import Ports, free_port
+from tests.support.waiting import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = paths.REPO
 OCI_LABELS = ("title", "description", "version", "licenses")
 
 

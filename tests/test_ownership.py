@@ -25,7 +25,10 @@ from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, free_port, serves, validated, wait_until
+from tests.support.caddy import validated
+from tests.support.dataplane import serves
+from tests.support.ports import Ports, free_port
+from tests.support.waiting import wait_until
 
 SETTINGS = RenderSettings(admin_listen="unix//run/admin.sock", version="1.0.0")
 

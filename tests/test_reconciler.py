@@ -22,7 +22,10 @@ from coretraffic.core.validate import BasicAuth, Route, Validation
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, https_get, serves, validated, wait_until
+from tests.support.caddy import validated
+from tests.support.dataplane import https_get, serves
+from tests.support.ports import Ports
+from tests.support.waiting import wait_until
 
 
 async def upstreams_in_caddy(admin: CaddyAdmin, host: str) -> list[str]:

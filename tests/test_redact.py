@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from coretraffic.core.redact import fingerprint, redact
+from tests.support import golden
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = golden.RENDER_CASES
 CANARY = "CANARY-SECRET-9f8e"
 KEY = f"-----BEGIN PRIVATE KEY-----\n{CANARY}-key\n-----END PRIVATE KEY-----\n"
 CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB-cert\n-----END CERTIFICATE-----\n"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import os
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,20 +32,17 @@ from coretraffic.caddyjson.render import (
     route_id,
     serialise,
 )
-from coretraffic.core.validate import BasicAuth, Route, validate_route_set
+from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.errors import BaseConfigError
+from tests.support import golden
+from tests.support.golden import fake_hash
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = golden.RENDER_CASES
 CASES = ("plain", "multi", "base", "buckets")
 # Inside the golden certificates' validity (2020-2120), fixed so no warning depends on the day the tests run.
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
 JSON = dict[str, Any]
-
-
-def fake_hash(auth: BasicAuth) -> str:
-    """Stands in for bcrypt (random salts): stable goldens, and visibly not the clear-text password."""
-    return "$2b$04$fake-" + auth.user
 
 
 def load(case: str, name: str) -> Any:
@@ -101,9 +96,7 @@ def handler(route: JSON, name: str) -> JSON:
 def test_golden(case: str) -> None:
     actual = golden_text(render_case(case))
     path = GOLDEN / case / "expected.json"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(actual)
-        pytest.skip(f"rewrote {path}: review the diff, then run again without UPDATE_GOLDEN")
+    golden.update_if_asked(path, actual)
     assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 to create it"
     expected = path.read_text()
     assert json.loads(actual) == json.loads(expected)

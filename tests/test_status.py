@@ -19,9 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import free_port, wait_until
 from tests.coreflow.conftest import Peer
-from tests.test_cli_run import Driver, caddy_pids
+from tests.support.driver import Driver, caddy_pids
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 MISMATCH = "broken.example.test: privateKey: does not match the certificate"
 

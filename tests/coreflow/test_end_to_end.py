@@ -20,7 +20,10 @@ from coretraffic.sources.coreflow import CoreflowClient
 from coretraffic.sources.coreflow.handler import make_update_routing_handler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, ids_in, serves, wait_until
+from tests.support.caddy import ids_in
+from tests.support.dataplane import serves
+from tests.support.ports import Ports
+from tests.support.waiting import wait_until
 
 from .conftest import Peer
 

@@ -19,7 +19,7 @@ from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import validate_route_set
 from coretraffic.testing.pki import DemoCA
-from tests.test_render import fake_hash
+from tests.support.golden import fake_hash
 
 HERE = Path(__file__).parent
 GOLDEN = HERE.parent / "golden"

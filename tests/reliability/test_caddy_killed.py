@@ -32,7 +32,10 @@ from coretraffic.core.validate import Route
 from coretraffic.errors import CaddyUnavailable
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
-from tests.conftest import free_port, serves, validated, wait_until
+from tests.support.caddy import validated
+from tests.support.dataplane import serves
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 from .conftest import Canary, LoadClient
 

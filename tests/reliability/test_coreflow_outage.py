@@ -17,9 +17,10 @@ import pytest
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, serves
 from tests.coreflow.conftest import Peer
 from tests.coreflow.test_end_to_end import OK, connected, update
+from tests.support.dataplane import serves
+from tests.support.ports import Ports
 
 from .conftest import Canary
 

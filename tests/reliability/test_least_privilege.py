@@ -20,7 +20,9 @@ from coretraffic.caddy.process import CaddyProcess
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, serves, validated
+from tests.support.caddy import validated
+from tests.support.dataplane import serves
+from tests.support.ports import Ports
 
 from .conftest import Canary
 

@@ -21,7 +21,7 @@ from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import validated
+from tests.support.caddy import validated
 
 from .conftest import Canary, LoadClient, LoadFigures
 
