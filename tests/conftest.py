@@ -1,12 +1,13 @@
 """Fixtures every folder uses: a real Caddy (the bundled binary) on free loopback ports, real certificates, real
-upstreams, and a running reconciler. Thin wrappers: the helpers live in tests/support.
+upstreams, a running reconciler, and the Coreflow test peer. Thin wrappers: the helpers live in tests/support.
 
 Nothing here is mocked. Helpers wait on conditions with deadlines; none sleeps to synchronise.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,11 @@ from coretraffic.caddy.process import CaddyProcess
 from coretraffic.caddyjson.render import JSON, RenderSettings
 from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.sources.coreflow import CoreflowClient
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import renderer_for, running
+from tests.support.coreflow import Peer, StubHandler, Watch, running_client
 from tests.support.ports import Ports, free_port
 
 
@@ -103,3 +106,52 @@ def renderer(render_settings: RenderSettings) -> Callable[[Sequence[Route]], JSO
 async def reconciler(admin: CaddyAdmin, renderer: Callable[[Sequence[Route]], JSON]) -> AsyncIterator[Reconciler]:
     async with running(Reconciler(admin, renderer)) as instance:
         yield instance
+
+
+# -- Coreflow: the real TypedSocket peer, a stub routing handler, a watch on the client ---------------------------
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    started = await Peer.start()
+    yield started
+    await started.close()
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[Callable[..., Awaitable[Peer]]]:
+    """Starts peers on demand (e.g. again on the same port) and cleans all of them up."""
+    started: list[Peer] = []
+
+    async def start(port: int = 0, *options: str) -> Peer:
+        peer = await Peer.start(port, *options)
+        started.append(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        await peer.close()
+
+
+@pytest.fixture
+def watch() -> Watch:
+    return Watch()
+
+
+@pytest.fixture
+def stub(watch: Watch) -> StubHandler:
+    return StubHandler(watch)
+
+
+@pytest.fixture
+def run_client(
+    watch: Watch, stub: StubHandler
+) -> Callable[[str], contextlib.AbstractAsyncContextManager[CoreflowClient]]:
+    """`async with run_client(url) as client:` runs a CoreflowClient with the stub handler."""
+    return lambda url: running_client(url, stub, watch)
+
+
+@pytest.fixture(name="free_port")
+def a_free_port() -> int:
+    """A loopback port nothing listens on (yet)."""
+    return free_port()

@@ -22,7 +22,7 @@ import pytest
 from coretraffic.observe.logs import JsonFormatter, TextFormatter, setup_logging
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.coreflow.conftest import Peer
+from tests.support.coreflow import Peer
 from tests.support.driver import Driver, ready, status_pages
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until

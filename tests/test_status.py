@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.coreflow.conftest import Peer
+from tests.support.coreflow import Peer
 from tests.support.driver import Driver, caddy_pids
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until

@@ -3,10 +3,8 @@ reconciler -> a real Caddy -> real HTTPS requests."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,36 +14,15 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.caddyjson.render import ROUTE_ID_PREFIX
 from coretraffic.reconcile.reconciler import Reconciler
-from coretraffic.sources.coreflow import CoreflowClient
-from coretraffic.sources.coreflow.handler import make_update_routing_handler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import ids_in
+from tests.support.coreflow import OK, Peer, connected, update
 from tests.support.dataplane import serves
 from tests.support.ports import Ports
 from tests.support.waiting import wait_until
 
-from .conftest import Peer
-
 pytestmark = pytest.mark.timeout(120)
-
-OK = {"outcome": "response", "response": {"status": "ok", "errorText": ""}}
-
-
-@contextlib.asynccontextmanager
-async def connected(peer: Peer, reconciler: Reconciler, deadline_s: float = 10.0) -> AsyncIterator[CoreflowClient]:
-    client = CoreflowClient(peer.url, make_update_routing_handler(reconciler, deadline_s))
-    task = asyncio.create_task(client.run())
-    try:
-        await peer.status(until_tagged=True, wait_s=10)
-        yield client
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-def update(configs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"reverseConfigs": configs}
 
 
 async def served_route_ids(admin: CaddyAdmin) -> set[str]:

@@ -16,8 +16,7 @@ import pytest
 from coretraffic.sources.coreflow import CoreflowClient
 from coretraffic.sources.coreflow.framing import NO_METHOD_ERROR
 from coretraffic.sources.coreflow.session import websocket_url
-
-from .conftest import Peer, StubHandler, Watch
+from tests.support.coreflow import Peer, StubHandler, Watch
 
 pytestmark = pytest.mark.timeout(60)
 

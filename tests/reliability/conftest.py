@@ -33,7 +33,6 @@ from coretraffic.core.validate import Route
 from coretraffic.observe.logs import setup_logging
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
-from tests.coreflow.conftest import peers  # noqa: F401  (a fixture: importing it here makes it usable in this tree)
 from tests.support.waiting import wait_until
 
 # -- hypothesis ----------------------------------------------------------------------------------------------

@@ -17,8 +17,7 @@ import pytest
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
-from tests.coreflow.conftest import Peer
-from tests.coreflow.test_end_to_end import OK, connected, update
+from tests.support.coreflow import OK, Peer, connected, update
 from tests.support.dataplane import serves
 from tests.support.ports import Ports
 

@@ -8,5 +8,7 @@ imports a test module or a conftest file.
 - `caddy`: route sets validated as the driver validates them, the cheap renderer, a running reconciler, and
   finding `@id` objects in a Caddy config.
 - `golden`: where the golden cases live, the one way to rewrite them (`UPDATE_GOLDEN=1`), the fake hasher.
+- `coreflow`: the real TypedSocket peer (Coreflow's end), the stub handler and watch of the client tests, and a
+  client wired to a reconciler as the driver wires it.
 - `driver`: the driver as a process (`python -m coretraffic`), the Caddy it starts, its status server.
 """

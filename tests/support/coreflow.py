@@ -1,5 +1,6 @@
-"""Fixtures for the Coreflow connector tests: the real TypedSocket peer, a stub routing handler, and a
-watcher that lets tests wait on the client's state instead of sleeping."""
+"""Coreflow's end of the link: the real TypedSocket peer (tests/peer) driven over stdin/stdout, a stub routing
+handler, a watcher that lets tests wait on the client's state instead of sleeping, and a CoreflowClient
+connected to a reconciler as the driver connects it."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import json
 import logging
 import shutil
 import signal
-import socket
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.coreflow import CoreflowClient
+from coretraffic.sources.coreflow.handler import make_update_routing_handler
+from tests.support import paths
 
-PEER_DIR = Path(__file__).resolve().parents[1] / "peer"
+PEER_DIR = paths.PEER
 STDOUT_LIMIT = 64 * 1024 * 1024
 
 
@@ -223,70 +225,43 @@ class StubHandler:
         return self.reply(request)
 
 
-@pytest.fixture
-def watch() -> Watch:
-    return Watch()
+@contextlib.asynccontextmanager
+async def running_client(url: str, handler: StubHandler, watch: Watch) -> AsyncIterator[CoreflowClient]:
+    """A CoreflowClient for `url` with `handler`, run for the block; its state changes and log lines wake `watch`."""
+    client = CoreflowClient(url, handler, on_connection_change=watch.on_connection_change)
+    notifier = _NotifyingHandler(watch)
+    logger = logging.getLogger("coretraffic.coreflow")
+    level = logger.level
+    logger.addHandler(notifier)
+    logger.setLevel(logging.DEBUG)
+    task = asyncio.create_task(client.run())
+    try:
+        yield client
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            async with asyncio.timeout(10):
+                await task
+        logger.removeHandler(notifier)
+        logger.setLevel(level)
 
 
-@pytest.fixture
-def stub(watch: Watch) -> StubHandler:
-    return StubHandler(watch)
+# -- the driver's side: a client wired to a reconciler ----------------------------------------------------------
+
+OK = {"outcome": "response", "response": {"status": "ok", "errorText": ""}}
 
 
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    started = await Peer.start()
-    yield started
-    await started.close()
+@contextlib.asynccontextmanager
+async def connected(peer: Peer, reconciler: Reconciler, deadline_s: float = 10.0) -> AsyncIterator[CoreflowClient]:
+    client = CoreflowClient(peer.url, make_update_routing_handler(reconciler, deadline_s))
+    task = asyncio.create_task(client.run())
+    try:
+        await peer.status(until_tagged=True, wait_s=10)
+        yield client
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
-@pytest.fixture
-async def peers() -> AsyncIterator[Callable[..., Awaitable[Peer]]]:
-    """Starts peers on demand (e.g. again on the same port) and cleans all of them up."""
-    started: list[Peer] = []
-
-    async def start(port: int = 0, *options: str) -> Peer:
-        peer = await Peer.start(port, *options)
-        started.append(peer)
-        return peer
-
-    yield start
-    for peer in started:
-        await peer.close()
-
-
-@pytest.fixture
-def run_client(
-    watch: Watch, stub: StubHandler
-) -> Callable[[str], contextlib.AbstractAsyncContextManager[CoreflowClient]]:
-    """`async with run_client(url) as client:` runs a CoreflowClient with the stub handler."""
-
-    @contextlib.asynccontextmanager
-    async def running(url: str) -> AsyncIterator[CoreflowClient]:
-        client = CoreflowClient(url, stub, on_connection_change=watch.on_connection_change)
-        notifier = _NotifyingHandler(watch)
-        logger = logging.getLogger("coretraffic.coreflow")
-        level = logger.level
-        logger.addHandler(notifier)
-        logger.setLevel(logging.DEBUG)
-        task = asyncio.create_task(client.run())
-        try:
-            yield client
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                async with asyncio.timeout(10):
-                    await task
-            logger.removeHandler(notifier)
-            logger.setLevel(level)
-
-    return running
-
-
-@pytest.fixture
-def free_port() -> int:
-    """A loopback port nothing listens on (yet)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+def update(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"reverseConfigs": configs}
