@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 
 from coretraffic.core.validate import Problem, Validation
 from coretraffic.testing.pki import DemoCA
-
-from .conftest import CANARY, Canary
+from tests.support.canary import CANARY, Canary
 
 NOW = datetime.datetime.now(datetime.UTC)
 WIRE_FIELDS = ("hostName", "destinationIps", "destinationPorts", "privateKey", "publicKey", "authentication", "config")

@@ -33,11 +33,11 @@ from coretraffic.errors import CaddyUnavailable
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from tests.support.caddy import validated
+from tests.support.canary import Canary
 from tests.support.dataplane import serves
+from tests.support.load import LoadClient
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
-
-from .conftest import Canary, LoadClient
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,11 +17,10 @@ import pytest
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
+from tests.support.canary import Canary
 from tests.support.coreflow import OK, Peer, connected, update
 from tests.support.dataplane import serves
 from tests.support.ports import Ports
-
-from .conftest import Canary
 
 pytestmark = pytest.mark.timeout(120)
 

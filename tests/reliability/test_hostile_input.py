@@ -32,10 +32,10 @@ from coretraffic.sources.coreflow.handler import reply_for
 from coretraffic.sources.intake import submit_route_set
 from coretraffic.sources.routes_file import parse_routes_document
 from coretraffic.testing.upstream import DemoUpstream
+from tests.support.canary import Canary
 from tests.support.dataplane import serves
 from tests.support.ports import Ports
 
-from .conftest import Canary
 from .hostile import (
     MANY,
     NOW,

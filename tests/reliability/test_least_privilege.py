@@ -21,10 +21,9 @@ from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import validated
+from tests.support.canary import Canary
 from tests.support.dataplane import serves
 from tests.support.ports import Ports
-
-from .conftest import Canary
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,12 +25,11 @@ from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import validated
+from tests.support.canary import Canary
 from tests.support.dataplane import serves
 from tests.support.driver import Driver, caddy_pids, ready, status_pages
 from tests.support.ports import Ports, free_port
 from tests.support.waiting import wait_until
-
-from .conftest import Canary
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,5 +10,7 @@ imports a test module or a conftest file.
 - `golden`: where the golden cases live, the one way to rewrite them (`UPDATE_GOLDEN=1`), the fake hasher.
 - `coreflow`: the real TypedSocket peer (Coreflow's end), the stub handler and watch of the client tests, and a
   client wired to a reconciler as the driver wires it.
+- `canary`: the secrets canary of the reliability tests, and the check that no secret comes back.
+- `load`: a load client that accounts for every request.
 - `driver`: the driver as a process (`python -m coretraffic`), the Caddy it starts, its status server.
 """
