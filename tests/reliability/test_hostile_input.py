@@ -34,9 +34,7 @@ from coretraffic.sources.routes_file import parse_routes_document
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.canary import Canary
 from tests.support.dataplane import serves
-from tests.support.ports import Ports
-
-from .hostile import (
+from tests.support.hostile import (
     MANY,
     NOW,
     POOL,
@@ -48,6 +46,7 @@ from .hostile import (
     hostile_string,
     items_of,
 )
+from tests.support.ports import Ports
 
 pytestmark = pytest.mark.timeout(240)
 

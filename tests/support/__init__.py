@@ -11,6 +11,7 @@ imports a test module or a conftest file.
 - `coreflow`: the real TypedSocket peer (Coreflow's end), the stub handler and watch of the client tests, and a
   client wired to a reconciler as the driver wires it.
 - `canary`: the secrets canary of the reliability tests, and the check that no secret comes back.
+- `hostile`: hypothesis strategies for hostile route sets, and what validation must promise about them.
 - `load`: a load client that accounts for every request.
 - `driver`: the driver as a process (`python -m coretraffic`), the Caddy it starts, its status server.
 """
