@@ -1,11 +1,11 @@
 """Unit tests of `coretraffic.diff` (pure): golden plans on fixed inputs, and what the plan must get right.
 
-Golden cases live in `tests/golden_diff/<case>/`: `running.json` (what `GET /config/` returned), `routes.json` (the
+Golden cases live in `tests/testdata/diff/<case>/`: `running.json` (what `GET /config/` returned), `routes.json` (the
 desired set, wire format), `desired.json` (it rendered, fixed so that renderer changes do not move these goldens;
 `settings.json` says how), and the expected `expected.txt` (plain plan), `expected.json` (`--json`) and
 `expected_full.diff` (`--full`). After an
 intended change: `UPDATE_GOLDEN=1 pytest tests/test_diff.py` (the golden tests then skip), review `git diff
-tests/golden_diff`, and run again without the variable.
+tests/testdata/diff`, and run again without the variable.
 """
 
 from __future__ import annotations

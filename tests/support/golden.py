@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from coretraffic.core.validate import BasicAuth
-from tests.support.paths import TESTS
+from tests.support.paths import TESTDATA
 
-RENDER_CASES = TESTS / "golden"  # the renderer's cases (tests of render and redact)
-DIFF_CASES = TESTS / "golden_diff"  # `coretraffic diff`'s cases
+RENDER_CASES = TESTDATA / "render"  # the renderer's cases (tests of render and redact)
+DIFF_CASES = TESTDATA / "diff"  # `coretraffic diff`'s cases
 UPDATE_VARIABLE = "UPDATE_GOLDEN"
 
 

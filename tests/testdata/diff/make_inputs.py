@@ -1,9 +1,9 @@
 """Writes the inputs of the `coretraffic diff` golden cases: `<case>/running.json`, `routes.json`, `desired.json`.
 
-Run once by hand (`python -m tests.golden_diff.make_inputs`), then `UPDATE_GOLDEN=1 pytest tests/test_diff.py` to
+Run once by hand (`python -m tests.testdata.diff.make_inputs`), then `UPDATE_GOLDEN=1 pytest tests/test_diff.py` to
 rewrite the expected outputs, and review the diff. The certificates of `app`, `shop` and `*.wild` are the fixed ones
-of `tests/golden/`; the others are new throwaway test material from `DemoCA` (valid 2020-2120, except the expired
-one); their keys protect nothing. `running.json` holds real bcrypt hashes (cost 4) of the passwords it was
+of `tests/testdata/render/`; the others are new throwaway test material from `DemoCA` (valid 2020-2120, except the
+expired one); their keys protect nothing. `running.json` holds real bcrypt hashes (cost 4) of the passwords it was
 rendered with, so the diff's password check runs for real. `desired.json` is `routes.json` rendered (with the fake
 hasher of the render goldens): fixed too, so a later change of the renderer does not move these goldens.
 """
@@ -22,7 +22,7 @@ from coretraffic.testing.pki import DemoCA
 from tests.support.golden import fake_hash
 
 HERE = Path(__file__).parent
-GOLDEN = HERE.parent / "golden"
+GOLDEN = HERE.parent / "render"
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 NOT_AFTER = datetime.datetime(2120, 1, 1, tzinfo=datetime.UTC)
