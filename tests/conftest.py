@@ -6,7 +6,6 @@ Nothing here is mocked. Helpers wait on conditions with deadlines; none sleeps t
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,11 +17,10 @@ from coretraffic.caddy.process import CaddyProcess
 from coretraffic.caddyjson.render import JSON, RenderSettings
 from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
-from coretraffic.sources.coreflow import CoreflowClient
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import renderer_for, running
-from tests.support.coreflow import Peer, StubHandler, Watch, running_client
+from tests.support.coreflow import Peer
 from tests.support.ports import Ports, free_port
 
 
@@ -108,7 +106,7 @@ async def reconciler(admin: CaddyAdmin, renderer: Callable[[Sequence[Route]], JS
         yield instance
 
 
-# -- Coreflow: the real TypedSocket peer, a stub routing handler, a watch on the client ---------------------------
+# -- Coreflow: the real TypedSocket peer ------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -131,27 +129,3 @@ async def peers() -> AsyncIterator[Callable[..., Awaitable[Peer]]]:
     yield start
     for peer in started:
         await peer.close()
-
-
-@pytest.fixture
-def watch() -> Watch:
-    return Watch()
-
-
-@pytest.fixture
-def stub(watch: Watch) -> StubHandler:
-    return StubHandler(watch)
-
-
-@pytest.fixture
-def run_client(
-    watch: Watch, stub: StubHandler
-) -> Callable[[str], contextlib.AbstractAsyncContextManager[CoreflowClient]]:
-    """`async with run_client(url) as client:` runs a CoreflowClient with the stub handler."""
-    return lambda url: running_client(url, stub, watch)
-
-
-@pytest.fixture(name="free_port")
-def a_free_port() -> int:
-    """A loopback port nothing listens on (yet)."""
-    return free_port()
