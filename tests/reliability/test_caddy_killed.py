@@ -5,7 +5,7 @@
 - External (an operator's `caddy run` without `--resume`): it comes back empty and the reconciler's self-heal
   must notice and re-apply; measured from the moment its admin API answers again.
 
-The no-load versions live in tests/test_reconciler.py; these add a client that never stops asking.
+The no-load versions live in tests/caddy/test_reconciler.py; these add a client that never stops asking.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Coreflow outage: the real TypedSocket peer dies, stays away for 30 s and comes back on the same port.
 
-The full stack of tests/coreflow/test_end_to_end.py (CoreflowClient -> updateRouting handler -> reconciler -> a
+The full stack of tests/system/test_coreflow_end_to_end.py (CoreflowClient -> updateRouting handler -> reconciler -> a
 real Caddy): routes keep serving through the whole outage (probed every ~0.5 s, every probe must succeed),
 coretraffic is tagged again within 3 s of Coreflow's return, and the next update is applied.
 """

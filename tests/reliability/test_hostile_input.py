@@ -1,5 +1,5 @@
 """Hostile input, property-based: validation, rendering, a real Caddy, the reconciler, the routes file and
-`coretraffic check` on whatever `hostile.py` generates, plus one route set of 10,000.
+`coretraffic check` on whatever `tests/support/hostile.py` generates, plus one route set of 10,000.
 
 Budgets: the pure properties run thousands of examples; the ones that reach a real Caddy about fifty. Every
 example has a deadline, so a hang is a failure, not a stuck CI job.

@@ -2,7 +2,7 @@
 state directory, and a clear one-line start-up error when that directory cannot be had.
 
 Listeners are read from the kernel (/proc/net/tcp*, matched to Caddy's own socket inodes), not from Caddy's
-config: what is open is what counts. tests/test_cli_run.py covers a state dir under a regular file; this adds the
+config: what is open is what counts. tests/system/test_cli_run.py covers a state dir under a regular file; this adds the
 other ways it can be unusable.
 """
 

@@ -4,7 +4,7 @@ Golden cases live in `tests/testdata/diff/<case>/`: `running.json` (what `GET /c
 desired set, wire format), `desired.json` (it rendered, fixed so that renderer changes do not move these goldens;
 `settings.json` says how), and the expected `expected.txt` (plain plan), `expected.json` (`--json`) and
 `expected_full.diff` (`--full`). After an
-intended change: `UPDATE_GOLDEN=1 pytest tests/test_diff.py` (the golden tests then skip), review `git diff
+intended change: `UPDATE_GOLDEN=1 pytest tests/unit/test_diff.py` (the golden tests then skip), review `git diff
 tests/testdata/diff`, and run again without the variable.
 """
 

@@ -2,7 +2,7 @@
 
 Golden cases live in `tests/testdata/render/<case>/`: `routes.json` (wire format), `settings.json` (RenderSettings),
 optionally `base.json` (an adapted base config), and `expected.json`. To rewrite the expected outputs after an
-intended change run `UPDATE_GOLDEN=1 pytest tests/test_render.py` (those tests then skip) and review the diff;
+intended change run `UPDATE_GOLDEN=1 pytest tests/unit/test_render.py` (those tests then skip) and review the diff;
 without it any difference fails.
 """
 

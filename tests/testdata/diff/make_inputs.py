@@ -1,6 +1,6 @@
 """Writes the inputs of the `coretraffic diff` golden cases: `<case>/running.json`, `routes.json`, `desired.json`.
 
-Run once by hand (`python -m tests.testdata.diff.make_inputs`), then `UPDATE_GOLDEN=1 pytest tests/test_diff.py` to
+Run once by hand (`python -m tests.testdata.diff.make_inputs`), then `UPDATE_GOLDEN=1 pytest tests/unit/test_diff.py` to
 rewrite the expected outputs, and review the diff. The certificates of `app`, `shop` and `*.wild` are the fixed ones
 of `tests/testdata/render/`; the others are new throwaway test material from `DemoCA` (valid 2020-2120, except the
 expired one); their keys protect nothing. `running.json` holds real bcrypt hashes (cost 4) of the passwords it was

@@ -1,8 +1,9 @@
 """Writes the golden inputs (`<case>/routes.json`, `base.json`, `settings.json`) with fresh fixed-date certificates.
 
-Run once by hand (`python tests/testdata/render/make_inputs.py`), then `UPDATE_GOLDEN=1 pytest tests/test_render.py` to
-rewrite the expected outputs, and review the diff. The certificates are throwaway test material from `DemoCA`,
-valid 2020-01-01 to 2120-01-01 so that the goldens do not expire; their keys protect nothing.
+Run once by hand (`python tests/testdata/render/make_inputs.py`), then `UPDATE_GOLDEN=1 pytest
+tests/unit/test_render.py` to rewrite the expected outputs, and review the diff. The certificates are throwaway
+test material from `DemoCA`, valid 2020-01-01 to 2120-01-01 so that the goldens do not expire; their keys protect
+nothing.
 """
 
 from __future__ import annotations
