@@ -1,7 +1,7 @@
 """Helpers shared by the tests, one job per module. Test modules and conftest files import from here; nothing
 imports a test module or a conftest file.
 
-- `paths`: where the repository, the tests and the Coreflow test peer are.
+- `paths`: where the repository, the tests, their fixed data and the Coreflow test peer are.
 - `ports`: free loopback ports.
 - `waiting`: waiting on a condition with a deadline (tests never sleep to synchronise).
 - `dataplane`: HTTPS requests to Caddy's data plane as a client makes them.
