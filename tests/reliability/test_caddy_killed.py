@@ -5,7 +5,7 @@
 - External (an operator's `caddy run` without `--resume`): it comes back empty and the reconciler's self-heal
   must notice and re-apply; measured from the moment its admin API answers again.
 
-The no-load versions live in tests/test_reconciler.py; these add a client that never stops asking.
+The no-load versions live in tests/caddy/test_reconciler.py; these add a client that never stops asking.
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ from coretraffic.core.validate import Route
 from coretraffic.errors import CaddyUnavailable
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
-from tests.conftest import free_port, serves, validated, wait_until
-
-from .conftest import Canary, LoadClient
+from tests.support.caddy import validated
+from tests.support.canary import Canary
+from tests.support.dataplane import serves
+from tests.support.load import LoadClient
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,6 +1,6 @@
 """Coreflow outage: the real TypedSocket peer dies, stays away for 30 s and comes back on the same port.
 
-The full stack of tests/coreflow/test_end_to_end.py (CoreflowClient -> updateRouting handler -> reconciler -> a
+The full stack of tests/system/test_coreflow_end_to_end.py (CoreflowClient -> updateRouting handler -> reconciler -> a
 real Caddy): routes keep serving through the whole outage (probed every ~0.5 s, every probe must succeed),
 coretraffic is tagged again within 3 s of Coreflow's return, and the next update is applied.
 """
@@ -17,11 +17,10 @@ import pytest
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, serves
-from tests.coreflow.conftest import Peer
-from tests.coreflow.test_end_to_end import OK, connected, update
-
-from .conftest import Canary
+from tests.support.canary import Canary
+from tests.support.coreflow import OK, Peer, connected, update
+from tests.support.dataplane import serves
+from tests.support.ports import Ports
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,5 +1,5 @@
 """Hostile input, property-based: validation, rendering, a real Caddy, the reconciler, the routes file and
-`coretraffic check` on whatever `hostile.py` generates, plus one route set of 10,000.
+`coretraffic check` on whatever `tests/support/hostile.py` generates, plus one route set of 10,000.
 
 Budgets: the pure properties run thousands of examples; the ones that reach a real Caddy about fifty. Every
 example has a deadline, so a hang is a failure, not a stuck CI job.
@@ -33,10 +33,9 @@ from coretraffic.sources.coreflow.handler import reply_for
 from coretraffic.sources.intake import submit_route_set
 from coretraffic.sources.routes_file import parse_routes_document
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, serves
-
-from .conftest import Canary
-from .hostile import (
+from tests.support.canary import Canary
+from tests.support.dataplane import serves
+from tests.support.hostile import (
     MANY,
     NOW,
     POOL,
@@ -48,6 +47,7 @@ from .hostile import (
     hostile_string,
     items_of,
 )
+from tests.support.ports import Ports
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -2,7 +2,7 @@
 state directory, and a clear one-line start-up error when that directory cannot be had.
 
 Listeners are read from the kernel (/proc/net/tcp*, matched to Caddy's own socket inodes), not from Caddy's
-config: what is open is what counts. tests/test_cli_run.py covers a state dir under a regular file; this adds the
+config: what is open is what counts. tests/system/test_cli_run.py covers a state dir under a regular file; this adds the
 other ways it can be unusable.
 """
 
@@ -20,9 +20,10 @@ from coretraffic.caddy.process import CaddyProcess
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, serves, validated
-
-from .conftest import Canary
+from tests.support.caddy import validated
+from tests.support.canary import Canary
+from tests.support.dataplane import serves
+from tests.support.ports import Ports
 
 pytestmark = pytest.mark.timeout(60)
 

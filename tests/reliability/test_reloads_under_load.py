@@ -21,9 +21,9 @@ from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import validated
-
-from .conftest import Canary, LoadClient, LoadFigures
+from tests.support.caddy import validated
+from tests.support.canary import Canary
+from tests.support.load import LoadClient, LoadFigures
 
 pytestmark = pytest.mark.timeout(180)
 

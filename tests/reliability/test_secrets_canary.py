@@ -24,11 +24,12 @@ from coretraffic.caddy.process import CaddyProcess
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
-from tests.conftest import Ports, free_port, serves, validated, wait_until
-from tests.test_cli_run import Driver, caddy_pids
-from tests.test_logs import ready, status_pages
-
-from .conftest import Canary
+from tests.support.caddy import validated
+from tests.support.canary import Canary
+from tests.support.dataplane import serves
+from tests.support.driver import Driver, caddy_pids, ready, status_pages
+from tests.support.ports import Ports, free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,0 +1,243 @@
+"""The status server of a real `coretraffic run` (and a real Caddy, and the real Coreflow peer): health,
+readiness, metrics, `/status` and the `coretraffic status` command, as an operator and a kubelet see them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.upstream import DemoUpstream
+from tests.support.coreflow import Peer
+from tests.support.driver import Driver, caddy_pids
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
+
+MISMATCH = "broken.example.test: privateKey: does not match the certificate"
+
+
+class Status:
+    """HTTP to a driver's status server on 127.0.0.1."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.get(f"http://{self.address}{path}")
+
+    async def code(self, path: str) -> int:
+        try:
+            return (await self.get(path)).status_code
+        except httpx.TransportError:
+            return 0
+
+    async def document(self) -> dict[str, Any]:
+        result: dict[str, Any] = (await self.get("/status")).json()
+        return result
+
+    async def metrics(self) -> dict[str, float]:
+        """Every sample by name and labels, e.g. `coretraffic_applies_total{outcome="applied"}`."""
+        text = (await self.get("/metrics")).text
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+        return samples
+
+    async def metric(self, name: str) -> float | None:
+        return (await self.metrics()).get(name)
+
+
+def status_command(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "coretraffic", "status", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+@pytest.fixture
+def status() -> Status:
+    return Status(free_port())
+
+
+@pytest.fixture
+def run_args(driver_flags: list[str], status: Status) -> list[str]:
+    return ["run", *driver_flags, "--status-addr", status.address]
+
+
+async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, run_args: list[str], status: Status
+) -> None:
+    routes = short_tmp / "routes.json"
+    good = [demo_route(ca, f"good{i}.example.test", upstream.port) for i in range(2)]
+    broken = demo_route(ca, "broken.example.test", upstream.port)
+    broken["privateKey"] = good[0]["privateKey"]
+    routes.write_text(json.dumps([*good, broken]))
+    driver = Driver([*run_args, "--routes", str(routes)])
+    try:
+        await wait_until(lambda: _is(200, status, "/readyz"), 30, "ready")
+        assert (await status.get("/readyz")).text.startswith("ready: caddy runs config coretraffic_config_")
+        assert await status.code("/healthz") == 200
+
+        document = await status.document()
+        assert document["ready"] is True
+        assert document["routes"] == {"desired": 3, "applied": 2, "rejected": 1}
+        assert document["last_apply"]["outcome"] == "applied"
+        (rejected,) = document["last_apply"]["rejected"]
+        assert rejected.startswith(MISMATCH)
+        assert document["source"] == {"routes_file": str(routes)}
+        assert document["caddy"]["healthy"] and document["caddy"]["spawned"]
+        assert document["caddy"]["not_managed"] == []
+
+        metrics = await status.metrics()
+        assert metrics["coretraffic_routes_desired"] == 3
+        assert metrics["coretraffic_routes_applied"] == 2
+        assert metrics["coretraffic_routes_rejected"] == 1
+        assert metrics['coretraffic_applies_total{outcome="applied"}'] == 1
+        assert metrics['coretraffic_apply_failures_total{reason="caddy_rejected"}'] == 0
+        assert metrics["coretraffic_apply_duration_seconds_count"] == 1
+        assert metrics["coretraffic_last_successful_apply_timestamp_seconds"] > 0
+        assert metrics["coretraffic_caddy_restarts_total"] == 0
+        assert metrics[f'coretraffic_config_info{{config_id="{document["config_id"]}"}}'] == 1
+        assert "coretraffic_coreflow_connected" not in metrics  # routes-file mode: no Coreflow to speak of
+
+        printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
+        assert printed.returncode == 0, printed
+        lines = printed.stdout.splitlines()
+        assert lines[0] == "coretraffic 0.1.0: ready"
+        assert "routes:  3 desired, 2 applied, 1 rejected" in lines
+        assert lines[-2:] == ["rejected:", f"  {rejected}"]
+
+        # A server put into Caddy by someone else: seen at the next heal check, kept, and shown.
+        socket_path = str(short_tmp / "state" / "admin.sock")
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path)) as admin:
+            server = {"listen": [f"127.0.0.1:{free_port()}"], "routes": []}
+            response = await admin.put("http://localhost/config/apps/http/servers/by_hand", json=server)
+            assert response.status_code == 200, response.text
+        await wait_until(lambda: _not_managed(status, ["server by_hand"]), 15, "the server to be seen")
+        printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
+        assert "caddy:   not coretraffic's, left alone: server by_hand" in printed.stdout.splitlines()
+
+        # Caddy killed: the driver restarts it, counts it, and is ready again (Caddy resumed its autosave).
+        (pid,) = caddy_pids(run_args[2])
+        os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda: _metric_is(status, "coretraffic_caddy_restarts_total", 1), 15, "restart counted")
+        await wait_until(lambda: _is(200, status, "/readyz"), 15, "ready again")
+    finally:
+        assert driver.stop() == 0
+
+
+async def test_unreachable_caddy_is_unhealthy_and_not_ready(
+    short_tmp: Path, run_args: list[str], status: Status
+) -> None:
+    routes = short_tmp / "routes.json"
+    routes.write_text("[]")
+    driver = Driver([*run_args, "--routes", str(routes), "--caddy-admin", f"unix/{short_tmp / 'none.sock'}"])
+    try:
+        await wait_until(lambda: _is(503, status, "/healthz"), 30, "the status server to answer")
+        assert "unreachable" in (await status.get("/healthz")).text
+        assert (await status.get("/readyz")).text == "no route set applied yet\n"
+        await wait_until(
+            lambda: _metric_above(status, 'coretraffic_apply_failures_total{reason="caddy_unavailable"}', 0),
+            10,
+            "the failed load attempts counted",
+        )
+        printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
+        assert printed.returncode == 1
+        assert printed.stdout.startswith("coretraffic 0.1.0: NOT READY: no route set applied yet\n")
+        assert "NOT ANSWERING" in printed.stdout and "external" in printed.stdout
+
+        # Only small GET/HEAD requests are served; anything else is answered or dropped, never crashes it.
+        assert await status.code("/nothing") == 404
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(f"http://{status.address}/status")).status_code == 405
+            head = await client.head(f"http://{status.address}/metrics")
+            assert head.status_code == 200 and head.content == b""
+        reader, writer = await asyncio.open_connection("127.0.0.1", status.port)
+        writer.write(b"NONSENSE\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+        assert await status.code("/metrics") == 200
+    finally:
+        assert driver.stop() == 0
+
+
+async def test_coreflow_connection_in_metrics_and_status(run_args: list[str], status: Status) -> None:
+    peer = await Peer.start()
+    driver = Driver(run_args, env={"CORETRAFFIC_COREFLOW_URL": peer.url})
+    try:
+        await wait_until(lambda: _metric_is(status, "coretraffic_coreflow_connected", 1), 30, "connected")
+        assert (await status.document())["source"] == {"coreflow": peer.url, "connected": True, "reconnects": 0}
+        assert await status.code("/readyz") == 503  # connected, but Coreflow has sent no routes yet
+        await peer.kill()
+        await wait_until(lambda: _metric_is(status, "coretraffic_coreflow_connected", 0), 30, "disconnected")
+        await wait_until(lambda: _metric_above(status, "coretraffic_coreflow_reconnects_total", 0), 10, "retrying")
+        printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
+        assert f"source:  coreflow {peer.url} NOT CONNECTED" in printed.stdout
+    finally:
+        assert driver.stop() == 0
+        await peer.close()
+
+
+def test_taken_status_port_is_a_one_line_error(short_tmp: Path, run_args: list[str], status: Status) -> None:
+    (short_tmp / "routes.json").write_text("[]")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", status.port))
+        taken.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "coretraffic", *run_args, "--routes", str(short_tmp / "routes.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert (
+        done.stderr.splitlines()[-1]
+        == f"coretraffic: status server cannot listen on {status.address}: Address already in use"
+    )
+    assert "Traceback" not in done.stderr
+    assert caddy_pids(run_args[2]) == []  # the Caddy it had started is stopped
+
+
+@pytest.mark.parametrize(("args", "expected"), [(["--status-addr", ""], "is empty"), ([], "no status from")])
+def test_status_command_without_a_server_is_a_one_line_error(args: list[str], expected: str) -> None:
+    done = status_command(*(args or ["--status-addr", f"127.0.0.1:{free_port()}"]))
+    assert done.returncode == 2
+    assert done.stderr.startswith("coretraffic: ") and expected in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+async def _is(expected: int, status: Status, path: str) -> bool:
+    return await status.code(path) == expected
+
+
+async def _metric_is(status: Status, name: str, value: float) -> bool:
+    try:
+        return await status.metric(name) == value
+    except httpx.TransportError:
+        return False
+
+
+async def _metric_above(status: Status, name: str, value: float) -> bool:
+    try:
+        return (await status.metric(name) or 0) > value
+    except httpx.TransportError:
+        return False
+
+
+async def _not_managed(status: Status, parts: list[str]) -> bool:
+    return bool((await status.document())["caddy"]["not_managed"] == parts)
