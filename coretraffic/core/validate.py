@@ -108,8 +108,8 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
 class Outcomes:
     """Each config's result, in order: its route (None when rejected) and its problems. Picklable, for `parallel`.
 
-    Two flat lists rather than a pair per config: 10,000 pairs kept alive made the collector run a full pass over
-    the driver's heap during a warm validation (33 -> 80-100 ms).
+    Two flat lists rather than a pair per config: thousands of small pairs kept alive make the cycle collector run
+    full passes over the driver's heap mid-validation (BENCHMARKS.md, "What moved the numbers").
     """
 
     routes: list[Route | None] = field(default_factory=list)
