@@ -53,6 +53,7 @@ from coretraffic.caddyjson.render import (
     ROUTE_ID_PREFIX,
     VERSION_HEADER,
     config_id,
+    with_admin_listen,
 )
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Certificate, Validation, check_pem_pair, normalise_host_name
@@ -773,14 +774,14 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
         address = admin_address(settings)
         # The cheapest bcrypt cost: desired hashes are never compared (their salts are fresh), passwords are
         # checked against the running hashes instead; at the configured cost each authed host would cost 60 ms.
-        renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}), address)
+        renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}))
         document = read_routes_document(settings.routes)
         # Caddy serialises its config (11 MB at 10,000 routes) while the routes are validated (about 1 s).
         validation, running = await asyncio.gather(
             validate_on_cores(document, datetime.datetime.now(datetime.UTC)),
             _running_config(address),
         )
-        desired = renderer(validation.routes)
+        desired = with_admin_listen(renderer(validation.routes), address.listen)  # as `run` would load it
     except (
         RoutesFileError,
         RouteSetError,

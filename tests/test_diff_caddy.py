@@ -19,7 +19,7 @@ import pytest
 
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise
+from coretraffic.caddyjson.render import BaseConfig, RenderSettings, render, serialise, with_admin_listen
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.diff import run_diff
 from coretraffic.reconcile.reconciler import Reconciler
@@ -186,7 +186,8 @@ async def test_version_header_and_settings_changes(
 ) -> None:
     configs = [wire(ca, "app.example.test")]
     older = dataclasses.replace(render_settings, version="0.0.1")
-    await admin.load(serialise(render(validated(configs).routes, older, BaseConfig(), BcryptHasher(4))))
+    config = render(validated(configs).routes, older, BaseConfig(), BcryptHasher(4))
+    await admin.load(serialise(with_admin_listen(config, admin.address.listen)))
     result = await diff(configs)
     assert result.code == 1
     assert f"    version header 0.0.1 -> {render_settings.version}" in result.out.splitlines()
@@ -201,7 +202,8 @@ async def test_servers_coretraffic_does_not_own_are_described_and_left_alone(
     ca: DemoCA, admin: CaddyAdmin, render_settings: RenderSettings, ports: Ports, diff: Any
 ) -> None:
     configs = [wire(ca, "app.example.test")]
-    config = render(validated(configs).routes, render_settings, BaseConfig(), BcryptHasher(4))
+    rendered = render(validated(configs).routes, render_settings, BaseConfig(), BcryptHasher(4))
+    config = with_admin_listen(rendered, admin.address.listen)
     port = free_port()
     config["apps"]["http"]["servers"]["operator"] = {
         "listen": [f"127.0.0.1:{port}"],

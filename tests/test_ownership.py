@@ -27,7 +27,7 @@ from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.conftest import Ports, free_port, serves, validated, wait_until
 
-SETTINGS = RenderSettings(admin_listen="unix//run/admin.sock", version="1.0.0")
+SETTINGS = RenderSettings(version="1.0.0")
 
 
 def operator_server(port: int, body: str = "operator") -> dict[str, Any]:

@@ -46,7 +46,7 @@ async def run_driver(
     """Run until cancelled or signalled."""
     caddy = None if settings.caddy_admin else CaddyProcess(settings.state_dir)
     address = admin_address(settings)
-    renderer = make_renderer(settings, address)  # before Caddy starts: a bad base config fails fast
+    renderer = make_renderer(settings)  # before Caddy starts: a bad base config fails fast
     admin = CaddyAdmin(address)
     stats = ApplyStats()
     reconciler = Reconciler(admin, renderer, on_result=stats.observe)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from coretraffic import __version__
 from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.wiring import admin_address, make_renderer
+from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.core.redact import redact
 from coretraffic.core.validate import Validation
 from coretraffic.diff import run_diff
@@ -144,7 +145,8 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     validation = _validated_routes_file(settings)
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
-    config: Any = make_renderer(settings, admin_address(settings))(validation.routes)
+    # As `run` would load it: with the admin address of the Caddy it drives.
+    config: Any = with_admin_listen(make_renderer(settings)(validation.routes), admin_address(settings).listen)
     if not args.show_secrets:
         config = redact(config)
     print(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False))
