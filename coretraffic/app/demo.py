@@ -31,7 +31,8 @@ async def run_demo(settings: Settings) -> None:
     routes_file.chmod(0o600)
 
     async def announce(driver: Driver) -> None:
-        result = await driver.reconciler.wait_for_result()
+        (target,) = driver.targets
+        result = await target.reconciler.wait_for_result()
         https, http = settings.https_port, settings.http_port
         host = DEMO_HOSTS[0]
         print(
