@@ -12,6 +12,8 @@ Sources (the routes file, Coreflow) `submit` a validated route set and may await
   serving, so hosts are never lost for an unrelated bad one.
 - Self-heal: every second it checks that Caddy still holds the config's marker `@id` (restart, emptied, replaced),
   and now and then compares the whole config's ETag (edits by hand); either way it re-applies.
+- Admin address: every load carries its Caddy's (`render.with_admin_listen`); render leaves it out, and a load
+  without it would move Caddy's admin API to localhost:2019.
 - Foreign parts: servers and apps that someone else put into Caddy are read before the first load and after any
   change coretraffic did not make, and carried into every load unchanged (`ownership`).
 """
