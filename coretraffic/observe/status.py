@@ -40,9 +40,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from coretraffic import __version__
+from coretraffic.core.readings import Reading
 from coretraffic.core.validate import Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
-from coretraffic.observe.view import DriverView, Reading, TargetView
+from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.settings import host_port
 

@@ -1,26 +1,17 @@
 """What the status server reads of the running loop: small protocols, so that `observe` needs no part of `app`.
 
-The status server (`status`, `metrics`) only reads. It sees the driver as its Caddy targets (each one Caddy:
-its admin API, what was loaded into it, how the loads went) and its route sources (each describes itself for
-`/status` and reports neutral metric readings that become Prometheus metrics here). `app.service.Driver`,
+The status server (`status`) only reads. It sees the driver as its Caddy targets (each one Caddy: its admin API,
+what was loaded into it, how the loads went) and its route sources (each describes itself for `/status` and
+reports neutral metric readings, `core.readings`, that become Prometheus metrics here). `app.service.Driver`,
 `reconcile.target.CaddyTarget` and the sources in `sources` answer these protocols; nothing here knows them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-
-@dataclass(frozen=True)
-class Reading:
-    """One metric value as a part of the loop reports it, free of Prometheus; `metrics` makes a metric of it."""
-
-    name: str  # as exposed: a counter's name ends in `_total`
-    help: str
-    kind: Literal["gauge", "counter"]
-    value: float
+from coretraffic.core.readings import Reading
 
 
 class TargetView(Protocol):

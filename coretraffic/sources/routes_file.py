@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from coretraffic.core.readings import Reading
 from coretraffic.errors import RouteSetError, RoutesFileError
-from coretraffic.observe.view import Reading
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.intake import submit_route_set
 

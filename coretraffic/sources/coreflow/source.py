@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from coretraffic.observe.view import Reading
+from coretraffic.core.readings import Reading
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.coreflow.handler import make_update_routing_handler
 from coretraffic.sources.coreflow.session import CoreflowClient
