@@ -26,7 +26,7 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import JSON
-from coretraffic.caddyjson.render import RenderSettings, render, serialise
+from coretraffic.caddyjson.render import RenderSettings, render, serialise, with_admin_listen
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.testing.pki import DemoCA, demo_route
@@ -87,7 +87,6 @@ class Bed:
         self.https_port = free_port()
         self.upstream_port = upstream_port
         self.settings = RenderSettings(
-            admin_listen=caddy.admin_address.listen,
             version=__version__,
             http_port=free_port(),
             https_port=self.https_port,
@@ -110,9 +109,10 @@ class Bed:
         return validation.routes
 
     def render(self, routes: Sequence[Route], *, flat: bool = False) -> JSON:
-        """The real renderer's config; `flat` forces one route per host, the layout before host dispatch."""
+        """The real renderer's config as loaded into this Caddy; `flat` forces one route per host, the layout
+        before host dispatch."""
         settings = replace(self.settings, flat_max=10**9) if flat else self.settings
-        return render(routes, settings, BaseConfig(), self.hasher)
+        return with_admin_listen(render(routes, settings, BaseConfig(), self.hasher), self.caddy.admin_address.listen)
 
     async def load(self, config: JSON) -> None:
         await self.admin.load(serialise(config))

@@ -88,7 +88,6 @@ async def admin(caddy: CaddyProcess) -> AsyncIterator[CaddyAdmin]:
 @pytest.fixture
 def render_settings(caddy: CaddyProcess, ports: Ports) -> RenderSettings:
     return RenderSettings(
-        admin_listen=caddy.admin_address.listen,
         version=__version__,
         http_port=ports.http,
         https_port=ports.https,

@@ -54,7 +54,8 @@ async def run_demo(settings: Settings) -> None:
     ca_file = state_dir / CA_FILE
 
     async def announce(driver: Driver) -> None:
-        result = await driver.reconciler.wait_for_result()
+        (target,) = driver.targets
+        result = await target.reconciler.wait_for_result()
         https, http = settings.https_port, settings.http_port
         host = DEMO_HOSTS[0]
         listen = settings.listen_host or "127.0.0.1"

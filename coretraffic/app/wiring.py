@@ -26,12 +26,14 @@ def admin_address(settings: Settings) -> AdminAddress:
     return spawned_admin_address(settings.state_dir)
 
 
-def make_renderer(settings: Settings, address: AdminAddress) -> Callable[[Sequence[Route]], JSON]:
-    """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made)."""
+def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
+    """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made).
+
+    The JSON names no admin address: whoever loads it into a Caddy adds that Caddy's (`render.with_admin_listen`).
+    """
     caddy_binary = find_caddy_binary()
     base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
     render_settings = RenderSettings(
-        admin_listen=address.listen,
         version=__version__,
         http_port=settings.http_port,
         https_port=settings.https_port,

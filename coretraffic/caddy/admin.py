@@ -33,17 +33,15 @@ class AdminAddress:
 
 
 class CaddyAdmin:
-    def __init__(self, address: AdminAddress) -> None:
+    def __init__(self, address: AdminAddress, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`transport` replaces the connection to `address` (tests: `httpx.MockTransport` as a fake Caddy)."""
         self.address = address
         socket_path = address.socket_path
-        if socket_path is not None:
+        base_url = "http://localhost" if socket_path is not None else f"http://{address.listen}"
+        if transport is None:
             # verify=False: the admin API is plain HTTP here, and loading the CA bundle for TLS it never uses
             # costs ~40 ms a client.
             transport = httpx.AsyncHTTPTransport(uds=socket_path, verify=False)
-            base_url = "http://localhost"
-        else:
-            transport = httpx.AsyncHTTPTransport(verify=False)
-            base_url = f"http://{address.listen}"
         # No Origin header is ever sent: Caddy rejects a disallowed one.
         self._client = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=PROBE_TIMEOUT)
 

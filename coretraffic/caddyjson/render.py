@@ -54,7 +54,6 @@ PasswordHasher = Callable[[BasicAuth], str]
 
 @dataclass(frozen=True)
 class RenderSettings:
-    admin_listen: str
     version: str
     http_port: int = 7999
     https_port: int = 8000
@@ -74,7 +73,8 @@ class RenderSettings:
 def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, hash_password: PasswordHasher) -> JSON:
     ordered = sorted(routes, key=lambda r: r.host)
     config = copy.deepcopy(base.config)
-    config["admin"] = {**config.get("admin", {}), "listen": settings.admin_listen}
+    # The base's `admin` block is kept but for its address: that is the loaded Caddy's (`with_admin_listen`).
+    config.get("admin", {}).pop("listen", None)
     apps = config.setdefault("apps", {})
     http_app = apps.setdefault("http", {})
     http_app["http_port"] = settings.http_port
@@ -105,6 +105,15 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
     certificates["load_pem"] = [*certificates.get("load_pem", []), *_load_pem(ordered)]
     servers[HTTP_SERVER]["routes"][0]["@id"] = CONFIG_ID_PREFIX + _inputs_digest(ordered, settings, base, hash_password)
     return config
+
+
+def with_admin_listen(config: JSON, listen: str) -> JSON:
+    """`config` as loaded into the Caddy whose admin API listens on `listen` (a shallow copy; `config` is kept).
+
+    Not part of `render`, so that one render (and its marker) serves several Caddies. Never left out of a load: a
+    config without an `admin` block moves Caddy's admin API back to localhost:2019 and removes its unix socket.
+    """
+    return {**config, "admin": {**config.get("admin", {}), "listen": listen}}
 
 
 def _inputs_digest(

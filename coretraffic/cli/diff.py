@@ -21,6 +21,7 @@ from typing import Any
 from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.cli.routes import required_routes
 from coretraffic.diff.plan import Plan, plan_diff
 from coretraffic.diff.report import format_json, format_text
@@ -39,14 +40,14 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
         address = admin_address(settings)
         # The cheapest bcrypt cost: desired hashes are never compared (their salts are fresh), passwords are
         # checked against the running hashes instead; at the configured cost each authed host would cost 60 ms.
-        renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}), address)
+        renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}))
         document = read_routes_document(routes)
         # Caddy serialises its config (11 MB at 10,000 routes) while the routes are validated (about 1 s).
         validation, running = await asyncio.gather(
             validate_on_cores(document, datetime.datetime.now(datetime.UTC)),
             _running_config(address),
         )
-        desired = renderer(validation.routes)
+        desired = with_admin_listen(renderer(validation.routes), address.listen)  # as `run` would load it
     except (UserError, CaddyError, json.JSONDecodeError) as exc:  # the last: Caddy's answer was not JSON
         print(f"coretraffic: diff: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR

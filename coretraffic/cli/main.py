@@ -25,6 +25,7 @@ from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.caddyjson.redact import redact
+from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.cli.diff import run_diff
 from coretraffic.cli.routes import required_routes
 from coretraffic.core.text import counted
@@ -193,7 +194,8 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     validation = _validated_routes_file(settings)
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
-    config: Any = make_renderer(settings, admin_address(settings))(validation.routes)
+    # As `run` would load it: with the admin address of the Caddy it drives.
+    config: Any = with_admin_listen(make_renderer(settings)(validation.routes), admin_address(settings).listen)
     if not args.show_secrets:
         config = redact(config)
     print(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False))

@@ -6,11 +6,11 @@
 - `/status`: JSON with the last apply's result; rejected hosts as Problem strings only, never a secret.
   `coretraffic status` fetches and prints it.
 
-It only reads: the reconciler's counters, marker and (through its `on_result` observer, `ApplyStats`) each
-apply's result; the spawned Caddy's restart count; the Coreflow client's connection state. It never changes
-what Caddy runs. HTTP is asyncio's own server with a minimal HTTP/1.1 responder (GET/HEAD, one request per
-connection): handlers run on the driver's event loop, so they read that state without locks and await Caddy's
-admin API directly, and four read-only paths do not warrant a web framework.
+It only reads, through the protocols of `view`: the Caddy target's counters, marker and admin API, (through the
+reconciler's `on_result` observer, `ApplyStats`) each apply's result, and each route source's own description and
+metric readings. It never changes what Caddy runs. HTTP is asyncio's own server with a minimal HTTP/1.1 responder
+(GET/HEAD, one request per connection): handlers run on the driver's event loop, so they read that state without
+locks and await Caddy's admin API directly, and four read-only paths do not warrant a web framework.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,13 +40,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from coretraffic import __version__
+from coretraffic.core.readings import Reading
 from coretraffic.core.validate import Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
+from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.settings import host_port
-
-if TYPE_CHECKING:
-    from coretraffic.app.service import Driver
 
 log = logging.getLogger("coretraffic.status")
 
@@ -60,6 +59,7 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 _ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/status")
 # A client that goes away, is too slow, or sends something that is not a small HTTP/1.x request head.
 _DROPPED = (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+T = TypeVar("T")
 
 
 class ApplyStats:
@@ -94,13 +94,12 @@ class ApplyStats:
 class _DriverCollector:
     """Metrics read from the running parts at scrape time, so the parts never depend on Prometheus."""
 
-    def __init__(self, driver: Driver, stats: ApplyStats) -> None:
-        self._driver = driver
+    def __init__(self, view: DriverView, stats: ApplyStats) -> None:
+        self._view = view
         self._stats = stats
 
     def collect(self) -> Iterable[Metric]:
-        driver, stats = self._driver, self._stats
-        reconciler = driver.reconciler
+        stats, target = self._stats, _the_one(self._view.targets)
         yield InfoMetricFamily("coretraffic_build", "The running coretraffic", {"version": __version__})
         yield _gauge("coretraffic_routes_desired", "Hosts in the last route set received", stats.desired_hosts)
         yield _gauge("coretraffic_routes_applied", "Hosts Caddy was last told to serve", stats.serving_hosts)
@@ -125,34 +124,35 @@ class _DriverCollector:
             labels=["reason"],
         )
         failures.add_metric(["caddy_rejected"], stats.outcomes["failed"])
-        failures.add_metric(["caddy_unavailable"], reconciler.retries)
+        failures.add_metric(["caddy_unavailable"], target.retries)
         yield failures
-        yield _counter("coretraffic_caddy_loads", "Configs Caddy accepted through /load", reconciler.loads)
+        yield _counter("coretraffic_caddy_loads", "Configs Caddy accepted through /load", target.loads)
         yield _counter(
             "coretraffic_caddy_heals",
             "Re-applies after Caddy lost the applied config (restarted, emptied or edited by hand)",
-            reconciler.heals,
+            target.heals,
         )
-        if driver.caddy is not None:
+        if target.restarts is not None:
             yield _counter(
-                "coretraffic_caddy_restarts",
-                "Times the spawned Caddy exited and was started again",
-                driver.caddy.restarts,
+                "coretraffic_caddy_restarts", "Times the spawned Caddy exited and was started again", target.restarts
             )
-        if driver.coreflow is not None:
-            yield _gauge(
-                "coretraffic_coreflow_connected",
-                "1 while connected and tagged at Coreflow",
-                int(driver.coreflow.connected),
-            )
-            yield _counter(
-                "coretraffic_coreflow_reconnects", "Connection attempts after the first", driver.coreflow.reconnects
-            )
-        marker = reconciler.applied_marker
+        for source in self._view.sources:
+            yield from map(_metric, source.readings())
+        marker = target.applied_marker
         if marker is not None:
             yield InfoMetricFamily(
                 "coretraffic_config", "The config marker @id Caddy was last given", {"config_id": marker}
             )
+
+
+def _the_one(parts: Sequence[T]) -> T:
+    # One Caddy and one source today; how /status and /metrics show several is for the change that brings them.
+    (part,) = parts
+    return part
+
+
+def _metric(reading: Reading) -> Metric:
+    return (_gauge if reading.kind == "gauge" else _counter)(reading.name, reading.help, reading.value)
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -166,11 +166,11 @@ def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
 class StatusServer:
     """Answers the four endpoints on `address` until closed."""
 
-    def __init__(self, driver: Driver, stats: ApplyStats) -> None:
-        self._driver = driver
+    def __init__(self, view: DriverView, stats: ApplyStats) -> None:
+        self._view = view
         self._stats = stats
         self._registry = stats.registry
-        self._registry.register(_DriverCollector(driver, stats))
+        self._registry.register(_DriverCollector(view, stats))
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self._registry.register(standard)
         self._server: asyncio.Server | None = None
@@ -218,7 +218,7 @@ class StatusServer:
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or "ok")
             case "/readyz":
                 problem = await self._not_ready()
-                ready = f"ready: caddy runs config {self._driver.reconciler.applied_marker}"
+                ready = f"ready: caddy runs config {self._target.applied_marker}"
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or ready)
             case "/metrics":
                 return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
@@ -230,11 +230,15 @@ class StatusServer:
 
     # -- what the endpoints say ----------------------------------------------------------------------------
 
+    @property
+    def _target(self) -> TargetView:
+        return _the_one(self._view.targets)
+
     async def _caddy_problem(self) -> str:
         """Why Caddy's admin API is not healthy, or "" when it answers."""
         try:
             async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
-                await self._driver.admin.ping()
+                await self._target.ping()
         except TimeoutError:
             return f"caddy admin API did not answer within {CADDY_PROBE_TIMEOUT_S:g} s"
         except (CaddyUnavailable, CaddyRejected) as exc:
@@ -243,44 +247,37 @@ class StatusServer:
 
     async def _not_ready(self) -> str:
         """Why the driver is not ready, or "" when Caddy runs the applied route set."""
-        marker = self._driver.reconciler.applied_marker
+        target = self._target
+        marker = target.applied_marker
         if marker is None:
             return "no route set applied yet"
         try:
             async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
-                runs = await self._driver.admin.has_id(marker)
+                runs = await target.has_id(marker)
         except (TimeoutError, CaddyUnavailable) as exc:
             return f"caddy admin API does not answer: {exc or 'timeout'}"
         return "" if runs else "caddy does not run the applied config (it is being re-applied)"
 
     async def status_document(self) -> dict[str, Any]:
-        driver, stats, reconciler = self._driver, self._stats, self._driver.reconciler
+        stats, target = self._stats, self._target
         caddy_problem, not_ready = await asyncio.gather(self._caddy_problem(), self._not_ready())
         caddy: dict[str, Any] = {
-            "admin": driver.admin.address.listen,
+            "admin": target.admin_listen,
             "healthy": not caddy_problem,
             "problem": caddy_problem,
-            "spawned": driver.caddy is not None,
-            "restarts": driver.caddy.restarts if driver.caddy else None,
-            "loads": reconciler.loads,
-            "load_retries": reconciler.retries,
-            "heals": reconciler.heals,
-            "not_managed": list(reconciler.foreign_parts),  # someone else's servers and apps, left alone
+            "spawned": target.restarts is not None,
+            "restarts": target.restarts,
+            "loads": target.loads,
+            "load_retries": target.retries,
+            "heals": target.heals,
+            "not_managed": list(target.foreign_parts),  # someone else's servers and apps, left alone
         }
-        if driver.coreflow is not None:
-            source: dict[str, Any] = {
-                "coreflow": _without_userinfo(driver.settings.coreflow_url),
-                "connected": driver.coreflow.connected,
-                "reconnects": driver.coreflow.reconnects,
-            }
-        else:
-            source = {"routes_file": str(driver.settings.routes)}
         last = stats.last
         return {
             "version": __version__,
             "ready": not_ready == "",
             "not_ready_because": not_ready,
-            "config_id": reconciler.applied_marker,
+            "config_id": target.applied_marker,
             "routes": {
                 "desired": stats.desired_hosts,
                 "applied": stats.serving_hosts,
@@ -299,7 +296,7 @@ class StatusServer:
                 "warnings": [str(p) for p in last.warnings],
             },
             "caddy": caddy,
-            "source": source,
+            "source": _the_one(self._view.sources).description(),
         }
 
 
@@ -322,11 +319,6 @@ def _iso(timestamp: float) -> str | None:
     if not timestamp:
         return None
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 # -- `coretraffic status` --------------------------------------------------------------------------------------

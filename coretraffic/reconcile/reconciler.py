@@ -12,6 +12,8 @@ Sources (the routes file, Coreflow) `submit` a validated route set and may await
   serving, so hosts are never lost for an unrelated bad one.
 - Self-heal: every second it checks that Caddy still holds the config's marker `@id` (restart, emptied, replaced),
   and now and then compares the whole config's ETag (edits by hand); either way it re-applies.
+- Admin address: every load carries its Caddy's (`render.with_admin_listen`); render leaves it out, and a load
+  without it would move Caddy's admin API to localhost:2019.
 - Foreign parts: servers and apps that someone else put into Caddy are read before the first load and after any
   change coretraffic did not make, and carried into every load unchanged (`ownership`).
 """
@@ -32,7 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddyjson.layout import JSON, config_id, culprits
 from coretraffic.caddyjson.ownership import Parts, foreign_parts, keep_foreign
-from coretraffic.caddyjson.render import serialise
+from coretraffic.caddyjson.render import serialise, with_admin_listen
 from coretraffic.core.validate import Problem, Route, Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable
 
@@ -225,7 +227,8 @@ class Reconciler:
         # cost 4x the rendering itself (measured: 200 ms vs 40 ms). Nothing here makes cycles worth collecting.
         gc.disable()
         try:
-            config, left_out = keep_foreign(self._render(routes), foreign)
+            config = with_admin_listen(self._render(routes), self._admin.address.listen)
+            config, left_out = keep_foreign(config, foreign)
             return config, serialise(config), left_out
         finally:
             gc.enable()

@@ -4,7 +4,7 @@ Feeds the reconciler. The file holds a JSON array of configs or `{"reverseConfig
 format. It is polled (stat every second, re-read only when size, mtime or inode moved, applied only when the
 content changed): polling also sees editors that replace the file and Kubernetes ConfigMap symlink swaps, which
 inotify on the file alone would miss. A file that cannot be read or parsed is logged and the last good config
-keeps serving.
+keeps serving. `RoutesFileSource` is the file as a route source: what `run --routes` starts.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from coretraffic.errors import RoutesFileError
+from coretraffic.core.readings import Reading
+from coretraffic.errors import RouteSetError, RoutesFileError
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.sources.intake import submit_route_set
 
 log = logging.getLogger("coretraffic.routes_file")
+intake_log = logging.getLogger("coretraffic")  # where intake reports what became of a route set
 
 
 def read_routes_document(path: Path) -> Any:
@@ -71,3 +75,26 @@ async def watch_routes_file(path: Path, on_document: Callable[[Any], Awaitable[N
                 else:
                     await on_document(document)
         await asyncio.sleep(interval)
+
+
+class RoutesFileSource:
+    """Applies the routes file at `path` through `reconciler`, now and after every change (`RouteSource`)."""
+
+    def __init__(self, path: Path, reconciler: Reconciler) -> None:
+        self._path = path
+        self._reconciler = reconciler
+
+    async def run(self) -> None:
+        async def submit(document: Any) -> None:
+            try:
+                await submit_route_set(self._reconciler, document)  # the reconciler logs the outcome
+            except RouteSetError as exc:
+                intake_log.error("route set rejected as a whole: %s; keeping the last good config", exc)
+
+        await watch_routes_file(self._path, submit)
+
+    def description(self) -> dict[str, Any]:
+        return {"routes_file": str(self._path)}
+
+    def readings(self) -> tuple[Reading, ...]:
+        return ()

@@ -20,7 +20,7 @@ import pytest
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.caddyjson.base import BaseConfig
-from coretraffic.caddyjson.render import RenderSettings, render, serialise
+from coretraffic.caddyjson.render import RenderSettings, render, serialise, with_admin_listen
 from coretraffic.cli.diff import run_diff
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.reconcile.reconciler import Reconciler
@@ -188,7 +188,8 @@ async def test_version_header_and_settings_changes(
 ) -> None:
     configs = [wire(ca, "app.example.test")]
     older = dataclasses.replace(render_settings, version="0.0.1")
-    await admin.load(serialise(render(validated(configs).routes, older, BaseConfig(), BcryptHasher(4))))
+    config = render(validated(configs).routes, older, BaseConfig(), BcryptHasher(4))
+    await admin.load(serialise(with_admin_listen(config, admin.address.listen)))
     result = await diff(configs)
     assert result.code == 1
     assert f"    version header 0.0.1 -> {render_settings.version}" in result.out.splitlines()
@@ -203,7 +204,8 @@ async def test_servers_coretraffic_does_not_own_are_described_and_left_alone(
     ca: DemoCA, admin: CaddyAdmin, render_settings: RenderSettings, ports: Ports, diff: Any
 ) -> None:
     configs = [wire(ca, "app.example.test")]
-    config = render(validated(configs).routes, render_settings, BaseConfig(), BcryptHasher(4))
+    rendered = render(validated(configs).routes, render_settings, BaseConfig(), BcryptHasher(4))
+    config = with_admin_listen(rendered, admin.address.listen)
     port = free_port()
     config["apps"]["http"]["servers"]["operator"] = {
         "listen": [f"127.0.0.1:{port}"],

@@ -31,7 +31,7 @@ from tests.support.dataplane import serves
 from tests.support.ports import Ports, free_port
 from tests.support.waiting import wait_until
 
-SETTINGS = RenderSettings(admin_listen="unix//run/admin.sock", version="1.0.0")
+SETTINGS = RenderSettings(version="1.0.0")
 
 
 def operator_server(port: int, body: str = "operator") -> dict[str, Any]:

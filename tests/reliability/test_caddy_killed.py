@@ -162,7 +162,6 @@ async def test_external_caddy_back_empty_under_load_is_healed_within_2_s(
 ) -> None:
     https_port = free_port()
     settings = RenderSettings(
-        admin_listen=external.address.listen,
         version=__version__,
         http_port=free_port(),
         https_port=https_port,

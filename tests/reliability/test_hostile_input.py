@@ -55,7 +55,7 @@ pytestmark = pytest.mark.timeout(240)
 SHARED_FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 PURE = settings(max_examples=1500, deadline=datetime.timedelta(seconds=5), suppress_health_check=SHARED_FIXTURES)
 WITH_CADDY = settings(max_examples=50, deadline=datetime.timedelta(seconds=30), suppress_health_check=SHARED_FIXTURES)
-RENDER_SETTINGS = RenderSettings(admin_listen="unix//nonexistent/admin.sock", version="test")
+RENDER_SETTINGS = RenderSettings(version="test")
 HASHER = BcryptHasher(cost=4)
 ROUTES = Path("routes.json")
 

@@ -111,7 +111,7 @@ def rendered(hosts: list[str], version: str = "1.2.3") -> tuple[JSON, Validation
     configs = load("changes", "routes.json")
     by_host = {c.get("hostName"): c for c in configs}
     validation = validate_route_set([by_host[h] for h in hosts], NOW)
-    return render(validation.routes, RenderSettings("unix//a.sock", version), BaseConfig(), fake_hash), validation
+    return render(validation.routes, RenderSettings(version), BaseConfig(), fake_hash), validation
 
 
 def bucketed(config: JSON, hosts: list[str], upstreams: dict[str, list[str]]) -> JSON:
@@ -220,7 +220,7 @@ def test_a_foreign_server_the_base_config_now_defines(base_site: JSON, fate: str
     running, _ = rendered(["same.example.test"])
     running["apps"]["http"]["servers"]["site"] = {"listen": [":9000"], "routes": []}  # added by hand
     base = BaseConfig({"apps": {"http": {"servers": {"site": base_site}}}})
-    desired = render(validation.routes, RenderSettings("unix//a.sock", "1.2.3"), base, fake_hash)
+    desired = render(validation.routes, RenderSettings("1.2.3"), base, fake_hash)
     plan = plan_diff(running, desired, validation)
     assert [(u["name"], u["fate"]) for u in plan.unmanaged] == [("server site", fate)]
     assert plan.has_changes  # either way, run loads a different config
@@ -254,7 +254,7 @@ def test_password_checks_stop_at_the_budget_and_say_so() -> None:
         for c in load("unchanged", "routes.json")
     ]
     validation = validate_route_set(configs, NOW)
-    config = render(validation.routes, RenderSettings("unix//a.sock", "1"), BaseConfig(), fake_hash)
+    config = render(validation.routes, RenderSettings("1"), BaseConfig(), fake_hash)
     running = with_password_hashes(config, bcrypt.hashpw(b"same", bcrypt.gensalt(4)).decode())
 
     # One check at cost 4 covers both hosts: the same (password, hash) pair is checked once.
@@ -268,7 +268,7 @@ def test_password_checks_stop_at_the_budget_and_say_so() -> None:
 def test_a_running_hash_that_is_not_bcrypt_is_not_verified() -> None:
     configs = [{**load("unchanged", "routes.json")[1], "authentication": {"type": "Basic", "user": "u", "pass": "p"}}]
     validation = validate_route_set(configs, NOW)
-    config = render(validation.routes, RenderSettings("unix//a.sock", "1"), BaseConfig(), fake_hash)
+    config = render(validation.routes, RenderSettings("1"), BaseConfig(), fake_hash)
     plan = plan_diff(with_password_hashes(config, "$argon2id$v=19$x"), config, validation)
     assert plan.hosts[0]["changes"] == [{"field": "basic_auth", "change": "password not verified", "user": "u"}]
 

@@ -28,7 +28,7 @@ from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.caddyjson.tree import set_in
 from coretraffic.core.validate import BasicAuth, Certificate, Route
 
-SETTINGS = RenderSettings("unix//a.sock", "1.2.3")
+SETTINGS = RenderSettings("1.2.3")
 # Far fewer hosts per bucket than in production, so that the bucketed set spreads over several buckets.
 BUCKETED = dataclasses.replace(SETTINGS, bucket_size=7)
 NO_CERTIFICATE = Certificate("", (), datetime.datetime.min, datetime.datetime.max, "")  # render never reads it

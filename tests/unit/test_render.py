@@ -27,7 +27,7 @@ from coretraffic.caddyjson.layout import (
     config_id,
     route_id,
 )
-from coretraffic.caddyjson.render import RenderSettings, render, serialise
+from coretraffic.caddyjson.render import RenderSettings, render, serialise, with_admin_listen
 from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.errors import BaseConfigError
 from tests.support import golden
@@ -121,10 +121,19 @@ def test_render_does_not_modify_the_base_config() -> None:
 # --- key facts ------------------------------------------------------------------------------------------------
 
 
-def test_admin_listen_is_set_and_other_admin_options_kept() -> None:
+def test_render_names_no_admin_address_and_keeps_the_other_admin_options() -> None:
     config = render_case("base")
-    assert config["admin"] == {"listen": "unix//var/lib/coretraffic/admin.sock", "config": {"persist": False}}
-    assert render_case("plain")["admin"] == {"listen": "unix//run/coretraffic/admin.sock"}
+    assert config["admin"] == {"config": {"persist": False}}  # the base's own listen address is not carried
+    assert "admin" not in render_case("plain")
+
+
+def test_the_loader_sets_the_admin_address_and_the_marker_does_not_depend_on_it() -> None:
+    config = render_case("base")
+    loaded = with_admin_listen(config, "unix//run/one.sock")
+    assert loaded["admin"] == {"listen": "unix//run/one.sock", "config": {"persist": False}}
+    assert "listen" not in config["admin"]  # the rendered config is not changed: it can serve another Caddy
+    assert config_id(with_admin_listen(config, "localhost:2019")) == config_id(loaded) == config_id(config)
+    assert with_admin_listen(render_case("plain"), "localhost:2019")["admin"] == {"listen": "localhost:2019"}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -143,7 +152,7 @@ def test_ports_and_listen_addresses() -> None:
     assert config["apps"]["http"]["https_port"] == 8000
     assert servers(config)[HTTP_SERVER]["listen"] == ["0.0.0.0:7999"]
     assert servers(config)[HTTPS_SERVER]["listen"] == ["0.0.0.0:8000"]
-    settings = RenderSettings(admin_listen="localhost:2019", version="x", http_port=80, https_port=443)
+    settings = RenderSettings(version="x", http_port=80, https_port=443)
     other = render(case_routes("plain"), settings, BaseConfig(), fake_hash)
     assert servers(other)[HTTP_SERVER]["listen"] == [":80"]
     assert servers(other)[HTTPS_SERVER]["listen"] == [":443"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coretraffic.caddyjson.base import BaseConfig
-from coretraffic.caddyjson.render import RenderSettings, render
+from coretraffic.caddyjson.render import RenderSettings, render, with_admin_listen
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import validate_route_set
 from coretraffic.testing.pki import DemoCA
@@ -27,7 +27,9 @@ GOLDEN = HERE.parent / "render"
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 NOT_AFTER = datetime.datetime(2120, 1, 1, tzinfo=datetime.UTC)
-SETTINGS = {"admin_listen": "unix//run/coretraffic/admin.sock", "version": "1.2.3"}
+SETTINGS = {"version": "1.2.3"}
+# Both sides as `run` loads them: with the admin address of the Caddy they are for.
+ADMIN_LISTEN = "unix//run/coretraffic/admin.sock"
 
 
 def _golden_config(case: str, index: int = 0) -> dict[str, Any]:
@@ -60,7 +62,8 @@ class _Maker:
 def _running(configs: list[dict[str, Any]], settings: dict[str, Any], base: dict[str, Any] | None = None) -> Any:
     validation = validate_route_set(configs, NOW)
     assert not validation.errors, validation.errors
-    return render(validation.routes, RenderSettings(**settings), BaseConfig(base or {}), BcryptHasher(4))
+    config = render(validation.routes, RenderSettings(**settings), BaseConfig(base or {}), BcryptHasher(4))
+    return with_admin_listen(config, ADMIN_LISTEN)
 
 
 def _write(case: str, name: str, document: Any) -> None:
@@ -74,7 +77,8 @@ def _write_desired(
     _write(case, "routes.json", configs)
     _write(case, "settings.json", settings)
     routes = validate_route_set(configs, NOW).routes
-    _write(case, "desired.json", render(routes, RenderSettings(**settings), BaseConfig(base or {}), fake_hash))
+    desired = render(routes, RenderSettings(**settings), BaseConfig(base or {}), fake_hash)
+    _write(case, "desired.json", with_admin_listen(desired, ADMIN_LISTEN))
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ def write_buckets_case(ca: DemoCA) -> None:
     )  # fmt: skip
     wildcard = _config(ca, "*.w.example.test", "*.w.example.test", ["10.0.4.1"], [80])
     _write("buckets", "routes.json", [wildcard, *reversed(one), authed, *two])
-    settings = {"admin_listen": "unix//run/coretraffic/admin.sock", "version": "1.2.3", "flat_max": 2, "bucket_size": 3}
+    settings = {"version": "1.2.3", "flat_max": 2, "bucket_size": 3}
     _write("buckets", "settings.json", settings)
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     ca = DemoCA("coretraffic golden CA")
     write_buckets_case(ca)
     _write("plain", "routes.json", [_config(ca, "app.example.test", "app.example.test", ["10.0.0.1"], [8080])])
-    _write("plain", "settings.json", {"admin_listen": "unix//run/coretraffic/admin.sock", "version": "1.2.3"})
+    _write("plain", "settings.json", {"version": "1.2.3"})
 
     # Deliberately out of order, with a mixed-case name, a wildcard, basic auth, IPv6 and a DNS upstream.
     _write(
@@ -79,7 +79,7 @@ def main() -> None:
     _write(
         "multi",
         "settings.json",
-        {"admin_listen": "unix//run/coretraffic/admin.sock", "version": "1.2.3", "listen_host": "0.0.0.0"},
+        {"version": "1.2.3", "listen_host": "0.0.0.0"},
     )
 
     _write("base", "routes.json", [_config(ca, "app.example.test", "app.example.test", ["127.0.0.1"], [3000])])
@@ -129,7 +129,7 @@ def main() -> None:
     _write(
         "base",
         "settings.json",
-        {"admin_listen": "unix//var/lib/coretraffic/admin.sock", "version": "0.1.0", "http3": True},
+        {"version": "0.1.0", "http3": True},
     )
 
 
