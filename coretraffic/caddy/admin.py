@@ -16,7 +16,7 @@ import orjson
 
 from coretraffic.errors import CaddyRejected, CaddyUnavailable
 
-# A 10,000-route load takes about 2.4 s on these machines (caddy-notes); leave room for a busy box.
+# A 10,000-route load takes seconds (docs/caddy.md, "Cost of a load"); leave room for a busy box.
 LOAD_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 PROBE_TIMEOUT = httpx.Timeout(5.0)
 

@@ -9,7 +9,7 @@ changed. Two servers are generated and merged into the operator's base config:
   auth (optional), sets the version header and proxies to the upstreams; any other Host gets a 404.
 
 Host dispatch without a cliff: Caddy matches a server's routes one after another, so 10,000 one-host routes cost
-the last host ~2 ms a request (caddy-notes). Past `flat_max` hosts, plain hosts (no auth, no wildcard) are
+the last host ~2 ms a request (docs/caddy.md). Past `flat_max` hosts, plain hosts (no auth, no wildcard) are
 grouped into bucket routes whose host matcher holds up to `bucket_size` hosts (Caddy binary-searches matchers of
 more than 100 hosts), and inside a bucket a `map` handler picks the host's upstreams into placeholder slots.
 Buckets hold hosts with the same number of upstreams, so no upstream gets extra weight. Hosts with basic auth or
@@ -59,14 +59,13 @@ class RenderSettings:
     https_port: int = 8000
     listen_host: str = ""
     http3: bool = False
-    # Old configs stay pinned in memory by idle upstream connections until they time out (caddy-notes: 2.6 GB
-    # after 100 reloads with Caddy's 2-minute default); a short idle timeout bounds that.
+    # Old configs stay pinned in memory by idle upstream connections until they time out (Caddy's default is 2
+    # minutes: gigabytes after 100 reloads under traffic, docs/caddy.md); a short idle timeout bounds that.
     upstream_idle_timeout: str = "5s"
     # Up to this many hosts, one route per host (simplest config, upstreams health-checkable); beyond, buckets.
     flat_max: int = 16
     # Hosts per bucket: > 100 for a binary-searched host matcher. Every bucket a request passes costs more than
-    # the map entries it scans, so buckets are large: at 10,000 hosts, sizes from 300 to 1,200 measured within
-    # noise of each other (0.83-0.93x, larger slightly ahead; benchmarks/ with real SNI, 2026-11-26).
+    # the map entries it scans, so buckets are large (sizes measured: BENCHMARKS.md, "What moved the numbers").
     bucket_size: int = 1000
 
 
@@ -218,7 +217,7 @@ def _host_route(route: Route, settings: RenderSettings, hash_password: PasswordH
                 "providers": {
                     "http_basic": {
                         "accounts": [account(route.basic_auth.user, hash_password(route.basic_auth))],
-                        # Without the cache Caddy runs bcrypt on every request (0 rps under load, caddy-notes).
+                        # Without the cache Caddy runs bcrypt on every request (0 rps under load, docs/caddy.md).
                         "hash_cache": {},
                     }
                 },

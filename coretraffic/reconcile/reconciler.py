@@ -223,8 +223,8 @@ class Reconciler:
         return self._result("failed", [], validation, isolated, started, "too many rejected hosts to isolate")
 
     def _render_and_serialise(self, routes: Sequence[Route], foreign: Parts) -> tuple[JSON, bytes, dict[str, str]]:
-        # Building 10,000 routes allocates enough to trigger full collections that walk the whole heap, which
-        # cost 4x the rendering itself (measured: 200 ms vs 40 ms). Nothing here makes cycles worth collecting.
+        # Building 10,000 routes allocates enough to trigger full collections that walk the whole heap, which cost
+        # more than the rendering itself (BENCHMARKS.md). Nothing here makes cycles worth collecting.
         gc.disable()
         try:
             config = with_admin_listen(self._render(routes), self._admin.address.listen)
