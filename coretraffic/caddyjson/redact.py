@@ -7,6 +7,8 @@ whether a secret changed, without revealing it); certificates optionally become 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from typing import Any
 
 from cryptography import x509
@@ -42,3 +44,29 @@ def redact(document: Any, *, certificates: bool = False) -> Any:
     if isinstance(copy.get(ACCOUNT_PASSWORD), str) and ACCOUNT_USER in copy:  # an http_basic account
         copy[ACCOUNT_PASSWORD] = f"<redacted password hash sha256:{fingerprint(copy[ACCOUNT_PASSWORD])}>"
     return copy
+
+
+# Field names that hold secrets in Caddy modules beyond the two shapes coretraffic writes (DNS provider tokens,
+# OAuth client secrets, transport keys, ...): a one-line value of such a field is never shown.
+_SECRET_NAME = re.compile(r"key|secret|password|passwd|token|credential", re.IGNORECASE)
+_SHOWN_CHARACTERS = 80
+
+
+def value_text(value: Any, name: str | int = "") -> str:
+    """A config value as one short line for a person: what `redact` hides stays hidden, so do values of fields
+    whose name says secret, anywhere inside; certificates become fingerprints; a long value is cut."""
+    shown = _masked(redact(value, certificates=True), name)
+    text = json.dumps(shown, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
+
+
+def _masked(value: Any, name: str | int) -> Any:
+    if isinstance(value, dict):
+        return {key: _masked(item, key) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, name) for item in value]
+    if isinstance(name, str) and _SECRET_NAME.search(name) and not (isinstance(value, str) and value.startswith("<")):
+        return f"<redacted sha256:{fingerprint(str(value))}>"
+    if isinstance(value, str) and "-----BEGIN" in value:
+        return f"<PEM sha256:{fingerprint(value)}>"
+    return value

@@ -30,6 +30,7 @@ from coretraffic.caddyjson.layout import (
 )
 from coretraffic.caddyjson.ownership import foreign_parts, keep_foreign
 from coretraffic.caddyjson.readback import HostState, handlers, read_config
+from coretraffic.caddyjson.redact import value_text
 from coretraffic.caddyjson.tree import Path, get_in, replaced
 from coretraffic.core.validate import Certificate, Validation, check_pem_pair, normalise_host_name
 from coretraffic.errors import FieldError
@@ -261,24 +262,33 @@ def _with_password(node: JSON, old_hash: str, new_hash: str) -> JSON:
 
 
 def _differences(old: Any, new: Any, path: Path) -> list[JSON]:
-    """Paths where two JSON values differ, never with the values (they may be secrets)."""
+    """Paths where two JSON values differ, with the values as `value_text` shows them (secrets redacted)."""
     if old == new:
         return []
+    name = path[-1] if path else ""
     if isinstance(old, dict) and isinstance(new, dict):
         found: list[JSON] = []
         for key in sorted(old.keys() | new.keys()):
             if key not in new:
-                found.append({"path": _path_text((*path, key)), "change": "removed"})
+                found.append({"path": _path_text((*path, key)), "change": "removed", "from": value_text(old[key], key)})
             elif key not in old:
-                found.append({"path": _path_text((*path, key)), "change": "added"})
+                found.append({"path": _path_text((*path, key)), "change": "added", "to": value_text(new[key], key)})
             else:
                 found += _differences(old[key], new[key], (*path, key))
         return found
     if isinstance(old, list) and isinstance(new, list):
         if len(old) == len(new):
             return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in _differences(a, b, (*path, i))]
-        return [{"path": _path_text(path), "change": "changed", "detail": f"{len(old)} -> {len(new)} items"}]
-    return [{"path": _path_text(path), "change": "changed"}]
+        return [
+            {
+                "path": _path_text(path),
+                "change": "changed",
+                "detail": f"{len(old)} -> {len(new)} items",
+                "from": value_text(old, name),
+                "to": value_text(new, name),
+            }
+        ]
+    return [{"path": _path_text(path), "change": "changed", "from": value_text(old, name), "to": value_text(new, name)}]
 
 
 def _path_text(path: Path) -> str:

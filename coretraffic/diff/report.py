@@ -33,7 +33,10 @@ def format_text(plan: Plan, *, colour: bool = False) -> str:
     for difference in plan.config:
         mark = {"added": "+", "removed": "-"}.get(difference["change"], "~")
         detail = f" ({difference['detail']})" if "detail" in difference else ""
-        lines.append(paint(f"{mark} config {difference['path']}{detail}", mark, colour))
+        values = " -> ".join(difference[side] for side in ("from", "to") if side in difference)
+        lines.append(
+            paint(f"{mark} config {difference['path']}{detail}{': ' + values if values else ''}", mark, colour)
+        )
     for part in plan.unmanaged:
         mark = _FATE_MARKS.get(part["fate"], "-")  # the rest: "removed: <why>"
         shape = (

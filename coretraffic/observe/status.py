@@ -41,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 from coretraffic import __version__
 from coretraffic.core.readings import Reading
+from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
 from coretraffic.observe.view import DriverView, TargetView
@@ -370,8 +371,8 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
         yield "last apply: none yet"
         return
     yield (
-        f"last apply: {last['outcome']} at {last['at']} in {last['duration_s']} s, {last['hosts_served']} hosts "
-        f"served; caddy: {last['caddy_answer']}"
+        f"last apply: {last['outcome']} at {last['at']} in {last['duration_s']} s, "
+        f"{counted(last['hosts_served'], 'host')} served; caddy: {last['caddy_answer']}"
     )
     for title, problems in (("rejected", last["rejected"]), ("warnings", last["warnings"])):
         if problems:

@@ -35,6 +35,7 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddyjson.layout import JSON, config_id, culprits
 from coretraffic.caddyjson.ownership import Parts, foreign_parts, keep_foreign
 from coretraffic.caddyjson.render import serialise, with_admin_listen
+from coretraffic.core.text import counted
 from coretraffic.core.validate import Problem, Route, Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable
 
@@ -66,8 +67,8 @@ class ApplyResult:
     def summary(self) -> str:
         rejected = sorted({p.host for p in self.rejected})
         text = (
-            f"{self.outcome}: {len(self.applied_hosts)} hosts served, {len(rejected)} rejected, "
-            f"{len(self.warnings)} warnings, {self.duration_s:.3f} s, caddy: {self.caddy_answer}"
+            f"{self.outcome}: {counted(len(self.applied_hosts), 'host')} served, {len(rejected)} rejected, "
+            f"{counted(len(self.warnings), 'warning')}, {self.duration_s:.3f} s, caddy: {self.caddy_answer}"
         )
         return text + (f"; rejected: {', '.join(rejected[:20])}" if rejected else "")
 

@@ -197,6 +197,18 @@ def test_a_difference_no_host_explains_is_still_reported() -> None:
     assert "~ config host routes (see --full)" in format_text(plan)
 
 
+def test_a_config_change_shows_its_old_and_new_value_with_secrets_redacted() -> None:
+    config, validation = rendered(["same.example.test"])
+    running = copy.deepcopy(config)
+    running["storage"] = {"module": "s3", "bucket": "old", "secret_access_key": "CANARY-OLD-SECRET"}
+    config = {**config, "storage": {"module": "s3", "bucket": "new", "secret_access_key": "CANARY-NEW-SECRET"}}
+    plan = plan_diff(running, config, validation)
+    text = format_text(plan)
+    assert '~ config storage.bucket: "old" -> "new"' in text
+    assert '~ config storage.secret_access_key: "<redacted sha256:' in text
+    assert "CANARY" not in text + format_json(plan)
+
+
 def test_other_route_settings_are_reported_per_host() -> None:
     config, validation = rendered(["same.example.test"])
     running = copy.deepcopy(config)

@@ -25,8 +25,9 @@ from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
 from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON
 from coretraffic.caddyjson.render import RenderSettings, render
-from coretraffic.core.validate import Certificate, Route, Validation
+from coretraffic.core.validate import Certificate, Problem, Route, Validation
 from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
+from coretraffic.sources.coreflow.handler import reply_for
 from tests.support.golden import fake_hash
 from tests.support.waiting import wait_until
 
@@ -304,3 +305,10 @@ async def test_a_caddy_that_restarts_empty_gets_the_applied_set_again(fake: Fake
         assert reconciler.heals == 1
     assert fake.loaded[1] == fake.loaded[0]
     assert fake.config == fake.loaded[0]
+
+
+def test_summaries_and_replies_count_one_host_in_the_singular() -> None:
+    one = ApplyResult("applied", ("a.example.test",), (), (), 0.1, "HTTP 200")
+    assert one.summary().startswith("applied: 1 host served, 0 rejected, 0 warnings, ")
+    rejected = ApplyResult("applied", ("a.example.test",), (Problem("b.example.test", "publicKey", "bad"),), (), 0, "")
+    assert reply_for(rejected)["errorText"].startswith("1 host served, 1 rejected; b.example.test: publicKey: bad")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from coretraffic.caddyjson.redact import fingerprint, redact
+from coretraffic.caddyjson.redact import fingerprint, redact, value_text
 from tests.support import golden
 
 GOLDEN = golden.RENDER_CASES
@@ -148,3 +148,16 @@ def test_input_is_not_modified() -> None:
     redacted = redact(document, certificates=True)
     assert document == before
     assert redacted != document
+
+
+def test_value_text_hides_secret_named_fields_at_any_depth_and_pems() -> None:
+    text = value_text({"dns": {"api_token": "CANARY-TOKEN"}, "n": 3})
+    assert "CANARY" not in text and '"n":3' in text and '"api_token":"<redacted sha256:' in text
+    assert value_text({"client_key": "CANARY-KEY"}).startswith('{"client_key":"<redacted sha256:')
+    assert value_text("-----BEGIN PRIVATE KEY-----\nCANARY\n", "anything").startswith('"<PEM sha256:')
+    assert value_text("CANARY", "password").startswith('"<redacted sha256:')
+
+
+def test_value_text_cuts_long_values() -> None:
+    text = value_text(list(range(1000)))
+    assert len(text) == 80 and text.endswith("...")

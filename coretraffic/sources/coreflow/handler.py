@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
+from coretraffic.core.text import counted
 from coretraffic.errors import RouteSetError
 from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
 from coretraffic.sources.coreflow.session import RoutingHandler
@@ -38,7 +39,7 @@ def reply_for(result: ApplyResult) -> dict[str, Any]:
     if result.outcome == "failed":
         head = f"Caddy rejected the route set: {result.caddy_answer}; the previous config keeps serving"
     else:
-        head = f"{served} hosts served, {len({p.host for p in result.rejected})} rejected"
+        head = f"{counted(served, 'host')} served, {len({p.host for p in result.rejected})} rejected"
     listed = [str(p) for p in result.rejected[:_MAX_LISTED]]
     more = len(result.rejected) - len(listed)
     return error("; ".join([head, *listed, *([f"... and {more} more problems"] if more > 0 else [])]))
