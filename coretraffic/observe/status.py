@@ -363,6 +363,9 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
         yield f"source:  coreflow {source['coreflow']} {state}, {source['reconnects']} reconnects"
     else:
         yield f"source:  routes file {source['routes_file']}"
+        problem = source.get("problem")
+        if problem:
+            yield f"  PROBLEM since {problem['since']}: {problem['error']}; {problem['effect']}"
     routes = doc["routes"]
     yield f"routes:  {routes['desired']} desired, {routes['applied']} applied, {routes['rejected']} rejected"
     yield f"config:  {doc['config_id'] or '-'} (last successful apply: {doc['last_successful_apply'] or 'never'})"

@@ -3,17 +3,20 @@
 Feeds the reconciler. The file holds a JSON array of configs or `{"reverseConfigs": [...]}`, in Coreflow's wire
 format. It is polled (stat every second, re-read only when size, mtime or inode moved, applied only when the
 content changed): polling also sees editors that replace the file and Kubernetes ConfigMap symlink swaps, which
-inotify on the file alone would miss. A file that cannot be read or parsed is logged and the last good config
-keeps serving. `RoutesFileSource` is the file as a route source: what `run --routes` starts.
+inotify on the file alone would miss. A file that cannot be read, parsed or used as a route set is logged, shown
+under the source in `/status` and counted in `/metrics` until a good file arrives, and the last good config keeps
+serving. `RoutesFileSource` is the file as a route source: what `run --routes` starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,15 @@ def parse_routes_document(raw: bytes, path: Path) -> Any:
         ) from None
 
 
-async def watch_routes_file(path: Path, on_document: Callable[[Any], Awaitable[None]], interval: float = 1.0) -> None:
+ProblemObserver = Callable[[str | None], None]  # what is wrong with the file now, or None once it is good again
+
+
+async def watch_routes_file(
+    path: Path,
+    on_document: Callable[[Any], Awaitable[None]],
+    on_problem: ProblemObserver = lambda _: None,
+    interval: float = 1.0,
+) -> None:
     """Call `on_document` with the file's content now and after every change; runs until cancelled."""
     last_stat: tuple[int, int, int] | None = None
     last_digest: bytes | None = None
@@ -62,8 +73,10 @@ async def watch_routes_file(path: Path, on_document: Callable[[Any], Awaitable[N
             raw = path.read_bytes() if current != last_stat else None
         except OSError as exc:
             if not failing:  # once per outage, not every second
-                log.error("cannot read routes file %s: %s; keeping the last good config", path, exc.strerror)
-            failing, last_stat = True, None
+                problem = f"cannot read routes file {path}: {exc.strerror}"
+                log.error("%s; keeping the last good config", problem)
+                on_problem(problem)
+            failing, last_stat, last_digest = True, None, None  # readable again: parsed again, even if unchanged
         else:
             failing, last_stat = False, current
             if raw is not None and (digest := hashlib.sha256(raw).digest()) != last_digest:
@@ -72,7 +85,9 @@ async def watch_routes_file(path: Path, on_document: Callable[[Any], Awaitable[N
                     document = parse_routes_document(raw, path)
                 except RoutesFileError as exc:
                     log.error("%s; keeping the last good config", exc)
+                    on_problem(str(exc))
                 else:
+                    on_problem(None)
                     await on_document(document)
         await asyncio.sleep(interval)
 
@@ -83,6 +98,9 @@ class RoutesFileSource:
     def __init__(self, path: Path, reconciler: Reconciler) -> None:
         self._path = path
         self._reconciler = reconciler
+        self._problem: str | None = None
+        self._problem_since = 0.0
+        self._errors = 0
 
     async def run(self) -> None:
         async def submit(document: Any) -> None:
@@ -90,11 +108,39 @@ class RoutesFileSource:
                 await submit_route_set(self._reconciler, document)  # the reconciler logs the outcome
             except RouteSetError as exc:
                 intake_log.error("route set rejected as a whole: %s; keeping the last good config", exc)
+                self._observe_problem(f"routes file {self._path} is not a route set: {exc}")
 
-        await watch_routes_file(self._path, submit)
+        await watch_routes_file(self._path, submit, self._observe_problem)
+
+    def _observe_problem(self, problem: str | None) -> None:
+        if problem is not None and problem != self._problem:
+            self._errors += 1
+            self._problem_since = time.time()
+        self._problem = problem
 
     def description(self) -> dict[str, Any]:
-        return {"routes_file": str(self._path)}
+        problem = None
+        if self._problem is not None:
+            since = datetime.datetime.fromtimestamp(self._problem_since, datetime.UTC)
+            problem = {
+                "error": self._problem,
+                "since": since.isoformat(timespec="seconds"),
+                "effect": "the last good route set keeps serving",
+            }
+        return {"routes_file": str(self._path), "problem": problem}
 
     def readings(self) -> tuple[Reading, ...]:
-        return ()
+        return (
+            Reading(
+                "coretraffic_source_errors_total",
+                "Times a route source's input became unusable (unreadable, not JSON, not a route set)",
+                "counter",
+                self._errors,
+            ),
+            Reading(
+                "coretraffic_source_failing",
+                "1 while a route source's latest input is unusable and the last good set keeps serving",
+                "gauge",
+                int(self._problem is not None),
+            ),
+        )

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         assert document["last_apply"]["outcome"] == "applied"
         (rejected,) = document["last_apply"]["rejected"]
         assert rejected.startswith(MISMATCH)
-        assert document["source"] == {"routes_file": str(routes)}
+        assert document["source"] == {"routes_file": str(routes), "problem": None}
         assert document["caddy"]["healthy"] and document["caddy"]["spawned"]
         assert document["caddy"]["not_managed"] == []
 
@@ -139,6 +140,54 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         await wait_until(lambda: _is(200, status, "/readyz"), 15, "ready again")
     finally:
         assert driver.stop() == 0
+
+
+async def test_a_broken_routes_file_shows_in_status_and_metrics_until_a_good_one_arrives(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, run_args: list[str], status: Status
+) -> None:
+    routes = short_tmp / "routes.json"
+    good = [demo_route(ca, "good.example.test", upstream.port)]
+    routes.write_text(json.dumps(good))
+    driver = Driver([*run_args, "--routes", str(routes)])
+    try:
+        await wait_until(lambda: _is(200, status, "/readyz"), 30, "ready")
+        assert await status.metric("coretraffic_source_errors_total") == 0
+        routes.write_text('[{"hostName": "x",\n oops]')
+
+        async def problem_shown() -> bool:
+            return (await status.document())["source"]["problem"] is not None
+
+        await wait_until(problem_shown, 10, "the broken file shown in /status")
+        problem = (await status.document())["source"]["problem"]
+        assert "is not valid JSON (line 2, column 2)" in problem["error"]
+        assert problem["effect"] == "the last good route set keeps serving" and problem["since"]
+        assert await status.metric("coretraffic_source_errors_total") == 1
+        assert await status.metric("coretraffic_source_failing") == 1
+        assert await status.code("/readyz") == 200  # the last good set is still what Caddy runs
+        text = status_command("--status-addr", status.address).stdout
+        assert "PROBLEM since" in text and "not valid JSON" in text
+
+        routes.write_text(json.dumps({"reverseConfigs": "not a list"}))  # JSON, but not a route set
+        await wait_until(
+            lambda: _source_error_contains(status, "not a route set"), 10, "the second problem shown in /status"
+        )
+        assert await status.metric("coretraffic_source_errors_total") == 2
+
+        routes.write_text(json.dumps(good))
+        await wait_until(lambda: _not(problem_shown), 10, "the problem cleared")
+        assert await status.metric("coretraffic_source_failing") == 0
+        assert await status.metric("coretraffic_source_errors_total") == 2
+    finally:
+        assert driver.stop() == 0
+
+
+async def _source_error_contains(status: Status, text: str) -> bool:
+    problem = (await status.document())["source"]["problem"]
+    return problem is not None and text in problem["error"]
+
+
+async def _not(condition: Callable[[], Awaitable[bool]]) -> bool:
+    return not await condition()
 
 
 async def test_unreachable_caddy_is_unhealthy_and_not_ready(
