@@ -195,9 +195,12 @@ async def test_version_header_and_settings_changes(
     assert f"    version header 0.0.1 -> {render_settings.version}" in result.out.splitlines()
 
     # A setting outside the hosts (here the HTTPS port) is named by its path in the config.
-    moved = await diff(configs, https_port=free_port())
-    assert "~ config apps.http.https_port" in moved.out.splitlines()
-    assert "~ config apps.http.servers.coretraffic_https.listen[0]" in moved.out.splitlines()
+    port = free_port()
+    moved = await diff(configs, https_port=port)
+    lines = moved.out.splitlines()
+    assert f"~ config apps.http.https_port: {render_settings.https_port} -> {port}" in lines
+    listen = f'"127.0.0.1:{render_settings.https_port}" -> "127.0.0.1:{port}"'
+    assert f"~ config apps.http.servers.coretraffic_https.listen[0]: {listen}" in lines
 
 
 async def test_servers_coretraffic_does_not_own_are_described_and_left_alone(
