@@ -38,7 +38,7 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
     try:
         routes = required_routes(settings)
         address = admin_address(settings)
-        # The cheapest bcrypt cost: desired hashes are never compared (their salts are fresh), passwords are
+        # The cheapest bcrypt cost: desired hashes are never compared (another cost, so another hash), passwords are
         # checked against the running hashes instead; at the configured cost each authed host would cost 60 ms.
         renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}))
         document = read_routes_document(routes)

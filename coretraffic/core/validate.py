@@ -9,6 +9,7 @@ the whole set on every change and re-parsing 10,000 PEM pairs each time would do
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import itertools
 import re
@@ -56,6 +57,9 @@ class Problem:
 class BasicAuth:
     user: str
     password: str = field(repr=False)
+    # A digest of the host's private key: what makes its bcrypt salt unique to the host yet the same on every
+    # render (`passwords`).
+    salt_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -261,7 +265,7 @@ def _validate_config(raw: Any) -> Route:
         )
     basic_auth = None
     if config.authentication is not None:
-        basic_auth = _collect(errors, _basic_auth, config.authentication)
+        basic_auth = _collect(errors, _basic_auth, config.authentication, key_pem)
     if errors:
         raise ExceptionGroup("invalid config", errors)
     assert host is not None and upstreams is not None and certificate is not None
@@ -279,7 +283,7 @@ def _collect(errors: list[FieldError], check: Callable[P, T], *args: P.args, **k
     return None
 
 
-def _basic_auth(authentication: BasicAuthentication) -> BasicAuth:
+def _basic_auth(authentication: BasicAuthentication, key_pem: str) -> BasicAuth:
     user = authentication.user
     password = authentication.password.get_secret_value()
     errors = []
@@ -293,7 +297,7 @@ def _basic_auth(authentication: BasicAuthentication) -> BasicAuth:
         errors.append(FieldError("authentication.pass", "is longer than 72 bytes, more than bcrypt can check"))
     if errors:
         raise ExceptionGroup("invalid authentication", errors)
-    return BasicAuth(user, password)
+    return BasicAuth(user, password, hashlib.sha256(key_pem.encode()).digest())
 
 
 @functools.lru_cache(maxsize=65536)  # the same names come in every route set

@@ -199,7 +199,7 @@ def _host_changes(
         replaced = {"from": _certificate(before.pem, parsed), "to": _certificate(after.pem, parsed)}
         changes.append({"field": "certificate", **replaced})
     kept_hash = None
-    if before.account != after.account:  # the hashes always differ (fresh salt): compare users, check passwords
+    if before.account != after.account:  # rendered at another cost, the hashes differ: compare users, check passwords
         auth, kept_hash = _auth_change(before.account, after.account, password, checker)
         if auth is not None:
             changes.append({"field": "basic_auth", **auth})

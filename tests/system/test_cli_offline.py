@@ -306,3 +306,12 @@ def test_unknown_command_is_a_usage_error(env: dict[str, str]) -> None:
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "invalid choice: 'frobnicate'" in run.stderr
+
+
+def test_render_is_byte_identical_across_runs_with_basic_auth(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
+    auth = {"type": "Basic", "user": "alice", "pass": f"{CANARY}-pass"}
+    path = str(routes_file(tmp_path, [wire("app.example.test", ca.issue(["app.example.test"]), authentication=auth)]))
+    first, second = (coretraffic(env, "render", "--routes", path, "--show-secrets") for _ in range(2))
+    assert first.returncode == 0, first
+    assert '"password": "$2b$04$' in first.stdout
+    assert first.stdout == second.stdout

@@ -50,7 +50,7 @@ def route(host: str, upstreams: int = 1, user: str | None = None) -> Route:
         certificate_pem=f"chain of {host}",
         private_key_pem=f"key of {host}",
         certificate=NO_CERTIFICATE,
-        basic_auth=BasicAuth(user, f"password of {host}") if user else None,
+        basic_auth=BasicAuth(user, f"password of {host}", host.encode()) if user else None,
     )
 
 
