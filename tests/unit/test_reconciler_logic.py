@@ -28,6 +28,7 @@ from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.validate import Certificate, Problem, Route, Validation
 from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
 from coretraffic.sources.coreflow.handler import reply_for
+from tests.support.caddy import running as reconciler_running
 from tests.support.golden import fake_hash
 from tests.support.waiting import wait_until
 
@@ -179,13 +180,10 @@ def fake() -> FakeCaddy:
 @asynccontextmanager
 async def running(fake: FakeCaddy) -> AsyncIterator[Reconciler]:
     admin = CaddyAdmin(ADMIN, transport=fake.transport())
-    reconciler = Reconciler(admin, render_routes, heal_interval=HEAL_INTERVAL)
-    task = asyncio.create_task(reconciler.run())
     try:
-        yield reconciler
+        async with reconciler_running(Reconciler(admin, render_routes, heal_interval=HEAL_INTERVAL)) as reconciler:
+            yield reconciler
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await admin.aclose()
 
 
