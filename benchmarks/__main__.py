@@ -40,7 +40,7 @@ async def suite(args: argparse.Namespace) -> list[str]:
             _row(f"Caddy RSS after {r.reloads} reloads under traffic / steady", r.ratio, "<= 1.5", r.ratio <= 1.5,
                  f"{r.settled_mb:.0f} / {r.steady_mb:.0f} MB ({r.right_after_mb:.0f} MB right after the last reload), "
                  f"{args.reload_routes:,} routes, "
-                 f"{r.requests:,} requests, {r.failed} failed")
+                 f"{r.requests:,} requests, {r.failed} failed, {r.hung} h2load runs hung")
         )  # fmt: skip
         print(rows[-1], flush=True)
         c = await scale.driver_cost(b, args.cost_routes)

@@ -47,6 +47,12 @@ class Load:
     rps: float
     requests: int
     failed: int  # requests that ended without a 2xx response
+    hung: int = 0  # runs killed because a connection never got its answer (h2load waits for it for ever)
+
+
+# h2load ends a run only when every request it sent was answered: one connection that never is would hold the
+# run (and the suite) for ever. Past its duration plus this, the run is killed and counted as hung.
+HUNG_AFTER_S = 20.0
 
 
 def require_h2load() -> str:
@@ -69,7 +75,12 @@ async def h2load(port: int, host: str, seconds: float, *, clients: int = 32, aut
     process = await asyncio.create_subprocess_exec(
         *args, f"https://{host}:{port}/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    out = (await process.communicate())[0].decode()
+    try:
+        out = (await asyncio.wait_for(process.communicate(), seconds + HUNG_AFTER_S))[0].decode()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return Load(0.0, 0, 0, hung=1)
     rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     codes = re.search(r"status codes: (\d+) 2xx", out)

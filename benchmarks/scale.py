@@ -84,6 +84,7 @@ class Reloads:
     reloads: int
     requests: int
     failed: int
+    hung: int
 
     @property
     def ratio(self) -> float:
@@ -110,17 +111,17 @@ async def reloads_under_traffic(bed: Bed, size: int, reloads: int) -> Reloads:
     settled = bed.caddy_rss_mb()
     stop.set()
     load = await traffic
-    return Reloads(steady, right_after, settled, reloads, load.requests, load.failed)
+    return Reloads(steady, right_after, settled, reloads, load.requests, load.failed, load.hung)
 
 
 async def _traffic_until(bed: Bed, host: str, stop: asyncio.Event) -> Load:
     """Back-to-back one-second h2load runs: a reload closes keep-alive connections, and h2load does not reopen
     them within a run, so short runs keep the traffic up through a hundred reloads."""
-    requests = failed = 0
+    requests = failed = hung = 0
     while not stop.is_set():
         load = await h2load(bed.https_port, host, 1)
-        requests, failed = requests + load.requests, failed + load.failed
-    return Load(0.0, requests, failed)
+        requests, failed, hung = requests + load.requests, failed + load.failed, hung + load.hung
+    return Load(0.0, requests, failed, hung)
 
 
 @dataclass(frozen=True)
