@@ -1,11 +1,11 @@
-"""The reconciler's timing rules, fast, against a fake admin API: coalescing, isolation rounds, self-heal.
+"""The reconciler's timing rules, fast, against a fake admin API: coalescing, isolation, self-heal, loads in doubt.
 
 `FakeCaddy` is a small in-memory stand-in for Caddy's admin API behind `CaddyAdmin` (through
 `httpx.MockTransport`): it keeps the config last loaded, answers `GET /config/` with an ETag and `GET /id/<id>` by
 scanning for the `@id`, and can be told to reject loads (HTTP 400 with a Caddy-like error text), to be
 unavailable, to come back empty as a restarted Caddy does, to hold loads and `@id` checks until released, or to
-lose its answers to loads (applied or not), which a real Caddy cannot be made to do on cue. It is a fake beside the real-Caddy tests (`test_reconciler.py` and
-others), which stay: they show what Caddy does; these show what the reconciler decides, in milliseconds.
+lose its answers to loads (applied or not), which a real Caddy cannot be made to do on cue. It is a fake beside
+the real-Caddy tests (`test_reconciler.py` and others), which stay: they show what Caddy does; these show what the reconciler decides, in milliseconds.
 """
 
 from __future__ import annotations
