@@ -5,7 +5,8 @@
 scanning for the `@id`, and can be told to reject loads (HTTP 400 with a Caddy-like error text), to be
 unavailable, to come back empty as a restarted Caddy does, to hold loads and `@id` checks until released, or to
 lose its answers to loads (applied or not), which a real Caddy cannot be made to do on cue. It is a fake beside
-the real-Caddy tests (`test_reconciler.py` and others), which stay: they show what Caddy does; these show what the reconciler decides, in milliseconds.
+the real-Caddy tests (`test_reconciler.py` and others), which stay: they show what Caddy does; these show what the
+reconciler decides, in milliseconds.
 """
 
 from __future__ import annotations
