@@ -1,7 +1,7 @@
 """Loads against a real Caddy: no OCSP work inside a load, and a load that outlasts the client's timeout is not
 posted again while Caddy still applies it.
 
-Certificates come from `PublicLikeCA`, whose leaves name a local OCSP responder (`tests.support.ocsp`) that
+Certificates come from `PublicLikeCA`, whose leaves name a local OCSP responder (`coretraffic.testing.ocsp`) that
 counts the connections it gets. A responder that holds its connections also keeps Caddy inside a load with
 stapling on, which is how a load is made to outlast a short client timeout on cue; Caddy is SIGSTOPped while the
 timeout fires, and always SIGCONTed in a `finally`.
@@ -25,11 +25,11 @@ from coretraffic.caddyjson.layout import JSON, config_id
 from coretraffic.caddyjson.render import RenderSettings
 from coretraffic.core.validate import Route, Validation
 from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.testing.ocsp import Responder
 from coretraffic.testing.pki import PublicLikeCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import renderer_for, running, validated
 from tests.support.dataplane import https_get
-from tests.support.ocsp import Responder
 from tests.support.waiting import wait_until
 
 WAIT = 30.0

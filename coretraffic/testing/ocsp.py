@@ -1,4 +1,5 @@
-"""A stand-in OCSP responder on 127.0.0.1 that counts the connections it gets: whether Caddy fetches OCSP at all.
+"""A stand-in OCSP responder on 127.0.0.1 that counts its connections: whether Caddy fetches OCSP, for tests and
+benchmarks.
 
 It either holds every connection open without a word (a responder that never answers) or answers each request
 with `404` and closes (a responder that fails fast), and can be switched from holding to answering, which also
