@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 
-from benchmarks import diff_cli, scale, update_to_serving
+from benchmarks import diff_cli, ocsp_load, scale, update_to_serving
 from benchmarks.harness import bed, require_h2load
 
 
@@ -58,6 +58,14 @@ async def suite(args: argparse.Namespace) -> list[str]:
                  f"{t.floor_median_s:.2f} s; against an empty Caddy (all added) {t.all_added_s:.2f} s")
         )  # fmt: skip
         print(rows[-1], flush=True)
+        o = await ocsp_load.measure(b, args.ocsp_certificates, args.rounds + 1)
+        rows.append(
+            _row(f"/load of CA-issued / self-signed certificates, {o.certificates} each, responder never answers",
+                 o.ratio, "<= 1.2", o.ratio <= 1.2,
+                 f"{o.ca_issued_s * 1000:.0f} / {o.self_signed_s * 1000:.0f} ms; "
+                 f"{o.responder_connections} connections to the OCSP responder")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
     for size in args.sizes:
         u = await update_to_serving.measure(size, args.rounds + 1)
         limit = 1.1 * u.raw_s + 0.020
@@ -81,6 +89,7 @@ def main() -> None:
     args.reload_routes = 2000 if full else 200
     args.cost_routes = 10000 if full else 500
     args.diff_routes = 10000 if full else 500
+    args.ocsp_certificates = 200 if full else 50
     require_h2load()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")

@@ -11,6 +11,7 @@
     │   └── StatusError        the status server cannot listen, or (for `coretraffic status`) does not answer
     ├── CaddyError             a Caddy admin API call did not succeed
     │   ├── CaddyUnavailable   no answer, a timeout or a 5xx: worth trying again
+    │   │   └── LoadInDoubt    a load was sent and its answer never came: Caddy may still be applying it
     │   └── CaddyRejected      a 4xx: the config was refused, the old one keeps serving; retrying will not help
     ├── FieldError             one field of one config is wrong; validation turns it into a per-host Problem
     └── CoreflowError          the Coreflow connection (the client reconnects; nothing reaches the user)
@@ -66,6 +67,10 @@ class CaddyError(CoretrafficError):
 
 class CaddyUnavailable(CaddyError):
     """Caddy did not answer, or answered 5xx: worth trying again."""
+
+
+class LoadInDoubt(CaddyUnavailable):
+    """A `/load` was sent but no answer came (timeout, connection dropped): Caddy may be applying it still."""
 
 
 class CaddyRejected(CaddyError):

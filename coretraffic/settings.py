@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     https_port: int = Field(8000, ge=1, le=65535, description="port of the HTTPS server")
     listen_host: str = Field("", description="address the two servers bind (empty: all)")
     http3: bool = Field(False, description="also serve HTTP/3 (UDP on the HTTPS port)")
+    ocsp_stapling: bool = Field(
+        False,
+        description="staple OCSP responses: every load then fetches OCSP for each certificate with a responder URL "
+        "and no fresh staple stored, before Caddy answers it",
+    )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
     log_format: Literal["auto", "json", "text"] = Field(

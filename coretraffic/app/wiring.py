@@ -39,6 +39,7 @@ def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
         https_port=settings.https_port,
         listen_host=settings.listen_host,
         http3=settings.http3,
+        ocsp_stapling=settings.ocsp_stapling,
     )
     hasher = BcryptHasher(settings.bcrypt_cost)
 

@@ -2,7 +2,8 @@
 
 The edge where the driver talks to the data plane: `load` a whole config, read the config back, ask whether a
 given `@id` exists. Errors are sorted into what the reconciler needs to decide: `CaddyUnavailable` (connection
-refused, timeout, 5xx: try again) and `CaddyRejected` (4xx: the config itself is wrong, retrying will not help).
+refused, timeout, 5xx: try again), `LoadInDoubt` (a load was sent but its answer never came: Caddy may still be
+applying it) and `CaddyRejected` (4xx: the config itself is wrong, retrying will not help).
 """
 
 from __future__ import annotations
@@ -14,11 +15,28 @@ from typing import Any
 import httpx
 import orjson
 
-from coretraffic.errors import CaddyRejected, CaddyUnavailable
+from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
 
-# A 10,000-route load takes seconds (docs/caddy.md, "Cost of a load"); leave room for a busy box.
-LOAD_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+# Reading the whole config back: 11 MB at 10,000 routes in about 74 ms (docs/caddy.md); room for a busy box.
+READ_CONFIG_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 PROBE_TIMEOUT = httpx.Timeout(5.0)
+# Failures after which the request cannot have reached Caddy: anything else during a load leaves it in doubt.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class LoadTimeout:
+    """How long to wait for Caddy's answer to a load, from the config's size.
+
+    Caddy takes about 0.2 s per MB of config (docs/caddy.md, "Cost of a load"); ten times that plus a base
+    leaves room for a busy box. A load that outlasts it is not lost: it goes on inside Caddy (`LoadInDoubt`).
+    """
+
+    base_s: float = 60.0
+    per_mb_s: float = 2.0
+
+    def for_size(self, size: int) -> httpx.Timeout:
+        return httpx.Timeout(self.base_s + self.per_mb_s * size / 1e6, connect=5.0)
 
 
 @dataclass(frozen=True)
@@ -33,9 +51,16 @@ class AdminAddress:
 
 
 class CaddyAdmin:
-    def __init__(self, address: AdminAddress, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        address: AdminAddress,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        load_timeout: LoadTimeout = LoadTimeout(),
+    ) -> None:
         """`transport` replaces the connection to `address` (tests: `httpx.MockTransport` as a fake Caddy)."""
         self.address = address
+        self.load_timeout = load_timeout
         socket_path = address.socket_path
         base_url = "http://localhost" if socket_path is not None else f"http://{address.listen}"
         if transport is None:
@@ -49,23 +74,36 @@ class CaddyAdmin:
         await self._client.aclose()
 
     async def load(self, body: bytes) -> None:
-        await self._request(
-            "POST", "/load", content=body, timeout=LOAD_TIMEOUT, headers={"Content-Type": "application/json"}
-        )
+        """Load `body` as Caddy's whole config; `LoadInDoubt` when it was sent and no answer came."""
+        try:
+            await self._request(
+                "POST",
+                "/load",
+                content=body,
+                timeout=self.load_timeout.for_size(len(body)),
+                headers={"Content-Type": "application/json"},
+            )
+        except CaddyUnavailable as exc:
+            if isinstance(exc.__cause__, httpx.TransportError) and not isinstance(exc.__cause__, _NOT_SENT):
+                raise LoadInDoubt(str(exc)) from exc.__cause__
+            raise
 
     async def get_config(self) -> Any:
-        response = await self._request("GET", "/config/", timeout=LOAD_TIMEOUT)
+        response = await self._request("GET", "/config/", timeout=READ_CONFIG_TIMEOUT)
         return orjson.loads(response.content)  # 11 MB at 10,000 routes: a quarter of json's time
 
     async def config_etag(self) -> str:
         """The ETag of the whole running config: it changes with any edit, by anyone."""
-        response = await self._request("GET", "/config/", timeout=LOAD_TIMEOUT)
+        response = await self._request("GET", "/config/", timeout=READ_CONFIG_TIMEOUT)
         return str(response.headers.get("etag", ""))
 
-    async def has_id(self, object_id: str) -> bool:
-        """Whether Caddy's running config holds an object with this `@id`."""
+    async def has_id(self, object_id: str, timeout: httpx.Timeout = PROBE_TIMEOUT) -> bool:
+        """Whether Caddy's running config holds an object with this `@id`.
+
+        Caddy serialises reads with config changes: while a load runs, the answer waits until it is done.
+        """
         try:
-            await self._request("GET", f"/id/{object_id}")
+            await self._request("GET", f"/id/{object_id}", timeout=timeout)
         except CaddyRejected:
             return False
         return True

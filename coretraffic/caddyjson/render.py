@@ -48,6 +48,7 @@ from coretraffic.caddyjson.layout import (
 from coretraffic.core.validate import BasicAuth, Route
 
 MAX_HEADER_BYTES = 32 * 1024
+CERTIFICATE_CACHE_MIN = 10_000  # Caddy's own default capacity
 
 PasswordHasher = Callable[[BasicAuth], str]
 
@@ -67,6 +68,9 @@ class RenderSettings:
     # Hosts per bucket: > 100 for a binary-searched host matcher. Every bucket a request passes costs more than
     # the map entries it scans, so buckets are large (sizes measured: BENCHMARKS.md, "What moved the numbers").
     bucket_size: int = 1000
+    # Off: with stapling on, every `/load` fetches OCSP for every certificate that names a responder and has no
+    # fresh staple stored, synchronously, before it answers (docs/caddy.md).
+    ocsp_stapling: bool = False
 
 
 def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, hash_password: PasswordHasher) -> JSON:
@@ -100,10 +104,26 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
         "protocols": ["h1", "h2", "h3"] if settings.http3 else ["h1", "h2"],
         "routes": [*_https_routes(ordered, settings, hash_password), _not_found()],
     }
-    certificates = apps.setdefault("tls", {}).setdefault("certificates", {})
+    tls_app = apps.setdefault("tls", {})
+    certificates = tls_app.setdefault("certificates", {})
     certificates["load_pem"] = [*certificates.get("load_pem", []), *_load_pem(ordered)]
+    _tune_certificate_handling(tls_app, len(certificates["load_pem"]), settings)
     servers[HTTP_SERVER]["routes"][0]["@id"] = CONFIG_ID_PREFIX + _inputs_digest(ordered, settings, base, hash_password)
     return config
+
+
+def _tune_certificate_handling(tls_app: JSON, certificates: int, settings: RenderSettings) -> None:
+    """OCSP stapling and the certificate cache's capacity, merged with what the base config's `tls` app says.
+
+    A base that sets `disable_ocsp_stapling` (the Caddyfile's `ocsp_stapling off`) keeps its value: the operator
+    wrote it for this Caddy. The cache capacity is the larger of the base's and ours: past its capacity Caddy's
+    cache scans itself on every insert to evict, and `load_pem` certificates are never evicted, so a smaller one
+    only makes every load quadratic in the certificates; it saves no memory.
+    """
+    tls_app.setdefault("disable_ocsp_stapling", not settings.ocsp_stapling)
+    cache = tls_app.setdefault("cache", {})
+    # Twice the certificates: room for those of the previous config while the new one is provisioned.
+    cache["capacity"] = max(cache.get("capacity", 0), CERTIFICATE_CACHE_MIN, 2 * certificates)
 
 
 def with_admin_listen(config: JSON, listen: str) -> JSON:

@@ -7,6 +7,10 @@ Sources (the routes file, Coreflow) `submit` a validated route set and may await
   closes every idle keep-alive connection).
 - Retry: Caddy unreachable, timing out or answering 5xx is retried with capped, jittered exponential backoff
   (tenacity) for as long as it takes; a newer set takes over from the one being retried.
+- One load at a time: a load whose answer never came (timeout, dropped connection) may still be running in Caddy,
+  so it is not sent again blindly. Caddy serialises reads with config changes: asking for the set's marker `@id`
+  waits behind the running load, and its answer decides: there, the set is applied; not there, it is loaded again
+  (or a newer set that arrived meanwhile is).
 - Per-host isolation: when Caddy rejects a config, the hosts its error points at are dropped with Caddy's reason
   and the rest is applied; an error that points at no host fails the apply and the last good config keeps
   serving, so hosts are never lost for an unrelated bad one.
@@ -29,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
+import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from coretraffic.caddy.admin import CaddyAdmin
@@ -37,7 +42,7 @@ from coretraffic.caddyjson.ownership import Parts, foreign_parts, keep_foreign
 from coretraffic.caddyjson.render import serialise, with_admin_listen
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Problem, Route, Validation
-from coretraffic.errors import CaddyRejected, CaddyUnavailable
+from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
 
 log = logging.getLogger("coretraffic.reconciler")
 
@@ -207,7 +212,7 @@ class Reconciler:
                 marker = config_id(config)
                 if not submission.force and await self._runs_already(body):
                     return self._result("unchanged", routes, validation, isolated, started, "not reloaded")
-                await self._retrying(functools.partial(self._admin.load, body))
+                answer = await self._retrying(functools.partial(self._load, body, marker))
             except CaddyUnavailable:
                 return None
             except CaddyRejected as exc:
@@ -220,8 +225,31 @@ class Reconciler:
                 continue
             self.loads += 1
             self._applied = _Applied(validation, body, marker, await self._etag())
-            return self._result("applied", routes, validation, isolated, started, "HTTP 200")
+            return self._result("applied", routes, validation, isolated, started, answer)
         return self._result("failed", [], validation, isolated, started, "too many rejected hosts to isolate")
+
+    async def _load(self, body: bytes, marker: str | None) -> str:
+        """Load `body` and return Caddy's answer; a load left in doubt is decided from what Caddy runs."""
+        try:
+            await self._admin.load(body)
+        except LoadInDoubt as exc:
+            if marker is None:
+                raise
+            log.warning("no answer to the load of %s (%s); waiting for caddy to tell whether it landed", marker, exc)
+            if not await self._landed(marker, self._admin.load_timeout.for_size(len(body))):
+                raise  # it did not land: loaded again, or a newer set is (`_retrying`)
+            log.info("the load of %s landed although its answer never came", marker)
+            return "no answer to the load, but Caddy runs its marker"
+        return "HTTP 200"
+
+    async def _landed(self, marker: str, timeout: httpx.Timeout) -> bool:
+        """Whether Caddy runs `marker`, asked until it answers: the question waits behind a load still running."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(CaddyUnavailable),
+            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            reraise=True,
+        )
+        return await retrying(functools.partial(self._admin.has_id, marker, timeout))
 
     def _render_and_serialise(self, routes: Sequence[Route], foreign: Parts) -> tuple[JSON, bytes, dict[str, str]]:
         # Building 10,000 routes allocates enough to trigger full collections that walk the whole heap, which cost

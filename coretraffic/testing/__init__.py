@@ -1,1 +1,2 @@
-"""Test material shipped with the package: a throwaway PKI and a demo upstream, for tests, benchmarks and the demo."""
+"""Test material shipped with the package: a throwaway PKI, a demo upstream and a stand-in OCSP responder, for
+tests, benchmarks and the demo."""

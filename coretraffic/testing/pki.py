@@ -180,9 +180,16 @@ class PublicLikeCA(DemoCA):
         return self._intermediate.subject, self._intermediate_key
 
 
-def demo_route(ca: DemoCA, host: str, upstream_port: int, *, key_type: KeyType = "ec") -> dict[str, Any]:
-    """A config in Coreflow's wire format for `host`, proxied to 127.0.0.1:`upstream_port`."""
-    issued = ca.issue([host], key_type=key_type)
+def demo_route(
+    ca: DemoCA,
+    host: str,
+    upstream_port: int,
+    *,
+    key_type: KeyType = "ec",
+    key: CertificateIssuerPrivateKeyTypes | None = None,
+) -> dict[str, Any]:
+    """A config in Coreflow's wire format for `host`, proxied to 127.0.0.1:`upstream_port` (`key`: as `issue`)."""
+    issued = ca.issue([host], key_type=key_type, key=key)
     return {
         "hostName": host,
         "destinationIps": ["127.0.0.1"],

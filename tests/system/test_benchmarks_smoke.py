@@ -39,6 +39,7 @@ def test_smoke_run_prints_every_measurement() -> None:
         "Caddy RSS after 5 reloads under traffic",
         "driver CPU",
         "`coretraffic diff`",
+        "/load of CA-issued",
         "update-to-serving",
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads

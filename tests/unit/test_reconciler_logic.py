@@ -1,11 +1,12 @@
-"""The reconciler's timing rules, fast, against a fake admin API: coalescing, isolation rounds, self-heal.
+"""The reconciler's timing rules, fast, against a fake admin API: coalescing, isolation, self-heal, loads in doubt.
 
 `FakeCaddy` is a small in-memory stand-in for Caddy's admin API behind `CaddyAdmin` (through
 `httpx.MockTransport`): it keeps the config last loaded, answers `GET /config/` with an ETag and `GET /id/<id>` by
 scanning for the `@id`, and can be told to reject loads (HTTP 400 with a Caddy-like error text), to be
-unavailable, to come back empty as a restarted Caddy does, or to hold loads and `@id` checks until released, which
-a real Caddy cannot be made to do on cue. It is a fake beside the real-Caddy tests (`test_reconciler.py` and
-others), which stay: they show what Caddy does; these show what the reconciler decides, in milliseconds.
+unavailable, to come back empty as a restarted Caddy does, to hold loads and `@id` checks until released, or to
+lose its answers to loads (applied or not), which a real Caddy cannot be made to do on cue. It is a fake beside
+the real-Caddy tests (`test_reconciler.py` and others), which stay: they show what Caddy does; these show what the
+reconciler decides, in milliseconds.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class FakeCaddy:
         self.unavailable = False
         self.refused = 0  # requests refused while unavailable
         self.loads_held = self.ids_held = 0
+        self.answers_lost = 0  # the next loads time out at the client ...
+        self.lost_loads_land = True  # ... after Caddy applied them (or, False: did not)
         self._loads = asyncio.Event()  # cleared: accepted loads wait before answering
         self._ids = asyncio.Event()  # cleared: `@id` checks wait before answering
         self._loads.set()
@@ -79,7 +82,7 @@ class FakeCaddy:
             raise httpx.ConnectError("connection refused", request=request)
         path = request.url.path
         if request.method == "POST" and path == "/load":
-            return await self._load(json.loads(request.content))
+            return await self._load(json.loads(request.content), request)
         if request.method == "GET" and path.startswith("/config/"):
             node = self.config
             for key in filter(None, path.removeprefix("/config/").split("/")):
@@ -90,8 +93,14 @@ class FakeCaddy:
             return await self._id(path.removeprefix("/id/"))
         return _error(404, f"{request.method} {path}: not found")
 
-    async def _load(self, config: Any) -> httpx.Response:
+    async def _load(self, config: Any, request: httpx.Request) -> httpx.Response:
         self.attempts.append(config)
+        if self.answers_lost:
+            self.answers_lost -= 1
+            if self.lost_loads_land:
+                self.config = config
+                self.loaded.append(config)
+            raise httpx.ReadTimeout("timed out", request=request)
         problem = self.reject(config)
         if problem is not None:
             return _error(400, problem)
@@ -303,6 +312,46 @@ async def test_a_caddy_that_restarts_empty_gets_the_applied_set_again(fake: Fake
         assert reconciler.heals == 1
     assert fake.loaded[1] == fake.loaded[0]
     assert fake.config == fake.loaded[0]
+
+
+# -- a load whose answer never came ------------------------------------------------------------------------------
+
+
+async def test_a_load_that_timed_out_but_landed_is_recorded_as_applied_and_not_posted_again(fake: FakeCaddy) -> None:
+    fake.answers_lost = 1
+    async with running(fake) as reconciler:
+        result = await reconciler.submit(route_set("a.example.test"))
+    assert (result.outcome, result.applied_hosts) == ("applied", ("a.example.test",))
+    assert "Caddy runs its marker" in result.caddy_answer
+    assert len(fake.attempts) == 1
+    assert reconciler.applied_marker is not None
+    assert (reconciler.applied_marker, 200) in fake.id_answers
+
+
+async def test_a_load_that_timed_out_and_did_not_land_is_posted_again(fake: FakeCaddy) -> None:
+    fake.answers_lost = 1
+    fake.lost_loads_land = False
+    async with running(fake) as reconciler:
+        result = await reconciler.submit(route_set("a.example.test"))
+    assert (result.outcome, result.caddy_answer) == ("applied", "HTTP 200")
+    assert len(fake.attempts) == 2
+    assert [hosts_in(config) for config in fake.loaded] == [["a.example.test"]]
+    assert (reconciler.applied_marker, 404) in fake.id_answers
+
+
+async def test_a_newer_set_waits_for_the_load_in_doubt_and_then_wins(fake: FakeCaddy) -> None:
+    async with running(fake) as reconciler:
+        fake.answers_lost = 1
+        fake.hold_ids()  # Caddy still busy with the load: the question whether it landed waits
+        first = reconciler.submit_nowait(route_set("first.example.test"))
+        await until(lambda: fake.ids_held == 1, "the check whether the first set landed")
+        newer = reconciler.submit_nowait(route_set("newer.example.test"))
+        fake.release_ids()
+        first_result, newer_result = await settled(first, newer)
+    assert first_result.applied_hosts == ("first.example.test",)
+    assert newer_result.applied_hosts == ("newer.example.test",)
+    assert [hosts_in(config) for config in fake.attempts] == [["first.example.test"], ["newer.example.test"]]
+    assert hosts_in(fake.config) == ["newer.example.test"]
 
 
 def test_summaries_and_replies_count_one_host_in_the_singular() -> None:

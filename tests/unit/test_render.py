@@ -12,6 +12,7 @@ import copy
 import datetime
 import json
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -246,6 +247,30 @@ def test_certificates_are_loaded_after_the_base_ones_and_tagged_by_host() -> Non
     multi = render_case("multi")
     hosts = ["*.wild.example.test", "shop.example.test"]
     assert certificate_owners(multi, hosts) == hosts
+
+
+def test_ocsp_stapling_is_off_unless_asked_for_and_a_base_that_sets_it_keeps_its_value() -> None:
+    routes = case_routes("plain")
+    tls = render(routes, RenderSettings(version="x"), BaseConfig(), fake_hash)["apps"]["tls"]
+    assert tls["disable_ocsp_stapling"] is True
+    stapling = RenderSettings(version="x", ocsp_stapling=True)
+    assert render(routes, stapling, BaseConfig(), fake_hash)["apps"]["tls"]["disable_ocsp_stapling"] is False
+    base = BaseConfig({"apps": {"tls": {"disable_ocsp_stapling": True}}})
+    assert render(routes, stapling, base, fake_hash)["apps"]["tls"]["disable_ocsp_stapling"] is True
+
+
+def test_certificate_cache_capacity_is_twice_the_certificates_and_never_below_caddys_default_or_the_base() -> None:
+    one = case_routes("plain")[0]
+    many = [replace(one, host=f"h{i}.example.test") for i in range(6000)]
+    settings = RenderSettings(version="x")
+
+    def capacity(routes: list[Route], base: BaseConfig) -> int:
+        return int(render(routes, settings, base, fake_hash)["apps"]["tls"]["cache"]["capacity"])
+
+    assert capacity([one], BaseConfig()) == 10_000
+    assert capacity(many, BaseConfig()) == 12_000
+    assert capacity(many, BaseConfig({"apps": {"tls": {"cache": {"capacity": 50_000}}}})) == 50_000
+    assert capacity(many, BaseConfig({"apps": {"tls": {"cache": {"capacity": 100}}}})) == 12_000
 
 
 def test_base_config_is_merged() -> None:
