@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     https_port: int = Field(8000, ge=1, le=65535, description="port of the HTTPS server")
     listen_host: str = Field("", description="address the two servers bind (empty: all)")
     http3: bool = Field(False, description="also serve HTTP/3 (UDP on the HTTPS port)")
+    upstream_dial_timeout: float = Field(2.0, gt=0, description="seconds a connection to an upstream may take")
+    upstream_response_timeout: float = Field(
+        10.0, gt=0, description="seconds an upstream may take to send its response head (a frozen one fails then)"
+    )
+    upstream_try_duration: float = Field(
+        15.0,
+        gt=0,
+        description="seconds a request may spend retrying failed upstreams (keep it above the response timeout)",
+    )
+    upstream_fail_duration: float = Field(
+        5.0, gt=0, description="seconds one failure keeps an upstream ip:port out of the selection"
+    )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
     log_format: Literal["auto", "json", "text"] = Field(
