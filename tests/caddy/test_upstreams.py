@@ -125,3 +125,20 @@ async def test_all_upstreams_dead_answers_quickly(
         response = await https_get(ca, ports.https, "dead.example.test")
         assert response.status_code in (502, 503)
         assert time.monotonic() - started < 2.0
+
+
+async def test_a_dead_host_in_the_neighbours_bucket_does_not_mark_the_neighbour_down(
+    ca: DemoCA, reconciler: Reconciler, ports: Ports, live: Upstream
+) -> None:
+    # Both hosts have one upstream, so they share a bucket and its upstream slot: health must follow the real
+    # ip:port, not the slot.
+    await apply(
+        reconciler,
+        ca,
+        {"dead.example.test": [refused_port()], "neighbour.example.test": [live.port]},
+        "bucketed",
+        live.port,
+    )
+    for _ in range(10):
+        assert (await https_get(ca, ports.https, "dead.example.test")).status_code in (502, 503)
+        assert (await https_get(ca, ports.https, "neighbour.example.test")).status_code == 200
