@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddyjson.render import RenderSettings
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
@@ -142,3 +143,16 @@ async def test_a_dead_host_in_the_neighbours_bucket_does_not_mark_the_neighbour_
     for _ in range(10):
         assert (await https_get(ca, ports.https, "dead.example.test")).status_code in (502, 503)
         assert (await https_get(ca, ports.https, "neighbour.example.test")).status_code == 200
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_caddy_lists_the_failing_upstream_address_and_not_the_live_one(
+    ca: DemoCA, reconciler: Reconciler, admin: CaddyAdmin, ports: Ports, live: Upstream, layout: str
+) -> None:
+    dead = refused_port()
+    await apply(reconciler, ca, {"mixed.example.test": [dead, live.port]}, layout, live.port)
+    for _ in range(4):
+        assert (await https_get(ca, ports.https, "mixed.example.test")).status_code == 200
+    fails = {u["address"]: u["fails"] for u in await admin.upstreams()}
+    assert fails[f"127.0.0.1:{dead}"] >= 1
+    assert fails.get(f"127.0.0.1:{live.port}", 0) == 0
