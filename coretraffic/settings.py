@@ -41,6 +41,18 @@ class Settings(BaseSettings):
         description="staple OCSP responses: every load then fetches OCSP for each certificate with a responder URL "
         "and no fresh staple stored, before Caddy answers it",
     )
+    upstream_dial_timeout: float = Field(2.0, gt=0, description="seconds a connection to an upstream may take")
+    upstream_response_timeout: float = Field(
+        10.0, gt=0, description="seconds an upstream may take to send its response head (a frozen one fails then)"
+    )
+    upstream_try_duration: float = Field(
+        15.0,
+        gt=0,
+        description="seconds a request may spend retrying failed upstreams (keep it above the response timeout)",
+    )
+    upstream_fail_duration: float = Field(
+        5.0, gt=0, description="seconds one failure keeps an upstream ip:port out of the selection"
+    )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
     log_format: Literal["auto", "json", "text"] = Field(

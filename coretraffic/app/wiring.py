@@ -40,6 +40,10 @@ def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
         listen_host=settings.listen_host,
         http3=settings.http3,
         ocsp_stapling=settings.ocsp_stapling,
+        upstream_dial_timeout=f"{settings.upstream_dial_timeout:g}s",
+        upstream_response_timeout=f"{settings.upstream_response_timeout:g}s",
+        upstream_try_duration=f"{settings.upstream_try_duration:g}s",
+        upstream_fail_duration=f"{settings.upstream_fail_duration:g}s",
     )
     hasher = BcryptHasher(settings.bcrypt_cost)
 

@@ -1,9 +1,10 @@
 """Caddy's admin API, over a unix socket or loopback TCP (httpx).
 
 The edge where the driver talks to the data plane: `load` a whole config, read the config back, ask whether a
-given `@id` exists. Errors are sorted into what the reconciler needs to decide: `CaddyUnavailable` (connection
-refused, timeout, 5xx: try again), `LoadInDoubt` (a load was sent but its answer never came: Caddy may still be
-applying it) and `CaddyRejected` (4xx: the config itself is wrong, retrying will not help).
+given `@id` exists, list the upstreams Caddy counts failures against. Errors are sorted into what the reconciler
+needs to decide: `CaddyUnavailable` (connection refused, timeout, 5xx: try again), `LoadInDoubt` (a load was sent
+but its answer never came: Caddy may still be applying it) and `CaddyRejected` (4xx: the config itself is wrong,
+retrying will not help).
 """
 
 from __future__ import annotations
@@ -107,6 +108,13 @@ class CaddyAdmin:
         except CaddyRejected:
             return False
         return True
+
+    async def upstreams(self) -> list[dict[str, Any]]:
+        """Caddy's upstream addresses with their in-flight requests and the failures it currently counts against
+        them (`GET /reverse_proxy/upstreams`: `address`, `num_requests`, `fails`)."""
+        response = await self._request("GET", "/reverse_proxy/upstreams")
+        listed = orjson.loads(response.content)
+        return [entry for entry in listed if isinstance(entry, dict)] if isinstance(listed, list) else []
 
     async def ping(self) -> None:
         await self._request("GET", "/config/admin")

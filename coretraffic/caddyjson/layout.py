@@ -45,6 +45,25 @@ _PEM_PAIR = re.compile(r"PEM pair (\d+)")
 _HTTPS_ROUTE = re.compile(rf"server {HTTPS_SERVER}: .*?route (\d+)")
 
 
+# Placeholders a bucket route's `map` fills per host: upstream N's address and port, read by its `a` sources.
+UPSTREAM_SLOT_PREFIX = "coretraffic_upstream_"
+
+
+def upstream_slot(index: int, part: str) -> str:
+    return f"{{{UPSTREAM_SLOT_PREFIX}{index}_{part}}}"
+
+
+def split_dial(dial: str) -> tuple[str, str]:
+    """`10.0.0.1:8080` or `[::1]:8080` -> (address without brackets, port), as a bucket's map outputs them."""
+    address, _, port = dial.rpartition(":")
+    return address.removeprefix("[").removesuffix("]"), port
+
+
+def join_dial(address: str, port: str) -> str:
+    """The inverse of `split_dial`: a dial as validation writes it."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def route_id(host: str) -> str:
     return ROUTE_ID_PREFIX + host
 

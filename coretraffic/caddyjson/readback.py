@@ -20,6 +20,7 @@ from coretraffic.caddyjson.layout import (
     PEM_CERTIFICATE,
     PEM_KEY,
     VERSION_HEADER,
+    join_dial,
     pem_owner,
     route_id_host,
 )
@@ -131,15 +132,20 @@ def _host_state(
     """What the JSON says about one host: the only place that knows how render lays a host out.
 
     The `@id` sits on the host's own route, whose handlers then tell everything; or on an entry of a `map` handler
-    in a route shared by several hosts: the entry's `outputs` are the host's upstreams (the proxy dials
-    placeholders) and the shared route's handlers hold the rest. A shared route is summarised once.
+    in a route shared by several hosts: the entry's `outputs` are the host's upstreams (address, port, address,
+    port, ...: the proxy's sources read them as placeholders) and the shared route's handlers hold the rest. A
+    shared route is summarised once.
     """
     scope = node if "handle" in node else route or {}
     summary = summaries.get(id(scope))
     if summary is None:
         summary = summaries[id(scope)] = _summarise(scope)
     outputs = node.get("outputs")
-    upstreams = tuple(str(o) for o in outputs) if isinstance(outputs, list) else summary.dials
+    if isinstance(outputs, list):
+        parts = [str(o) for o in outputs]
+        upstreams = tuple(join_dial(address, port) for address, port in zip(parts[::2], parts[1::2], strict=False))
+    else:
+        upstreams = summary.dials
     return HostState(upstreams, summary.account, summary.version, pem, node, path)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from coretraffic.caddyjson.layout import (
     base_parts_id,
     pem_entry,
     route_id,
+    split_dial,
+    upstream_slot,
 )
 from coretraffic.core.validate import BasicAuth, Route
 
@@ -63,6 +66,15 @@ class RenderSettings:
     # Old configs stay pinned in memory by idle upstream connections until they time out (Caddy's default is 2
     # minutes: gigabytes after 100 reloads under traffic, docs/caddy.md); a short idle timeout bounds that.
     upstream_idle_timeout: str = "5s"
+    # Toward upstreams (docs/caddy.md, "Failing upstreams"): a dial that hangs and a response head that never
+    # comes each end a try, so a frozen upstream costs one slow try, not a request held for ever.
+    upstream_dial_timeout: str = "2s"
+    upstream_response_timeout: str = "10s"
+    # A failed try is retried on another upstream while the request has tried for less than this; longer than
+    # the response timeout, so that a GET to a frozen upstream still gets its second try.
+    upstream_try_duration: str = "15s"
+    # How long one failure keeps an upstream address out of the selection (passive health, per ip:port).
+    upstream_fail_duration: str = "5s"
     # Up to this many hosts, one route per host (simplest config, upstreams health-checkable); beyond, buckets.
     flat_max: int = 16
     # Hosts per bucket: > 100 for a binary-searched host matcher. Every bucket a request passes costs more than
@@ -172,8 +184,8 @@ def _not_found() -> JSON:
 def _https_routes(routes: Sequence[Route], settings: RenderSettings, hash_password: PasswordHasher) -> list[JSON]:
     if len(routes) <= settings.flat_max:
         return [_host_route(r, settings, hash_password) for r in routes]
-    own_route = [r for r in routes if r.basic_auth is not None or r.host.startswith("*.")]
-    bucketed = sorted((r for r in routes if r.basic_auth is None and not r.host.startswith("*.")), key=_bucket_order)
+    own_route = [r for r in routes if not _bucketable(r)]
+    bucketed = sorted(filter(_bucketable, routes), key=_bucket_order)
     buckets: list[list[Route]] = []
     for route in bucketed:
         if (
@@ -190,27 +202,48 @@ def _https_routes(routes: Sequence[Route], settings: RenderSettings, hash_passwo
     ]
 
 
+def _bucketable(route: Route) -> bool:
+    """Whether a host can share a bucket route: no basic auth (a map cannot choose it), no wildcard, and only IP
+    addresses as upstreams. A DNS name keeps a route of its own, dialled as written: Go resolves it per new
+    connection, where a bucket's `a` source would cache at most 100 names process-wide (docs/caddy.md)."""
+    return route.basic_auth is None and not route.host.startswith("*.") and all(map(_is_ip_dial, route.upstreams))
+
+
+def _is_ip_dial(dial: str) -> bool:
+    address = split_dial(dial)[0].partition("%")[0]
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def _bucket_order(route: Route) -> tuple[int, str]:
     return (len(route.upstreams), route.host)
 
 
-def _upstream_slot(index: int) -> str:
-    return f"{{coretraffic_upstream_{index}}}"
-
-
 def _bucket_route(bucket: Sequence[Route], settings: RenderSettings) -> JSON:
-    slots = [_upstream_slot(i) for i in range(len(bucket[0].upstreams))]
+    count = len(bucket[0].upstreams)
+    slots = [upstream_slot(i, part) for i in range(count) for part in ("address", "port")]
     # Exact inputs first: the usual lower-case Host finds its entry with plain string compares. The map compares
     # case-sensitively while Caddy's host matcher does not, so a mixed-case Host falls through to the
     # case-insensitive patterns after them: slower, but it reaches its own host and no other.
-    mappings: list[JSON] = [{"@id": route_id(r.host), "input": r.host, "outputs": list(r.upstreams)} for r in bucket]
-    mappings += [{"input_regexp": f"(?i)^{re.escape(r.host)}$", "outputs": list(r.upstreams)} for r in bucket]
+    outputs = {r.host: [part for dial in r.upstreams for part in split_dial(dial)] for r in bucket}
+    mappings: list[JSON] = [{"@id": route_id(r.host), "input": r.host, "outputs": outputs[r.host]} for r in bucket]
+    mappings += [{"input_regexp": f"(?i)^{re.escape(r.host)}$", "outputs": outputs[r.host]} for r in bucket]
+    # Upstreams from an `a` source per slot, fed by the map: Caddy then keeps passive health per real ip:port,
+    # where static placeholder dials would share one health state per slot among all the bucket's hosts. An IP
+    # address needs no DNS lookup.
+    sources = [
+        {"source": "a", "name": upstream_slot(i, "address"), "port": upstream_slot(i, "port")} for i in range(count)
+    ]
+    upstreams: JSON = {"dynamic_upstreams": {"source": "multi", "sources": sources}}
     return {
         "match": [{"host": [r.host for r in bucket]}],
         "handle": [
             {"handler": "map", "source": "{http.request.host}", "destinations": slots, "mappings": mappings},
             _version_header(settings),
-            _reverse_proxy(slots, settings),
+            _reverse_proxy(upstreams, count, settings),
         ],
         "terminal": True,
     }
@@ -220,11 +253,34 @@ def _version_header(settings: RenderSettings) -> JSON:
     return {"handler": "headers", "response": {"set": {VERSION_HEADER: [settings.version]}}}
 
 
-def _reverse_proxy(dials: Sequence[str], settings: RenderSettings) -> JSON:
+def _reverse_proxy(upstreams: JSON, count: int, settings: RenderSettings) -> JSON:
+    """A proxy to `upstreams` (static `upstreams` or `dynamic_upstreams`) of hosts with `count` upstreams each."""
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": dial} for dial in dials],
-        "transport": {"protocol": "http", "keep_alive": {"idle_timeout": settings.upstream_idle_timeout}},
+        **upstreams,
+        "load_balancing": {
+            # Round robin moves on to the next upstream on a retry; random may pick the failed one again.
+            "selection_policy": {"policy": "round_robin"},
+            # Each other upstream about once. A dial error is retried for any method: nothing was sent.
+            "retries": count,
+            "try_duration": settings.upstream_try_duration,
+            # A failed upstream is marked down at once, so the next try needs no pause (Caddy's default is
+            # 250 ms); when none is left the retries run out within milliseconds: a quick 502/503.
+            "try_interval": "1ms",
+            # After the request was sent, only methods that are safe to send twice are retried (this replaces
+            # Caddy's GET-only default); a request body is never buffered, so none is replayed.
+            "retry_match": [{"method": ["GET", "HEAD", "OPTIONS"]}],
+        },
+        # One failure (a refused or timed-out dial, no response head in time, a connection cut before the
+        # response) takes that ip:port out for the fail duration. Statuses and latency are the application's
+        # business: a 500 or a slow report is an answer.
+        "health_checks": {"passive": {"fail_duration": settings.upstream_fail_duration, "max_fails": 1}},
+        "transport": {
+            "protocol": "http",
+            "dial_timeout": settings.upstream_dial_timeout,
+            "response_header_timeout": settings.upstream_response_timeout,
+            "keep_alive": {"idle_timeout": settings.upstream_idle_timeout},
+        },
     }
 
 
@@ -244,7 +300,8 @@ def _host_route(route: Route, settings: RenderSettings, hash_password: PasswordH
             }
         )
     handlers.append(_version_header(settings))
-    handlers.append(_reverse_proxy(route.upstreams, settings))
+    upstreams = {"upstreams": [{"dial": dial} for dial in route.upstreams]}
+    handlers.append(_reverse_proxy(upstreams, len(route.upstreams), settings))
     return {
         "@id": route_id(route.host),
         "match": [{"host": [route.host]}],

@@ -3,7 +3,8 @@
 - `/healthz`: 200 while the driver runs and Caddy's admin API answers, else 503 (liveness).
 - `/readyz`: 200 once a route set has been applied and Caddy still holds its marker `@id`, else 503 (readiness).
 - `/metrics`: Prometheus text format (prometheus-client): routes, applies, failures, Coreflow, Caddy restarts.
-- `/status`: JSON with the last apply's result; rejected hosts as Problem strings only, never a secret.
+- `/status`: JSON with the last apply's result; rejected hosts as Problem strings only, never a secret; the
+  upstream addresses Caddy currently counts failures against.
   `coretraffic status` fetches and prints it.
 
 It only reads, through the protocols of `view`: the Caddy target's counters, marker and admin API, (through the
@@ -259,9 +260,24 @@ class StatusServer:
             return f"caddy admin API does not answer: {exc or 'timeout'}"
         return "" if runs else "caddy does not run the applied config (it is being re-applied)"
 
+    async def _failing_upstreams(self) -> dict[str, Any]:
+        """The upstream addresses Caddy currently counts failures against (passive health: out of the selection
+        for the fail duration), or why they could not be read."""
+        try:
+            async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
+                listed = await self._target.upstreams()
+        except (TimeoutError, CaddyUnavailable, CaddyRejected) as exc:
+            return {"failing": [], "problem": str(exc) or "timeout"}
+        failing = [
+            {"address": str(u.get("address")), "fails": int(u.get("fails") or 0)} for u in listed if u.get("fails")
+        ]
+        return {"failing": sorted(failing, key=lambda u: u["address"]), "problem": ""}
+
     async def status_document(self) -> dict[str, Any]:
         stats, target = self._stats, self._target
-        caddy_problem, not_ready = await asyncio.gather(self._caddy_problem(), self._not_ready())
+        caddy_problem, not_ready, upstreams = await asyncio.gather(
+            self._caddy_problem(), self._not_ready(), self._failing_upstreams()
+        )
         caddy: dict[str, Any] = {
             "admin": target.admin_listen,
             "healthy": not caddy_problem,
@@ -297,6 +313,7 @@ class StatusServer:
                 "warnings": [str(p) for p in last.warnings],
             },
             "caddy": caddy,
+            "upstreams": upstreams,
             "source": _the_one(self._view.sources).description(),
         }
 
@@ -366,6 +383,12 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
         problem = source.get("problem")
         if problem:
             yield f"  PROBLEM since {problem['since']}: {problem['error']}; {problem['effect']}"
+    upstreams = doc["upstreams"]
+    if upstreams["problem"]:
+        yield f"upstreams: not read: {upstreams['problem']}"
+    elif upstreams["failing"]:
+        failing = ", ".join(f"{u['address']} ({u['fails']} fails)" for u in upstreams["failing"])
+        yield f"upstreams: {len(upstreams['failing'])} failing: {failing}"
     routes = doc["routes"]
     yield f"routes:  {routes['desired']} desired, {routes['applied']} applied, {routes['rejected']} rejected"
     yield f"config:  {doc['config_id'] or '-'} (last successful apply: {doc['last_successful_apply'] or 'never'})"

@@ -52,6 +52,10 @@ class TargetView(Protocol):
 
     async def has_id(self, object_id: str) -> bool: ...
 
+    async def upstreams(self) -> list[dict[str, Any]]:
+        """Caddy's upstream addresses with their current fail counts (`address`, `num_requests`, `fails`)."""
+        ...
+
 
 class SourceView(Protocol):
     """One place route sets come from."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
@@ -86,3 +87,6 @@ class CaddyTarget:
 
     async def has_id(self, object_id: str) -> bool:
         return await self.admin.has_id(object_id)
+
+    async def upstreams(self) -> list[dict[str, Any]]:
+        return await self.admin.upstreams()

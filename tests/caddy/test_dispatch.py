@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from coretraffic import __version__
 from coretraffic.caddy.admin import CaddyAdmin
-from coretraffic.caddyjson.layout import route_id
+from coretraffic.caddyjson.layout import join_dial, route_id
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
@@ -36,7 +36,8 @@ def upstreams() -> Iterator[list[DemoUpstream]]:
 def dials_of(entry: dict[str, Any]) -> list[str]:
     """Upstreams of a host as Caddy holds them: a map entry's outputs, or its own route's proxy."""
     if "outputs" in entry:
-        return list(entry["outputs"])
+        parts = entry["outputs"]
+        return [join_dial(address, port) for address, port in zip(parts[::2], parts[1::2], strict=True)]
     return [u["dial"] for h in entry["handle"] if h["handler"] == "reverse_proxy" for u in h["upstreams"]]
 
 

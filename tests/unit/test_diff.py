@@ -25,7 +25,7 @@ import bcrypt
 import pytest
 
 from coretraffic.caddyjson.base import BaseConfig
-from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON, route_id
+from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON, route_id, split_dial
 from coretraffic.caddyjson.readback import read_config
 from coretraffic.caddyjson.redact import redact
 from coretraffic.caddyjson.render import RenderSettings, render
@@ -126,11 +126,17 @@ def bucketed(config: JSON, hosts: list[str], upstreams: dict[str, list[str]]) ->
             {
                 "handler": "map",
                 "source": "{http.request.host}",
-                "destinations": ["{slot_0}"],
-                "mappings": [{"@id": route_id(h), "input": h, "outputs": upstreams[h]} for h in hosts],
+                "destinations": ["{slot_0_address}", "{slot_0_port}"],
+                "mappings": [
+                    {"@id": route_id(h), "input": h, "outputs": [p for u in upstreams[h] for p in split_dial(u)]}
+                    for h in hosts
+                ],
             },
             *shared_handlers,
-            {"handler": "reverse_proxy", "upstreams": [{"dial": "{slot_0}"}]},
+            {
+                "handler": "reverse_proxy",
+                "dynamic_upstreams": {"source": "a", "name": "{slot_0_address}", "port": "{slot_0_port}"},
+            },
         ],
     }
     kept = [r for r in routes if r.get("@id") not in {route_id(h) for h in hosts}]

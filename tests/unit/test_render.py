@@ -200,7 +200,12 @@ def test_each_host_route_has_its_id_matcher_version_header_and_upstreams() -> No
         assert route["terminal"] is True
         assert handler(route, "headers")["response"]["set"] == {VERSION_HEADER: ["1.2.3"]}
         proxy = handler(route, "reverse_proxy")
-        assert proxy["transport"] == {"protocol": "http", "keep_alive": {"idle_timeout": "5s"}}
+        assert proxy["transport"] == {
+            "protocol": "http",
+            "dial_timeout": "2s",
+            "response_header_timeout": "10s",
+            "keep_alive": {"idle_timeout": "5s"},
+        }
         assert route["handle"][-1] is proxy
     wild, shop = routes
     assert handler(wild, "reverse_proxy")["upstreams"] == [{"dial": "backend.internal:80"}]

@@ -93,3 +93,13 @@ def test_the_status_server_may_share_a_port_number_on_another_address() -> None:
         {"listen_host": "127.0.0.2", "https_port": 9555, "status_addr": "127.0.0.1:9555"}
     )
     assert settings.status_addr == "127.0.0.1:9555"
+
+
+def test_a_zero_upstream_timeout_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_line_error(capsys, "--upstream-response-timeout", "0")
+    assert "--upstream-response-timeout / CORETRAFFIC_UPSTREAM_RESPONSE_TIMEOUT" in line
+
+
+def test_upstream_durations_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORETRAFFIC_UPSTREAM_TRY_DURATION", "3.5")
+    assert Settings.model_validate({}).upstream_try_duration == 3.5
