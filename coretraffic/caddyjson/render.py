@@ -273,8 +273,13 @@ def _reverse_proxy(upstreams: JSON, count: int, settings: RenderSettings) -> JSO
         },
         # One failure (a refused or timed-out dial, no response head in time, a connection cut before the
         # response) takes that ip:port out for the fail duration. Statuses and latency are the application's
-        # business: a 500 or a slow report is an answer.
-        "health_checks": {"passive": {"fail_duration": settings.upstream_fail_duration, "max_fails": 1}},
+        # business: a 500 or a slow report is an answer. A host with one upstream has nowhere else to go: marking
+        # it down would turn one transient failure into 503s for the whole fail duration.
+        **(
+            {"health_checks": {"passive": {"fail_duration": settings.upstream_fail_duration, "max_fails": 1}}}
+            if count > 1
+            else {}
+        ),
         "transport": {
             "protocol": "http",
             "dial_timeout": settings.upstream_dial_timeout,

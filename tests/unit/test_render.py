@@ -449,3 +449,15 @@ def test_sentinel_sharing_a_server_with_an_operator_site_is_taken_apart() -> Non
     base = base_from_adapted(document, 7999, 8000)
     assert base.server_defaults == {"read_header_timeout": 10000000000}
     assert base.config["apps"]["http"]["servers"]["srv0"]["routes"] == [operator_route]
+
+
+def test_passive_health_only_where_a_host_has_another_upstream_to_go_to() -> None:
+    proxies = [
+        handler
+        for case in CASES
+        for route in servers(render_case(case))[HTTPS_SERVER]["routes"]
+        for handler in route.get("handle", [])
+        if handler.get("handler") == "reverse_proxy"
+    ]
+    kinds = {(proxy["load_balancing"]["retries"] > 1, "health_checks" in proxy) for proxy in proxies}
+    assert kinds == {(True, True), (False, False)}  # one upstream: never marked down, so one failure is not 503s
