@@ -50,6 +50,8 @@ def redact(document: Any, *, certificates: bool = False) -> Any:
 # OAuth client secrets, transport keys, ...): a one-line value of such a field is never shown.
 _SECRET_NAME = re.compile(r"key|secret|password|passwd|token|credential", re.IGNORECASE)
 _SHOWN_CHARACTERS = 80
+# What `redact` leaves where a secret was: shown as it is. Any other value of a secret-named field is hidden.
+_REDACTED = re.compile(r"<(redacted [a-z ]+|certificate) sha256:[0-9a-f]{16}>")
 
 
 def value_text(value: Any, name: str | int = "") -> str:
@@ -65,7 +67,7 @@ def _masked(value: Any, name: str | int) -> Any:
         return {key: _masked(item, key) for key, item in value.items()}
     if isinstance(value, list):
         return [_masked(item, name) for item in value]
-    if isinstance(name, str) and _SECRET_NAME.search(name) and not (isinstance(value, str) and value.startswith("<")):
+    if isinstance(name, str) and _SECRET_NAME.search(name) and not (isinstance(value, str) and _REDACTED.fullmatch(value)):
         return f"<redacted sha256:{fingerprint(str(value))}>"
     if isinstance(value, str) and "-----BEGIN" in value:
         return f"<PEM sha256:{fingerprint(value)}>"

@@ -161,3 +161,7 @@ def test_value_text_hides_secret_named_fields_at_any_depth_and_pems() -> None:
 def test_value_text_cuts_long_values() -> None:
     text = value_text(list(range(1000)))
     assert len(text) == 80 and text.endswith("...")
+
+
+def test_value_text_hides_a_secret_that_looks_like_a_redaction_marker() -> None:
+    assert "CANARY" not in value_text({"api_token": "<CANARY>"})
