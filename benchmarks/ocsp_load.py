@@ -18,7 +18,7 @@ from benchmarks.harness import Bed, hosts
 from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import validate_route_set
 from coretraffic.testing.ocsp import Responder
-from coretraffic.testing.pki import DemoCA, PublicLikeCA, demo_route, new_key
+from coretraffic.testing.pki import DemoCA, demo_route, new_key
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Row:
 
 async def measure(bed: Bed, size: int, rounds: int) -> Row:
     async with Responder(answer=False) as responder:
-        ca = PublicLikeCA(ocsp_url=f"{responder.url}/ocsp", ca_issuers_url=f"{responder.url}/issuer.der")
+        ca = responder.issuing_ca()
         rsa_key = new_key("rsa")  # one RSA key for every RSA leaf: generating one takes tens of milliseconds
         issuers: dict[str, DemoCA] = {"ca": ca, "self": DemoCA()}
         timings: dict[str, list[float]] = {"ca": [], "self": []}

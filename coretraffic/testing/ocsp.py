@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
+from coretraffic.testing.pki import PublicLikeCA
+
 MAX_HELD = 1000
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -26,6 +28,10 @@ class Responder:
     def url(self) -> str:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def issuing_ca(self) -> PublicLikeCA:
+        """A public-CA-shaped issuer whose leaves name this responder for OCSP and CA issuers (AIA)."""
+        return PublicLikeCA(ocsp_url=f"{self.url}/ocsp", ca_issuers_url=f"{self.url}/issuer.der")
 
     async def __aenter__(self) -> Responder:
         self._server = await asyncio.start_server(self._connected, "127.0.0.1", 0)

@@ -112,7 +112,7 @@ async def test_a_load_fetches_no_ocsp_and_the_public_like_hosts_serve(
     reconciler: Reconciler, upstream: DemoUpstream, render_settings: RenderSettings
 ) -> None:
     async with Responder(answer=False) as responder:
-        ca = PublicLikeCA(ocsp_url=f"{responder.url}/ocsp", ca_issuers_url=f"{responder.url}/issuer.der")
+        ca = responder.issuing_ca()
         validation = public_like_set(ca, upstream, "ca", 6)
         result = await asyncio.wait_for(reconciler.submit(validation), WAIT)
         assert result.ok, result.summary()
@@ -126,7 +126,7 @@ async def test_with_stapling_on_a_load_fetches_ocsp_for_its_certificates(
     admin: CaddyAdmin, upstream: DemoUpstream, render_settings: RenderSettings
 ) -> None:
     async with Responder(answer=True) as responder:
-        ca = PublicLikeCA(ocsp_url=f"{responder.url}/ocsp", ca_issuers_url=f"{responder.url}/issuer.der")
+        ca = responder.issuing_ca()
         renderer = renderer_for(dataclasses.replace(render_settings, ocsp_stapling=True))
         async with running(Reconciler(admin, renderer)) as reconciler:
             result = await asyncio.wait_for(reconciler.submit(public_like_set(ca, upstream, "ca", 4)), WAIT)
@@ -144,7 +144,7 @@ async def test_a_load_that_outlasts_the_client_timeout_is_posted_once_and_lands(
         Responder(answer=False) as responder,
         stapling_caddy_with_a_short_load_timeout(caddy, render_settings) as (reconciler, counting, renderer),
     ):
-        ca = PublicLikeCA(ocsp_url=f"{responder.url}/ocsp", ca_issuers_url=f"{responder.url}/issuer.der")
+        ca = responder.issuing_ca()
         validation = public_like_set(ca, upstream, "slow", 2)
         marker = marker_of(renderer, validation)
         applied = reconciler.submit_nowait(validation)
@@ -167,7 +167,7 @@ async def test_a_newer_set_sent_while_a_load_is_in_doubt_is_loaded_after_it_and_
         Responder(answer=False) as responder,
         stapling_caddy_with_a_short_load_timeout(caddy, render_settings) as (reconciler, counting, renderer),
     ):
-        ca = PublicLikeCA(ocsp_url=f"{responder.url}/ocsp", ca_issuers_url=f"{responder.url}/issuer.der")
+        ca = responder.issuing_ca()
         first, newer = public_like_set(ca, upstream, "first", 2), public_like_set(ca, upstream, "newer", 2)
         first_marker, newer_marker = marker_of(renderer, first), marker_of(renderer, newer)
         first_applied = reconciler.submit_nowait(first)
