@@ -67,7 +67,8 @@ def _masked(value: Any, name: str | int) -> Any:
         return {key: _masked(item, key) for key, item in value.items()}
     if isinstance(value, list):
         return [_masked(item, name) for item in value]
-    if isinstance(name, str) and _SECRET_NAME.search(name) and not (isinstance(value, str) and _REDACTED.fullmatch(value)):
+    already_hidden = isinstance(value, str) and _REDACTED.fullmatch(value) is not None
+    if isinstance(name, str) and _SECRET_NAME.search(name) and not already_hidden:
         return f"<redacted sha256:{fingerprint(str(value))}>"
     if isinstance(value, str) and "-----BEGIN" in value:
         return f"<PEM sha256:{fingerprint(value)}>"
