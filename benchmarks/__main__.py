@@ -26,6 +26,8 @@ async def suite(args: argparse.Namespace) -> list[str]:
         for size in args.sizes:
             d = await scale.dispatch(b, size, args.seconds, args.rounds, with_flat=not args.smoke)
             flat = f"; flat layout {d.flat_ratio:.2f}" if d.flat_ratio is not None else ""
+            if d.own_ports_ratio is not None:
+                flat += f"; each host on ports of its own {d.own_ports_ratio:.2f}"
             rows.append(
                 _row(f"worst host / one-route rps, {size:,} hosts", d.ratio, ">= 0.9", d.ratio >= 0.9,
                      f"median of rounds {', '.join(f'{r:.2f}' for r in d.ratios)}; "
