@@ -45,6 +45,10 @@ _PEM_PAIR = re.compile(r"PEM pair (\d+)")
 _HTTPS_ROUTE = re.compile(rf"server {HTTPS_SERVER}: .*?route (\d+)")
 
 
+# The Caddy log render adds for request errors, and the Caddy logger it takes them from.
+REQUEST_ERRORS_LOG = "coretraffic_request_errors"
+REQUEST_ERRORS_LOGGER = "http.log.error"
+
 # Placeholders a bucket route's `map` fills per host: upstream N's address (and its port, where the bucket's hosts
 # do not share their ports), read by the bucket's `a` source N.
 UPSTREAM_SLOT_PREFIX = "coretraffic_upstream_"

@@ -41,6 +41,8 @@ from coretraffic.caddyjson.layout import (
     HTTPS_SERVER,
     JSON,
     NOT_FOUND_ID,
+    REQUEST_ERRORS_LOG,
+    REQUEST_ERRORS_LOGGER,
     VERSION_HEADER,
     account,
     base_parts_id,
@@ -116,6 +118,14 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
         "tls_connection_policies": [{}],
         "protocols": ["h1", "h2", "h3"] if settings.http3 else ["h1", "h2"],
         "routes": [*_https_routes(ordered, settings, hash_password), _not_found()],
+        "errors": {"routes": [_no_upstream_answered(settings)]},
+    }
+    # With error routes, Caddy logs a request's error at debug level only (docs/caddy.md): this log keeps the line.
+    config.setdefault("logging", {}).setdefault("logs", {})[REQUEST_ERRORS_LOG] = {
+        "writer": {"output": "stderr"},
+        "encoder": {"format": "json"},
+        "level": "DEBUG",
+        "include": [REQUEST_ERRORS_LOGGER],
     }
     tls_app = apps.setdefault("tls", {})
     certificates = tls_app.setdefault("certificates", {})
@@ -172,6 +182,23 @@ def _redirect_to_https() -> JSON:
         "handler": "static_response",
         "status_code": 301,
         "headers": {"Location": ["https://{http.request.host}{http.request.uri}"]},
+    }
+
+
+def _no_upstream_answered(settings: RenderSettings) -> JSON:
+    """The answer when the proxy gives up, in Caddy's status: 502 (every try failed), 503 (every upstream is
+    marked down) or 504 (no response in time). A short plain body naming the host, never an address from inside
+    the cluster; any other error keeps Caddy's own empty answer."""
+    return {
+        "match": [{"vars": {"{http.error.status_code}": ["502", "503", "504"]}}],
+        "handle": [
+            {
+                "handler": "static_response",
+                "status_code": "{http.error.status_code}",
+                "headers": {"Content-Type": ["text/plain; charset=utf-8"], VERSION_HEADER: [settings.version]},
+                "body": "{http.request.host}: no upstream answered\n",
+            }
+        ],
     }
 
 

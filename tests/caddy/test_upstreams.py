@@ -5,6 +5,7 @@ harmed; in the flat layout and the bucketed one."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddyjson.layout import VERSION_HEADER
 from coretraffic.caddyjson.render import RenderSettings
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
@@ -21,6 +23,7 @@ from tests.support.caddy import validated
 from tests.support.dataplane import https_get
 from tests.support.ports import Ports
 from tests.support.upstreams import Upstream, refused_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -117,15 +120,50 @@ async def test_a_post_whose_dial_failed_goes_to_the_live_upstream(
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-async def test_all_upstreams_dead_answers_quickly(
-    ca: DemoCA, reconciler: Reconciler, ports: Ports, live: Upstream, layout: str
+async def test_all_upstreams_dead_answers_quickly_naming_the_host_and_logs_it(
+    ca: DemoCA,
+    reconciler: Reconciler,
+    ports: Ports,
+    live: Upstream,
+    layout: str,
+    render_settings: RenderSettings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await apply(reconciler, ca, {"dead.example.test": [refused_port(), refused_port()]}, layout, live.port)
+    dead = refused_port(), refused_port()
+    await apply(reconciler, ca, {"dead.example.test": list(dead)}, layout, live.port)
+    caplog.set_level(logging.DEBUG, logger="coretraffic.caddy")
     for _ in range(3):
         started = time.monotonic()
         response = await https_get(ca, ports.https, "dead.example.test")
-        assert response.status_code in (502, 503)
         assert time.monotonic() - started < 2.0
+        assert response.status_code in (502, 503)
+        assert response.text == "dead.example.test: no upstream answered\n"  # no address from inside the cluster
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
+        assert response.headers[VERSION_HEADER] == render_settings.version
+
+    async def logged() -> bool:
+        return any(
+            r.levelno == logging.WARNING and "dead.example.test" in r.getMessage() and str(dead[0]) in r.getMessage()
+            for r in caplog.records
+            if getattr(r, "source", None) == "caddy"
+        )
+
+    await wait_until(logged, 5, "Caddy's line about the dead upstream, forwarded as a warning")
+
+
+async def test_other_errors_keep_caddys_answer(
+    ca: DemoCA, reconciler: Reconciler, ports: Ports, live: Upstream
+) -> None:
+    config = {
+        **host_with(ca, "auth.example.test", [live.port]),
+        "authentication": {"type": "Basic", "user": "u", "pass": "p"},
+    }
+    result = await reconciler.submit(validated([config]))
+    assert result.ok, result.summary()
+    response = await https_get(ca, ports.https, "auth.example.test")
+    assert response.status_code == 401
+    assert "no upstream" not in response.text
+    assert response.headers["www-authenticate"].startswith("Basic")
 
 
 async def test_a_dead_host_in_the_neighbours_bucket_does_not_mark_the_neighbour_down(

@@ -23,6 +23,7 @@ from coretraffic.caddyjson.layout import (
     HTTP_SERVER,
     HTTPS_SERVER,
     NOT_FOUND_ID,
+    REQUEST_ERRORS_LOG,
     VERSION_HEADER,
     certificate_owners,
     config_id,
@@ -284,7 +285,8 @@ def test_base_config_is_merged() -> None:
     assert http_app["grace_period"] == 5000000000
     assert set(http_app["servers"]) == {"srv1", HTTP_SERVER, HTTPS_SERVER}  # the sentinel's server is gone
     assert http_app["servers"]["srv1"]["listen"] == [":9000"]
-    assert config["logging"] == {"logs": {"default": {"level": "WARN"}}}
+    assert config["logging"]["logs"]["default"] == {"level": "WARN"}  # the operator's log, beside render's own
+    assert set(config["logging"]["logs"]) == {"default", REQUEST_ERRORS_LOG}
     for name in (HTTP_SERVER, HTTPS_SERVER):
         assert http_app["servers"][name]["read_header_timeout"] == 10000000000
         assert http_app["servers"][name]["max_header_bytes"] == 16000
