@@ -4,6 +4,7 @@ harmed; in the flat layout and the bucketed one."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import ssl
@@ -92,6 +93,54 @@ async def test_gets_reach_the_live_upstream_and_the_neighbour_never_fails(
         await neighbour.stop()
         if bad is not None:
             await bad.stop()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_a_slow_upstream_is_waited_for_and_keeps_its_share(
+    ca: DemoCA, reconciler: Reconciler, ports: Ports, live: Upstream, layout: str
+) -> None:
+    # Latency is the application's business: slow but within the response timeout is an answer, not a failure.
+    slow = await Upstream(delay=0.3).start()
+    try:
+        await apply(reconciler, ca, {"slow.example.test": [slow.port, live.port]}, layout, live.port)
+        answers = [(await https_get(ca, ports.https, "slow.example.test")) for _ in range(8)]
+        assert [r.status_code for r in answers] == [200] * 8
+        by_slow = [r for r in answers if r.text == str(slow.port)]
+        assert len(by_slow) == 4  # round robin: never marked down
+        assert len(slow.received) == 4  # and nothing was sent to it twice
+    finally:
+        await slow.stop()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_an_upstream_dying_under_load_costs_no_get(
+    ca: DemoCA, reconciler: Reconciler, ports: Ports, live: Upstream, layout: str
+) -> None:
+    dying = await Upstream(delay=0.05).start()
+    await apply(reconciler, ca, {"dying.example.test": [dying.port, live.port]}, layout, live.port)
+    trusted = ssl.create_default_context(cadata=ca.certificate_pem)
+    statuses: list[int] = []
+
+    async def client(client_id: int) -> None:
+        async with httpx.AsyncClient(verify=trusted, timeout=30) as http:
+            for _ in range(25):
+                response = await http.get(
+                    f"https://127.0.0.1:{ports.https}/",
+                    headers={"Host": "dying.example.test"},
+                    extensions={"sni_hostname": "dying.example.test"},
+                )
+                statuses.append(response.status_code)
+
+    clients = [asyncio.create_task(client(i)) for i in range(4)]
+    await wait_until(lambda: _at_least(dying, 10), 20, "the dying upstream to serve some requests")
+    await dying.stop()  # in-flight requests lose their connection, later dials are refused
+    await asyncio.gather(*clients)
+    assert statuses == [200] * 100
+    assert len(live.received) > 0
+
+
+async def _at_least(upstream: Upstream, requests: int) -> bool:
+    return len(upstream.received) >= requests
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
