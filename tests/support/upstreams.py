@@ -1,6 +1,6 @@
-"""Upstreams that fail on purpose, on 127.0.0.1: refused, frozen (accepts, never answers), closing after reading
-the request, slow, or answering; each counts what it received, so a test can tell whether a request was sent
-twice."""
+"""Upstreams that fail on purpose, on a loopback address (127.0.0.1 unless told): refused, frozen (accepts, never
+answers), closing after reading the request, slow, or answering; each counts what it received, so a test can tell
+whether a request was sent twice."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class Upstream:
 
     behaviour: str = "ok"
     delay: float = 0.0
+    address: str = "127.0.0.1"
+    listen_port: int = 0  # 0: any free port
     received: list[tuple[str, bytes]] = field(default_factory=list)  # (method, body) of every request read
     _server: asyncio.Server | None = None
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -28,7 +30,7 @@ class Upstream:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> Upstream:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.address, self.listen_port)
         return self
 
     async def stop(self) -> None:
