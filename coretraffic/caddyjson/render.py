@@ -243,7 +243,8 @@ def _buckets(routes: Sequence[Route], size: int) -> list[list[Route]]:
     rare.sort(key=lambda r: (len(r.upstreams), r.host))
     mixed: list[list[Route]] = []
     for route in rare:
-        if mixed and len(mixed[-1]) < size and len(mixed[-1][0].upstreams) == len(route.upstreams):
+        # Half as many hosts: each one's map is read for two placeholders per upstream, not one.
+        if mixed and len(mixed[-1]) < size // 2 and len(mixed[-1][0].upstreams) == len(route.upstreams):
             mixed[-1].append(route)
         else:
             mixed.append([route])

@@ -494,4 +494,5 @@ def test_hosts_each_on_ports_of_their_own_still_share_a_few_buckets() -> None:
     routes += [plain_route(f"m{i:03}.example.test", (80, 80 + i % 7)) for i in range(40)]
     config = render(routes, RenderSettings("1.2.3", bucket_size=100), BaseConfig(), fake_hash)
     placeholder = "{coretraffic_upstream_0_port}"
-    assert bucket_sources(config) == [[placeholder]] * 3 + [[placeholder, "{coretraffic_upstream_1_port}"]]
+    # Half-size buckets: their maps are read for two placeholders per upstream.
+    assert bucket_sources(config) == [[placeholder]] * 6 + [[placeholder, "{coretraffic_upstream_1_port}"]]
