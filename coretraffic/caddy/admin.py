@@ -10,6 +10,7 @@ retrying will not help).
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +150,8 @@ class CaddyAdmin:
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, ssl.SSLError) as exc:
+            # ssl.SSLError: in TLS 1.3 a gate that refuses the driver's certificate says so on the first read.
             raise CaddyUnavailable(f"Caddy admin API at {self.address.listen} unreachable: {exc!r}") from exc
         if response.status_code >= 500:
             raise CaddyUnavailable(f"Caddy admin API answered HTTP {response.status_code}: {_error_text(response)}")
