@@ -24,6 +24,9 @@ READ_CONFIG_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 PROBE_TIMEOUT = httpx.Timeout(5.0)
 # Failures after which the request cannot have reached Caddy: anything else during a load leaves it in doubt.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# What an admin gate answers when its connection to Caddy failed: before the load reached Caddy or after, it
+# cannot tell (docs/caddy.md, "Remote admin"), so a load it answers so is in doubt.
+_GATE_LOST_IT = (502, 504)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class CaddyAdmin:
         except CaddyUnavailable as exc:
             if isinstance(exc.__cause__, httpx.TransportError) and not isinstance(exc.__cause__, _NOT_SENT):
                 raise LoadInDoubt(str(exc)) from exc.__cause__
+            if self.address.is_remote and exc.status in _GATE_LOST_IT:
+                raise LoadInDoubt(str(exc)) from exc
             raise
 
     async def get_config(self) -> Any:
@@ -153,8 +158,9 @@ class CaddyAdmin:
         except (httpx.TransportError, ssl.SSLError) as exc:
             # ssl.SSLError: in TLS 1.3 a gate that refuses the driver's certificate says so on the first read.
             raise CaddyUnavailable(f"Caddy admin API at {self.address.listen} unreachable: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise CaddyUnavailable(f"Caddy admin API answered HTTP {response.status_code}: {_error_text(response)}")
+        status = response.status_code
+        if status >= 500:
+            raise CaddyUnavailable(f"Caddy admin API answered HTTP {status}: {_error_text(response)}", status)
         if response.status_code >= 400:
             raise CaddyRejected(response.status_code, _error_text(response))
         return response

@@ -22,7 +22,7 @@ from coretraffic.caddy.admin_tls import mutual_tls_context, transport_for
 from coretraffic.caddy.process import CaddyProcess, find_caddy_binary
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.core.validate import Route
-from coretraffic.errors import CaddyRejected, CaddyUnavailable
+from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.settings import Settings
 from coretraffic.testing.admin_gate import MutualTLSFiles, gate_config, running_gate, write_mutual_tls
@@ -206,3 +206,16 @@ async def test_a_caddy_restarted_empty_is_reachable_through_the_gate_at_once(
     result = await remote_reconciler.submit(validated([demo_route(ca, "again.example.test", upstream.port)]))
     assert result.ok
     await wait_until(lambda: serves(ca, ports.https, "again.example.test"), 10, "the set served again")
+
+
+async def test_a_load_the_gate_could_not_pass_on_is_in_doubt(
+    remote_admin: CaddyAdmin, caddy: CaddyProcess, admin: CaddyAdmin
+) -> None:
+    """The gate answers 502 whether its connection to Caddy failed before the load reached Caddy or after: the
+    driver then asks Caddy for the marker instead of taking the load as not sent (here Caddy is down: before)."""
+    await caddy.stop()
+    with pytest.raises(LoadInDoubt, match="HTTP 502"):
+        await remote_admin.load(b"{}")
+    with pytest.raises(CaddyUnavailable) as plain:
+        await remote_admin.ping()
+    assert not isinstance(plain.value, LoadInDoubt), "only a load is in doubt"
