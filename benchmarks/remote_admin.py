@@ -61,6 +61,7 @@ class Figures:
     failures: list[str]  # loads that did not come back 200
     after_rejected: str  # what the next good load through this way did after a rejected one
     after_failed_start: str  # ... after a load Caddy refused while starting it (a port in use)
+    after_broken_way: str  # ... after a load whose own part of the way is wrong ("" for the gate: it has none)
 
 
 @dataclass
@@ -141,8 +142,8 @@ def _material() -> Iterator[tuple[MutualTLSFiles, Path]]:
         yield files, ca_key
 
 
-async def _timed_load(way: Way, config: JSON) -> tuple[float, str | None]:
-    body = serialise(way.shape(config))
+async def _timed_load(way: Way, config: JSON, *, shaped: bool = False) -> tuple[float, str | None]:
+    body = serialise(config if shaped else way.shape(config))
     started = time.perf_counter()
     try:
         await way.admin.load(body)
@@ -171,9 +172,22 @@ def _failed_start(config: JSON, taken_port: int) -> JSON:
     return {**config, "apps": {**config["apps"], "http": {**http, "servers": {**http["servers"], "taken": taken}}}}
 
 
-async def _lockout(way: Way, broken: JSON, good: JSON) -> str:
+def _broken_way(name: str, shaped: JSON, taken_port: int) -> JSON | None:
+    """`shaped` (a config as `name` loads it) with that way's own part made wrong: the front server on a port in
+    use, `admin.remote` with a public key that is not base64. None for the gate, which is in no loaded config."""
+    if name == "front":
+        front = shaped["apps"]["http"]["servers"]["admin_front"]
+        front["listen"] = [f"127.0.0.1:{taken_port}"]
+        return shaped
+    if name == "remote":
+        shaped["admin"]["remote"]["access_control"] = [{"public_keys": ["not base64!"]}]
+        return shaped
+    return None
+
+
+async def _lockout(way: Way, broken: JSON, good: JSON, *, shaped: bool = False) -> str:
     """Load `broken` through `way`, then a good set: what came back."""
-    _, error = await _timed_load(way, broken)
+    _, error = await _timed_load(way, broken, shaped=shaped)
     _, after = await _timed_load(way, good)
     return f"broken load: {error or 'accepted'}; next good load: {after or 'ok'}"
 
@@ -201,7 +215,7 @@ async def compare(size: int, rounds: int, ways: tuple[str, ...]) -> list[Figures
                         await _wait_answering(way.admin)
                         timings: dict[str, list[float]] = {"local": [], name: []}
                         failures: list[str] = []
-                        sets = _sets(b, size, name, 2 * rounds + 4)
+                        sets = _sets(b, size, name, 2 * rounds + 6)
                         for _ in range(rounds):
                             for each in (way, Way("local", local.admin, shape)):
                                 ms, error = await _timed_load(each, next(sets))
@@ -210,8 +224,12 @@ async def compare(size: int, rounds: int, ways: tuple[str, ...]) -> list[Figures
                                     failures.append(f"{each.name}: {error}")
                         after_rejected = await _lockout(way, _rejected(next(sets)), next(sets))
                         after_start = await _lockout(way, _failed_start(next(sets), taken_port), next(sets))
-                        found.append(Figures(name, timings[name], failures, after_rejected, after_start))
-                        found.append(Figures(f"local (beside {name})", timings["local"], [], "", ""))
+                        broken_way = _broken_way(name, way.shape(next(sets)), taken_port)
+                        after_way = (
+                            "" if broken_way is None else await _lockout(way, broken_way, next(sets), shaped=True)
+                        )
+                        found.append(Figures(name, timings[name], failures, after_rejected, after_start, after_way))
+                        found.append(Figures(f"local (beside {name})", timings["local"], [], "", "", ""))
                     finally:
                         await way.admin.aclose()
     return found
@@ -273,6 +291,8 @@ def main() -> None:
         if figures.after_rejected:
             print(f"    rejected set -> {figures.after_rejected}")
             print(f"    failed start -> {figures.after_failed_start}")
+        if figures.after_broken_way:
+            print(f"    its own part wrong -> {figures.after_broken_way}")
 
 
 if __name__ == "__main__":
