@@ -19,12 +19,17 @@ from coretraffic.errors import UsageError
 from coretraffic.settings import Settings
 
 
-def transport_for(address: AdminAddress, settings: Settings) -> httpx.AsyncBaseTransport:
+def transport_for(
+    address: AdminAddress, settings: Settings, *, server_name: str | None = None
+) -> httpx.AsyncBaseTransport:
     """The transport `CaddyAdmin` uses for `address`: mutual TLS for a remote one, refused at start without its
-    material. The gate's certificate is checked against the address's host name."""
+    material. The gate's certificate is checked against the address's host name, or against `server_name` for
+    an instance dialled by IP address under its service's DNS name (discovery): every gate holds one
+    certificate for that name, since no certificate can list pod addresses ahead of time."""
     if not address.is_remote:
         return plain_transport(address)
-    return httpx.AsyncHTTPTransport(verify=mutual_tls_context(settings))
+    transport = httpx.AsyncHTTPTransport(verify=mutual_tls_context(settings))
+    return transport if server_name is None else _ServerNamed(transport, server_name)
 
 
 def mutual_tls_context(settings: Settings) -> ssl.SSLContext:
@@ -57,3 +62,21 @@ def _readable(flag: str, path: Path) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"{flag} {path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+
+
+class _ServerNamed(httpx.AsyncBaseTransport):
+    """Every request sent with `server_name` as its TLS server name (SNI, and the name the certificate must carry)
+    and as its `Host`: with client certificates required, Caddy refuses (421) a Host that is not the SNI's."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, server_name: str) -> None:
+        self._inner = inner
+        self._server_name = server_name
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions = {**request.extensions, "sni_hostname": self._server_name}
+        port = f":{request.url.port}" if request.url.port is not None else ""
+        request.headers["Host"] = f"{self._server_name}{port}"
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

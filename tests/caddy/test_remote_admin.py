@@ -143,6 +143,21 @@ async def test_the_host_header_must_name_what_the_sni_named(gate: Gate) -> None:
     assert response.status_code == 421
 
 
+async def test_a_gate_dialled_by_address_is_verified_and_asked_under_its_service_name(gate: Gate) -> None:
+    """As discovery dials each instance: by IP address, under the one name every gate's certificate carries."""
+    by_address = AdminAddress(f"https://127.0.0.1:{gate.port}", own_listen=gate.settings.remote_admin_listen)
+    named = CaddyAdmin(by_address, transport_for(by_address, gate.settings, server_name=GATE_NAME))
+    unnamed = CaddyAdmin(by_address, transport_for(by_address, gate.settings))
+    try:
+        await named.ping()
+        # Without a name, no SNI is sent for an address and Caddy has no certificate to answer with.
+        with pytest.raises(CaddyUnavailable, match="ALERT_INTERNAL_ERROR"):
+            await unnamed.ping()
+    finally:
+        await named.aclose()
+        await unnamed.aclose()
+
+
 async def test_a_gate_the_driver_cannot_verify_is_not_spoken_to(gate: Gate, short_tmp: Path, ca: DemoCA) -> None:
     """The driver trusts only --admin-ca: the same gate checked against another CA refuses the handshake."""
     (short_tmp / "other-ca.crt").write_text(ca.certificate_pem)
