@@ -5,7 +5,8 @@ The image's ENTRYPOINT, ENV and HEALTHCHECK, and the pod's two container command
 written (image paths mapped to the repository and to temp dirs, ports to free loopback ones): the wiring they
 describe is tested for real, not only their syntax. The pod is also schema-checked (kubernetes-validate, with
 the Kubernetes JSON schemas it bundles: no network), and so are the Kubernetes files; the Swarm stack is checked
-against the Compose specification's JSON schema (vendored in tests/testdata/compose-spec with its licence).
+against the Compose specification's JSON schema and against the Compose 3.x schema `docker stack deploy` applies
+(both vendored in tests/testdata with their licences).
 """
 
 from __future__ import annotations
@@ -410,18 +411,25 @@ def swarm_stack() -> dict[str, Any]:
     return document
 
 
-def compose_schema_validator() -> jsonschema.Draft7Validator:
-    schema = json.loads((REPO / "tests" / "testdata" / "compose-spec" / "compose-spec.json").read_text())
-    return jsonschema.Draft7Validator(schema)
+def compose_schema_validators() -> dict[str, jsonschema.protocols.Validator]:
+    """The Compose specification's schema, and the legacy 3.x schema that `docker stack deploy` itself applies."""
+    testdata = REPO / "tests" / "testdata"
+    specification = json.loads((testdata / "compose-spec" / "compose-spec.json").read_text())
+    stack_version = swarm_stack()["version"]
+    docker_stack = json.loads((testdata / "docker-stack" / f"config_schema_v{stack_version}.json").read_text())
+    return {
+        "compose specification": jsonschema.Draft7Validator(specification),
+        f"docker stack, {stack_version}": jsonschema.Draft4Validator(docker_stack),
+    }
 
 
-def test_swarm_stack_passes_the_compose_specification_schema() -> None:
-    validator = compose_schema_validator()
-    errors = [e.message for e in validator.iter_errors(swarm_stack())]
-    assert errors == []
-    broken = swarm_stack()
-    broken["services"]["caddy"]["deploy"]["placment"] = broken["services"]["caddy"]["deploy"].pop("placement")
-    assert list(validator.iter_errors(broken)), "the schema check can fail"
+def test_swarm_stack_passes_the_compose_schemas() -> None:
+    for name, validator in compose_schema_validators().items():
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(swarm_stack())]
+        assert errors == [], name
+        broken = swarm_stack()
+        broken["services"]["caddy"]["deploy"]["placment"] = broken["services"]["caddy"]["deploy"].pop("placement")
+        assert list(validator.iter_errors(broken)), f"the {name} check can fail"
 
 
 def test_swarm_wires_caddy_its_gate_discovery_and_the_driver() -> None:
