@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 
-from benchmarks import diff_cli, ocsp_load, remote_admin, scale, update_to_serving
+from benchmarks import diff_cli, ocsp_load, remote_admin, scale, update_to_serving, upstream_failure
 from benchmarks.harness import bed, require_h2load
 
 
@@ -26,6 +26,8 @@ async def suite(args: argparse.Namespace) -> list[str]:
         for size in args.sizes:
             d = await scale.dispatch(b, size, args.seconds, args.rounds, with_flat=not args.smoke)
             flat = f"; flat layout {d.flat_ratio:.2f}" if d.flat_ratio is not None else ""
+            if d.own_ports_ratio is not None:
+                flat += f"; each host on ports of its own {d.own_ports_ratio:.2f}"
             rows.append(
                 _row(f"worst host / one-route rps, {size:,} hosts", d.ratio, ">= 0.9", d.ratio >= 0.9,
                      f"median of rounds {', '.join(f'{r:.2f}' for r in d.ratios)}; "
@@ -35,6 +37,14 @@ async def suite(args: argparse.Namespace) -> list[str]:
         ratio = await scale.auth_vs_open(b, args.seconds, args.rounds)
         rows.append(_row("authed / open rps", ratio, ">= 0.9", ratio >= 0.9, "bcrypt cost 10, hash_cache on"))
         print(rows[-1], flush=True)
+        for dead in await upstream_failure.one_of_three_dead(b, args.seconds, args.rounds):
+            rows.append(
+                _row(f"1 of 3 upstreams dead / all 3 live rps, {dead.layout} layout", dead.ratio, ">= 0.9, 0 failed",
+                     dead.ratio >= 0.9 and dead.failed == 0,
+                     f"median of rounds {', '.join(f'{r:.2f}' for r in dead.ratios)}; "
+                     f"{dead.failed} of {dead.requests:,} requests failed")
+            )  # fmt: skip
+            print(rows[-1], flush=True)
         r = await scale.reloads_under_traffic(b, args.reload_routes, args.reloads)
         rows.append(
             _row(f"Caddy RSS after {r.reloads} reloads under traffic / steady", r.ratio, "<= 1.5", r.ratio <= 1.5,

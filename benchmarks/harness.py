@@ -92,11 +92,12 @@ async def h2load(port: int, host: str, seconds: float, *, clients: int = 32, aut
 class Bed:
     """One Caddy, its upstream and a route-set factory; configs are rendered with the real renderer."""
 
-    def __init__(self, caddy: CaddyProcess, admin: CaddyAdmin, upstream_port: int) -> None:
+    def __init__(self, caddy: CaddyProcess, admin: CaddyAdmin, upstream_ports: list[int]) -> None:
         self.caddy = caddy
         self.admin = admin
         self.https_port = free_port()
-        self.upstream_port = upstream_port
+        self.upstream_port = upstream_ports[0]
+        self.upstream_ports = upstream_ports  # the same upstream on each: for hosts with several upstreams
         self.settings = RenderSettings(
             version=__version__,
             http_port=free_port(),
@@ -135,14 +136,15 @@ class Bed:
         return int(match.group(1)) / 1024
 
 
-async def start_upstream(state_dir: Path) -> tuple[CaddyProcess, int]:
-    """A Caddy of its own answering 200 "ok": fast, and never reloaded with the config under test (an upstream
-    inside the same Caddy would have its connections closed by every reload, which real upstreams do not)."""
+async def start_upstream(state_dir: Path, listeners: int = 3) -> tuple[CaddyProcess, list[int]]:
+    """A Caddy of its own answering 200 "ok" on `listeners` ports: fast, and never reloaded with the config under
+    test (an upstream inside the same Caddy would have its connections closed by every reload, which real upstreams
+    do not)."""
     upstream = CaddyProcess(state_dir)
     await upstream.start()
-    port = free_port()
+    ports = [free_port() for _ in range(listeners)]
     server = {
-        "listen": [f"127.0.0.1:{port}"],
+        "listen": [f"127.0.0.1:{port}" for port in ports],
         "automatic_https": {"disable": True},
         "routes": [{"handle": [{"handler": "static_response", "body": "ok"}]}],
     }
@@ -152,18 +154,18 @@ async def start_upstream(state_dir: Path) -> tuple[CaddyProcess, int]:
         await admin.load(serialise(config))
     finally:
         await admin.aclose()
-    return upstream, port
+    return upstream, ports
 
 
 @asynccontextmanager
 async def bed() -> AsyncIterator[Bed]:
     with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
-        upstream, upstream_port = await start_upstream(Path(tmp) / "upstream")
+        upstream, upstream_ports = await start_upstream(Path(tmp) / "upstream")
         caddy = CaddyProcess(Path(tmp) / "state")
         await caddy.start()
         admin = CaddyAdmin(caddy.admin_address)
         try:
-            yield Bed(caddy, admin, upstream_port)
+            yield Bed(caddy, admin, upstream_ports)
         finally:
             await admin.aclose()
             await caddy.stop()

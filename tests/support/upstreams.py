@@ -1,5 +1,6 @@
 """Upstreams that fail on purpose, on 127.0.0.1: refused, frozen (accepts, never answers), closing after reading
-the request, or answering; each counts what it received, so a test can tell whether a request was sent twice."""
+the request, slow, or answering; each counts what it received, so a test can tell whether a request was sent
+twice."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from tests.support.ports import free_port
 
 @dataclass
 class Upstream:
-    """An HTTP/1.1 upstream whose `behaviour` is `ok` (200 naming its port), `freeze` or `close_after_read`."""
+    """An HTTP/1.1 upstream whose `behaviour` is `ok` (200 naming its port, after `delay` seconds), `freeze` or
+    `close_after_read`."""
 
     behaviour: str = "ok"
+    delay: float = 0.0
     received: list[tuple[str, bytes]] = field(default_factory=list)  # (method, body) of every request read
     _server: asyncio.Server | None = None
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -57,6 +60,8 @@ class Upstream:
                 self.received.append((method, await reader.readexactly(length)))
                 if self.behaviour == "close_after_read":
                     return
+                if self.delay:
+                    await asyncio.sleep(self.delay)  # a slow application, not synchronisation
                 body = str(self.port).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()

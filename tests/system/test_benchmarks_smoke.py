@@ -36,6 +36,8 @@ def test_smoke_run_prints_every_measurement() -> None:
     assert [m.split(",")[0].split(" /")[0] for m in measured] == [
         "worst host",
         "authed",
+        "1 of 3 upstreams dead",
+        "1 of 3 upstreams dead",
         "Caddy RSS after 5 reloads under traffic",
         "driver CPU",
         "`coretraffic diff`",
@@ -44,3 +46,4 @@ def test_smoke_run_prints_every_measurement() -> None:
         "/load through the mTLS admin gate",
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads
+    assert completed.stdout.count("; 0 of ") == 2, completed.stdout  # no request lost to the dead upstream
