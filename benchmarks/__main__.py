@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 
-from benchmarks import diff_cli, ocsp_load, scale, update_to_serving, upstream_failure
+from benchmarks import diff_cli, ocsp_load, remote_admin, scale, update_to_serving, upstream_failure
 from benchmarks.harness import bed, require_h2load
 
 
@@ -84,6 +84,13 @@ async def suite(args: argparse.Namespace) -> list[str]:
                  f"{u.ours_s * 1000:.0f} / {u.raw_s * 1000:.0f} ms")
         )  # fmt: skip
         print(rows[-1], flush=True)
+    g = await remote_admin.measure(args.remote_routes, args.rounds + 1)
+    limit = 1.1 * g.local_s + 0.020
+    rows.append(
+        _row(f"/load through the mTLS admin gate / over the local socket, {g.routes:,} routes", g.ratio,
+             "<= 1.1x + 20 ms", g.gate_s <= limit, f"{g.gate_s * 1000:.0f} / {g.local_s * 1000:.0f} ms")
+    )  # fmt: skip
+    print(rows[-1], flush=True)
     return rows
 
 
@@ -100,6 +107,7 @@ def main() -> None:
     args.cost_routes = 10000 if full else 500
     args.diff_routes = 10000 if full else 500
     args.ocsp_certificates = 200 if full else 50
+    args.remote_routes = 1000 if full else 100
     require_h2load()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 
 from coretraffic import __version__
 from coretraffic.caddy.adapt import load_base_config
-from coretraffic.caddy.admin import AdminAddress
+from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.admin_tls import transport_for
 from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render
@@ -21,9 +22,17 @@ from coretraffic.settings import Settings
 
 def admin_address(settings: Settings) -> AdminAddress:
     """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
+    if settings.caddy_admin and settings.caddy_admin.startswith("https://"):
+        return AdminAddress(settings.caddy_admin, own_listen=settings.remote_admin_listen)
     if settings.caddy_admin:
         return AdminAddress(settings.caddy_admin)
     return spawned_admin_address(settings.state_dir)
+
+
+def admin_client(settings: Settings) -> CaddyAdmin:
+    """A client of that admin API; an https one refused here, at start, without readable mutual-TLS material."""
+    address = admin_address(settings)
+    return CaddyAdmin(address, transport_for(address, settings))
 
 
 def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:

@@ -43,13 +43,14 @@ EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 # What each command uses: it shows and accepts these flags and no others (`CORETRAFFIC_*` variables of the rest
 # are read and do nothing there).
 _UPSTREAMS = ("upstream_dial_timeout", "upstream_response_timeout", "upstream_try_duration", "upstream_fail_duration")
+_ADMIN = ("caddy_admin", "admin_client_cert", "admin_client_key", "admin_ca", "remote_admin_listen")
 _DATA_PLANE = ("base_config", "http_port", "https_port", "listen_host", "http3", "ocsp_stapling", *_UPSTREAMS)
 _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "run": tuple(Settings.model_fields),
     "demo": ("state_dir", *_DATA_PLANE, "bcrypt_cost", "log_level", "log_format", "status_addr"),
     "check": ("routes",),
-    "render": ("routes", "caddy_admin", "state_dir", *_DATA_PLANE, "bcrypt_cost"),
-    "diff": ("routes", "caddy_admin", "state_dir", *_DATA_PLANE),
+    "render": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE, "bcrypt_cost"),
+    "diff": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE),
     "status": ("status_addr",),
 }
 
@@ -196,7 +197,7 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
     # As `run` would load it: with the admin address of the Caddy it drives.
-    config: Any = with_admin_listen(make_renderer(settings)(validation.routes), admin_address(settings).listen)
+    config: Any = with_admin_listen(make_renderer(settings)(validation.routes), admin_address(settings).config_listen)
     if not args.show_secrets:
         config = redact(config)
     print(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False))

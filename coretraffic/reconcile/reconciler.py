@@ -268,7 +268,7 @@ class Reconciler:
         # more than the rendering itself (BENCHMARKS.md). Nothing here makes cycles worth collecting.
         gc.disable()
         try:
-            config = with_admin_listen(self._render(routes), self._admin.address.listen)
+            config = with_admin_listen(self._render(routes), self._admin.address.config_listen)
             config, left_out = keep_foreign(config, foreign)
             return config, serialise(config), left_out
         finally:

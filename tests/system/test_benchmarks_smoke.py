@@ -43,6 +43,7 @@ def test_smoke_run_prints_every_measurement() -> None:
         "`coretraffic diff`",
         "/load of CA-issued",
         "update-to-serving",
+        "/load through the mTLS admin gate",
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads
     assert completed.stdout.count("; 0 of ") == 2, completed.stdout  # no request lost to the dead upstream
