@@ -21,6 +21,7 @@ from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
 from coretraffic.caddy.admin_tls import mutual_tls_context, transport_for
 from coretraffic.caddy.process import CaddyProcess, find_caddy_binary
 from coretraffic.caddyjson.layout import JSON
+from coretraffic.cli.diff import run_diff
 from coretraffic.core.validate import Route
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
 from coretraffic.reconcile.reconciler import Reconciler
@@ -121,6 +122,27 @@ async def test_the_driver_loads_a_set_through_the_gate_and_it_serves(
     assert await serves(ca, ports.https, "remote.example.test")
     # The load kept the Caddy's own socket, the one the gate dials (and the way back).
     assert (await admin.get_config())["admin"]["listen"] == admin.address.listen
+
+
+async def test_diff_reads_the_running_config_through_the_gate(
+    remote_reconciler: Reconciler,
+    gate: Gate,
+    ca: DemoCA,
+    upstream: DemoUpstream,
+    ports: Ports,
+    short_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`coretraffic diff --caddy-admin https://...`: the applied set diffs as unchanged (exit 0), which it would not
+    if the desired config named the gate's address instead of the Caddy's own socket."""
+    configs = [demo_route(ca, "diffed.example.test", upstream.port)]
+    assert (await remote_reconciler.submit(validated(configs))).ok
+    routes = short_tmp / "routes.json"
+    routes.write_text(json.dumps(configs))
+    data_plane = {"http_port": ports.http, "https_port": ports.https, "listen_host": "127.0.0.1", "routes": routes}
+    capsys.readouterr()
+    assert await run_diff(gate.settings.model_copy(update=data_plane), full=False, as_json=False) == 0
+    assert "diffed.example.test" not in capsys.readouterr().out
 
 
 async def test_only_the_drivers_certificate_gets_through(
