@@ -10,19 +10,21 @@ from collections.abc import Callable, Sequence
 
 from coretraffic import __version__
 from coretraffic.caddy.adapt import load_base_config
-from coretraffic.caddy.admin import AdminAddress
 from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
-from coretraffic.settings import Settings
+from coretraffic.errors import UsageError
+from coretraffic.settings import AdminAddress, Settings
 
 
 def admin_address(settings: Settings) -> AdminAddress:
-    """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
+    """The one admin API a one-shot command (`render`, `diff`) looks at: `--caddy-admin`, or the spawned Caddy's."""
+    if settings.caddy_admin_dns or len(settings.caddy_admin) > 1:
+        raise UsageError("this command looks at one Caddy: give one --caddy-admin (and no --caddy-admin-dns)")
     if settings.caddy_admin:
-        return AdminAddress(settings.caddy_admin)
+        return settings.caddy_admin[0]
     return spawned_admin_address(settings.state_dir)
 
 

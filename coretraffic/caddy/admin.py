@@ -1,4 +1,4 @@
-"""Caddy's admin API, over a unix socket or loopback TCP (httpx).
+"""Caddy's admin API, over a unix socket or loopback TCP (httpx); remote admin (HTTPS) has its seam here.
 
 The edge where the driver talks to the data plane: `load` a whole config, read the config back, ask whether a
 given `@id` exists, list the upstreams Caddy counts failures against. Errors are sorted into what the reconciler
@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
-from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
+from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt, UsageError
+from coretraffic.settings import AdminAddress, host_port
 
 # Reading the whole config back: 11 MB at 10,000 routes in about 74 ms (docs/caddy.md); room for a busy box.
 READ_CONFIG_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
@@ -40,15 +41,19 @@ class LoadTimeout:
         return httpx.Timeout(self.base_s + self.per_mb_s * size / 1e6, connect=5.0)
 
 
-@dataclass(frozen=True)
-class AdminAddress:
-    """Where the admin API listens, in Caddy's own notation (`unix//path` or `host:port`)."""
+def admin_transport(address: AdminAddress) -> httpx.AsyncBaseTransport:
+    """The one place that decides how a Caddy's admin API is reached; `UsageError` when it cannot be, yet.
 
-    listen: str  # as `settings.admin_listen_address` checked and wrote it
-
-    @property
-    def socket_path(self) -> str | None:
-        return self.listen.removeprefix("unix/") if self.listen.startswith("unix/") else None
+    Called when the target is made, so an address that cannot work stops the driver at start.
+    """
+    if address.kind == "https":
+        raise UsageError(
+            f"remote admin needs --admin-client-cert and its key and CA to reach {address.name}; "
+            "until mutual TLS is configured, only unix sockets and loopback HTTP are driven"
+        )
+    # verify=False: the admin API is plain HTTP here, and loading the CA bundle for TLS it never uses costs ~40 ms
+    # a client.
+    return httpx.AsyncHTTPTransport(uds=address.location if address.kind == "unix" else None, verify=False)
 
 
 class CaddyAdmin:
@@ -62,14 +67,13 @@ class CaddyAdmin:
         """`transport` replaces the connection to `address` (tests: `httpx.MockTransport` as a fake Caddy)."""
         self.address = address
         self.load_timeout = load_timeout
-        socket_path = address.socket_path
-        base_url = "http://localhost" if socket_path is not None else f"http://{address.listen}"
+        base_url = "http://localhost" if address.kind == "unix" else f"{address.kind}://{address.location}"
         if transport is None:
-            # verify=False: the admin API is plain HTTP here, and loading the CA bundle for TLS it never uses
-            # costs ~40 ms a client.
-            transport = httpx.AsyncHTTPTransport(uds=socket_path, verify=False)
-        # No Origin header is ever sent: Caddy rejects a disallowed one.
-        self._client = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=PROBE_TIMEOUT)
+            transport = admin_transport(address)
+        # No Origin header is ever sent: Caddy rejects a disallowed one. On a loopback address other than
+        # 127.0.0.1 Caddy refuses its own address as Host (403), but takes localhost (docs/caddy.md).
+        headers = {"Host": f"localhost:{host_port(address.location)[1]}"} if address.kind == "http" else {}
+        self._client = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=PROBE_TIMEOUT, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -123,7 +127,7 @@ class CaddyAdmin:
         try:
             response = await self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise CaddyUnavailable(f"Caddy admin API at {self.address.listen} unreachable: {exc!r}") from exc
+            raise CaddyUnavailable(f"Caddy admin API at {self.address.name} unreachable: {exc!r}") from exc
         if response.status_code >= 500:
             raise CaddyUnavailable(f"Caddy admin API answered HTTP {response.status_code}: {_error_text(response)}")
         if response.status_code >= 400:

@@ -128,6 +128,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str], de
         text = f"{field.description} [env CORETRAFFIC_{name.upper()}, default: {default}]"
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif str(field.annotation).startswith("tuple"):  # a list setting: the flag is given once per value
+            parser.add_argument(flag, dest=name, action="append", default=None, help=text, metavar=name.upper())
         else:
             parser.add_argument(flag, dest=name, default=None, help=text, metavar=name.upper())
 
@@ -162,7 +164,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from coretraffic.app.service import run_driver  # here: the other commands need not load the driver's parts
 
     # Only a spawned Caddy keeps its state there; a driver of an existing Caddy writes nothing to it.
-    held = state_dir_lock(settings.state_dir) if settings.caddy_admin is None else contextlib.nullcontext()
+    held = state_dir_lock(settings.state_dir) if settings.spawns_caddy else contextlib.nullcontext()
     with held, contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_driver(settings))
     return 0

@@ -40,8 +40,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
         ("/run/caddy/admin.sock", ["is a path", "unix//run/caddy/admin.sock"]),
         ("./admin.sock", ["relative path"]),
         ("unix/admin.sock", ["unix//absolute/path"]),
-        ("ftp://127.0.0.1:2019", ["expected unix//path, host:port or http://host:port"]),
-        ("https://127.0.0.1:2019", ["expected unix//path, host:port or http://host:port"]),
+        ("ftp://127.0.0.1:2019", ["expected unix//path, host:port, http://host:port or https://host:port"]),
         ("http://127.0.0.1", ["expected host:port"]),
         ("caddy", ["expected host:port"]),
         ("http://10.0.0.7:2019", ["10.0.0.7 is not a loopback address"]),
@@ -74,7 +73,7 @@ def test_the_variable_is_checked_as_the_flag_is(
     ],
 )
 def test_admin_addresses_that_work_are_taken_in_caddys_notation(given: str, expected: str) -> None:
-    assert Settings.model_validate({"caddy_admin": given}).caddy_admin == expected
+    assert [address.listen for address in Settings.model_validate({"caddy_admin": given}).caddy_admin] == [expected]
 
 
 def test_the_same_port_for_http_and_https_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
