@@ -19,6 +19,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from coretraffic.caddy.admin import check_drivable
 from coretraffic.reconcile.fleet import Fleet, TargetFactory
 from coretraffic.settings import AdminAddress, DnsTarget, host_port
 
@@ -32,6 +33,9 @@ class DnsDiscovery:
     def __init__(
         self, target: DnsTarget, fleet: Fleet, make_target: TargetFactory, *, server: str = "", interval: float = 5.0
     ) -> None:
+        # Every instance is reached as the name's scheme says: one that cannot be (https, until mutual TLS is
+        # configured) stops the driver at start, as such a --caddy-admin does, not at the first lookup.
+        check_drivable(AdminAddress(target.scheme, f"{target.name}:{target.port}"))
         self._target = target
         self._fleet = fleet
         self._make_target = make_target

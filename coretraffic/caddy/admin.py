@@ -41,16 +41,21 @@ class LoadTimeout:
         return httpx.Timeout(self.base_s + self.per_mb_s * size / 1e6, connect=5.0)
 
 
-def admin_transport(address: AdminAddress) -> httpx.AsyncBaseTransport:
-    """The one place that decides how a Caddy's admin API is reached; `UsageError` when it cannot be, yet.
-
-    Called when the target is made, so an address that cannot work stops the driver at start.
-    """
+def check_drivable(address: AdminAddress) -> None:
+    """`UsageError` when the driver cannot reach this admin address (an https one, until mutual TLS is set up)."""
     if address.kind == "https":
         raise UsageError(
             f"remote admin needs --admin-client-cert and its key and CA to reach {address.name}; "
             "until mutual TLS is configured, only unix sockets and loopback HTTP are driven"
         )
+
+
+def admin_transport(address: AdminAddress) -> httpx.AsyncBaseTransport:
+    """The one place that decides how a Caddy's admin API is reached.
+
+    Called when the target is made, so an address that cannot work stops the driver at start (`check_drivable`).
+    """
+    check_drivable(address)
     # verify=False: the admin API is plain HTTP here, and loading the CA bundle for TLS it never uses costs ~40 ms
     # a client.
     return httpx.AsyncHTTPTransport(uds=address.location if address.kind == "unix" else None, verify=False)

@@ -195,7 +195,7 @@ class Reconciler:
                     self._on_result(result, submission.validation)
                 except Exception:  # an observer (metrics) must never stop routes from being applied
                     log.exception("apply result observer failed")
-            log.log(logging.INFO if result.ok else logging.WARNING, "apply %s: %s", self._name, result.summary())
+            log.log(logging.INFO if result.ok else logging.WARNING, "apply %s (%s)", result.summary(), self._name)
             for waiter in submission.waiters:
                 if not waiter.done():
                     waiter.set_result(result)

@@ -32,10 +32,11 @@ class CaddyTarget:
         process: CaddyProcess | None = None,
         *,
         on_result: ResultObserver | None = None,
+        heal_interval: float = 1.0,
     ) -> None:
         self.admin = admin
         self.process = process
-        self.reconciler = Reconciler(admin, render_config, on_result=on_result)
+        self.reconciler = Reconciler(admin, render_config, on_result=on_result, heal_interval=heal_interval)
         self.name = admin.address.name
         self._given = 0  # the fleet's number of the latest set given to this Caddy (0: none yet)
         self._running = 0  # ... of the latest set it was loaded with (the apply did not fail)

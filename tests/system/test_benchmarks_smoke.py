@@ -40,6 +40,8 @@ def test_smoke_run_prints_every_measurement() -> None:
         "driver CPU",
         "`coretraffic diff`",
         "/load of CA-issued",
+        "driver CPU per update",
+        "set to all 3 Caddies loaded",
         "update-to-serving",
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads

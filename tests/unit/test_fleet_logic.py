@@ -119,9 +119,16 @@ def test_a_dns_target_that_cannot_work_is_refused(capsys: pytest.CaptureFixture[
     assert "--caddy-admin-dns / CORETRAFFIC_CADDY_ADMIN_DNS" in err and "NAME[:PORT]" in err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "named"),
+    [
+        ("--caddy-admin", "https://10.0.0.5:2021", "https://10.0.0.5:2021"),
+        ("--caddy-admin-dns", "https://caddy.default.svc:2021", "https://caddy.default.svc:2021"),
+    ],
+)
 def test_a_remote_admin_address_is_refused_at_start_until_mutual_tls_is_configured(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, named: str
 ) -> None:
-    assert cli.main(["run", "--routes", "/dev/null", "--caddy-admin", "https://10.0.0.5:2021"]) == 2
+    assert cli.main(["run", "--routes", "/dev/null", flag, value]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("coretraffic: remote admin needs --admin-client-cert") and "https://10.0.0.5:2021" in line
+    assert line.startswith("coretraffic: remote admin needs --admin-client-cert") and named in line
