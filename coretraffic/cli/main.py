@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -125,10 +126,10 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str], de
         field = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
         default = defaults.get(name, field.get_default(call_default_factory=True))
-        text = f"{field.description} [env CORETRAFFIC_{name.upper()}, default: {default}]"
+        text = f"{field.description} [env CORETRAFFIC_{name.upper()}, default: {default if default != () else 'none'}]"
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif str(field.annotation).startswith("tuple"):  # a list setting: the flag is given once per value
+        elif typing.get_origin(field.annotation) is tuple:  # a list setting: the flag is given once per value
             parser.add_argument(flag, dest=name, action="append", default=None, help=text, metavar=name.upper())
         else:
             parser.add_argument(flag, dest=name, default=None, help=text, metavar=name.upper())

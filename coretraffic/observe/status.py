@@ -271,7 +271,7 @@ class StatusServer:
                 problem = await self._unhealthy()
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or "ok")
             case "/readyz":
-                problem = _not_ready(await self._states())
+                problem = _not_ready(await self._states(self._view.targets))
                 return _text(
                     HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or self._ready_text()
                 )
@@ -297,8 +297,7 @@ class StatusServer:
             )
         return ""
 
-    async def _states(self) -> list[_TargetState]:
-        targets = self._view.targets
+    async def _states(self, targets: Sequence[TargetView]) -> list[_TargetState]:
         newest = max((t.running_set for t in targets), default=0)
         return list(await asyncio.gather(*(_target_state(t, newest) for t in targets)))
 
@@ -309,9 +308,13 @@ class StatusServer:
         return f"ready: {caddies} config {', '.join(markers)}"
 
     async def status_document(self) -> dict[str, Any]:
-        states = await self._states()
-        problems = await asyncio.gather(*(_caddy_problem(state.target) for state in states))
-        upstreams = await asyncio.gather(*(_failing_upstreams(state.target) for state in states))
+        targets = self._view.targets
+        # All at once: a frozen Caddy costs each question its timeout, and the answer should not wait for all three.
+        states, problems, upstreams = await asyncio.gather(
+            self._states(targets),
+            asyncio.gather(*map(_caddy_problem, targets)),
+            asyncio.gather(*map(_failing_upstreams, targets)),
+        )
         not_ready = _not_ready(states)
         return {
             "version": __version__,
