@@ -12,7 +12,7 @@ import logging
 import os
 import platform
 
-from benchmarks import diff_cli, ocsp_load, remote_admin, scale, update_to_serving, upstream_failure
+from benchmarks import diff_cli, fleet, ocsp_load, remote_admin, scale, update_to_serving, upstream_failure
 from benchmarks.harness import bed, require_h2load
 
 
@@ -76,6 +76,19 @@ async def suite(args: argparse.Namespace) -> list[str]:
                  f"{o.responder_connections} connections to the OCSP responder")
         )  # fmt: skip
         print(rows[-1], flush=True)
+        f = await fleet.measure(b, args.fleet_routes, args.rounds + 2)
+        rows.append(
+            _row(f"driver CPU per update, {fleet.CADDIES} Caddies / 1, {f.routes:,} routes", f.cpu_ratio, "<= 1.1",
+                 f.cpu_ratio <= 1.1, f"{f.cpu_three_s * 1000:.0f} / {f.cpu_one_s * 1000:.0f} ms; "
+                 f"{f.renders_per_set:g} render per set; per Caddy: its serialisation, /load send and ETag read")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        rows.append(
+            _row(f"set to all {fleet.CADDIES} Caddies loaded / one raw /load, {f.routes:,} routes", f.serving_ratio,
+                 "reported", True, f"{f.all_serving_s * 1000:.0f} / {f.raw_load_s * 1000:.0f} ms; the Caddies "
+                 f"share {os.cpu_count()} cores, so their loads queue for CPU")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
     for size in args.sizes:
         u = await update_to_serving.measure(size, args.rounds + 1)
         limit = 1.1 * u.raw_s + 0.020
@@ -108,6 +121,7 @@ def main() -> None:
     args.diff_routes = 10000 if full else 500
     args.ocsp_certificates = 200 if full else 50
     args.remote_routes = 1000 if full else 100
+    args.fleet_routes = 1000 if full else 200
     require_h2load()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Bed, hosts
-from coretraffic.caddy.admin import AdminAddress
+from coretraffic.settings import AdminAddress
 
 # A bare reader of the running config: the floor. argv: the admin socket ("" for TCP), the admin URL.
 _FLOOR = """
@@ -91,9 +91,9 @@ async def _diff(bed: Bed, routes_file: Path) -> tuple[float, str]:
 
 async def _floor(address: AdminAddress) -> float:
     started = time.perf_counter()
-    url = "http://localhost" if address.socket_path else f"http://{address.listen}"
+    url = "http://localhost" if address.kind == "unix" else f"http://{address.location}"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _FLOOR, address.socket_path or "", url, env=_clean_env()
+        sys.executable, "-c", _FLOOR, address.location if address.kind == "unix" else "", url, env=_clean_env()
     )
     if await process.wait() != 0:
         raise RuntimeError("the floor process failed")

@@ -29,13 +29,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from benchmarks.harness import Bed, bed, free_port, hosts
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin, LoadTimeout
+from coretraffic.caddy.admin import CaddyAdmin, LoadTimeout
 from coretraffic.caddy.admin_tls import transport_for
 from coretraffic.caddy.process import find_caddy_binary
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import serialise
 from coretraffic.errors import CaddyError
-from coretraffic.settings import Settings
+from coretraffic.settings import AdminAddress, Settings
 from coretraffic.testing.admin_gate import MutualTLSFiles, gate_config, running_gate, write_mutual_tls
 from coretraffic.testing.pki import DemoCA
 
@@ -89,7 +89,7 @@ def _settings(port: int, files: MutualTLSFiles, own_listen: str) -> Settings:
 
 def _remote_client(port: int, files: MutualTLSFiles, own_listen: str) -> CaddyAdmin:
     settings = _settings(port, files, own_listen)
-    address = AdminAddress(f"https://{SERVER_NAME}:{port}", own_listen=own_listen)
+    address = AdminAddress("https", f"{SERVER_NAME}:{port}", own_listen=own_listen)
     return CaddyAdmin(address, transport_for(address, settings), load_timeout=LoadTimeout(base_s=30))
 
 

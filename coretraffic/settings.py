@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_state_dir(name: str = "coretraffic") -> Path:
@@ -20,15 +21,135 @@ def default_state_dir(name: str = "coretraffic") -> Path:
     return Path(state_home) / name
 
 
+@dataclass(frozen=True)
+class AdminAddress:
+    """Where a Caddy's admin API is reached: a unix socket, plain HTTP on loopback, or HTTPS (remote admin).
+
+    `location` is the socket's absolute path, or `host:port` (an IPv6 host in brackets). An https address is a
+    remote Caddy's admin gate (docs/caddy.md, "Remote admin"): that Caddy keeps its admin API on `own_listen`, the
+    socket the gate proxies to, which every config loaded into it must carry (a load that moved it would cut the
+    gate off). `server_name` is the name the gate's certificate carries when it is dialled by IP address (a
+    discovered instance): sent as SNI and Host, which the gate requires to match.
+    """
+
+    kind: Literal["unix", "http", "https"]
+    location: str
+    own_listen: str | None = None
+    server_name: str | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        """Reached over mutual TLS through an admin gate."""
+        return self.kind == "https"
+
+    @property
+    def config_listen(self) -> str:
+        """The `admin.listen` of every config loaded into this Caddy (`render.with_admin_listen`)."""
+        return self.own_listen or self.listen
+
+    @property
+    def listen(self) -> str:
+        """The address in Caddy's own notation (`unix//path`, `host:port`), as its `admin.listen` writes it."""
+        return f"unix/{self.location}" if self.kind == "unix" else self.location
+
+    @property
+    def name(self) -> str:
+        """How status, logs and replies name this Caddy."""
+        return self.listen if self.kind == "unix" else f"{self.kind}://{self.location}"
+
+
+def parse_admin_address(text: str) -> AdminAddress:
+    """The one parser of admin addresses (`--caddy-admin`, discovered instances), or a ValueError saying why.
+
+    Accepted: `unix//abs/path` (Caddy's notation; a `|mode` suffix is for Caddy's side and dropped), `host:port`
+    and `http://host:port` on a loopback address, `https://host:port`. Plain HTTP elsewhere would send private keys
+    across a network.
+    """
+    if text.startswith("unix:"):
+        raise ValueError(f"{text!r} is a URL; Caddy writes a unix socket as unix//{text.partition(':')[2].lstrip('/')}")
+    if text.startswith("unix/"):
+        path = text.removeprefix("unix/").split("|", 1)[0]
+        if not path.startswith("/"):
+            raise ValueError(f"expected unix//absolute/path, got {text!r}")
+        return AdminAddress("unix", path)
+    if text.startswith("/"):
+        raise ValueError(f"{text!r} is a path; Caddy writes a unix socket as unix/{text}")
+    if text.startswith("."):
+        raise ValueError(f"{text!r} is a relative path; write the socket as unix//absolute/path")
+    scheme, separator, rest = text.partition("://")
+    if separator and scheme not in ("http", "https"):
+        raise ValueError(f"expected unix//path, host:port, http://host:port or https://host:port, got {text!r}")
+    address = (rest if separator else text).rstrip("/")
+    host, _ = host_port(address)
+    if scheme == "https":
+        return AdminAddress("https", address)
+    if not _is_loopback(host):
+        raise ValueError(
+            f"{host} is not a loopback address: the admin API in plain HTTP only on loopback or a socket "
+            "(https:// for a remote Caddy)"
+        )
+    return AdminAddress("http", address)
+
+
+@dataclass(frozen=True)
+class DnsTarget:
+    """A `--caddy-admin-dns` name: each of its A/AAAA records is one Caddy, reached at `scheme://ip:port`."""
+
+    scheme: Literal["http", "https"]
+    name: str
+    port: int
+
+    def address_of(self, ip: str) -> AdminAddress:
+        """The admin address of the instance at `ip` (parsed, so plain HTTP to a non-loopback IP is refused); an
+        https one's gate is named by this name, as no certificate can list pod addresses ahead of time."""
+        host = f"[{ip}]" if ":" in ip else ip
+        address = parse_admin_address(f"{self.scheme}://{host}:{self.port}")
+        return replace(address, server_name=self.name) if address.is_remote else address
+
+
+DEFAULT_ADMIN_PORT = 2019
+
+
+def parse_dns_target(text: str) -> DnsTarget:
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        scheme, rest = "http", text
+    if scheme not in ("http", "https"):
+        raise ValueError(f"expected [http://|https://]NAME[:PORT], got {text!r}")
+    name, _, port = rest.rstrip("/").partition(":")
+    if not name or "/" in name or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+        raise ValueError(f"expected [http://|https://]NAME[:PORT] with a port 1-65535, got {text!r}")
+    return DnsTarget("https" if scheme == "https" else "http", name, int(port) if port else DEFAULT_ADMIN_PORT)
+
+
+def _listed(value: str | list[object] | tuple[object, ...]) -> tuple[str, ...]:
+    """A repeated flag's values, or a variable's comma-separated ones."""
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(item.strip() for item in items if item.strip())
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CORETRAFFIC_", extra="ignore")
 
     routes: Path | None = Field(None, description="routes file (JSON); without it, routes come from Coreflow")
     coreflow_url: str = Field("http://coreflow:3000", description="Coreflow's URL (http -> ws, https -> wss)")
-    caddy_admin: str | None = Field(
-        None,
+    caddy_admin: Annotated[tuple[AdminAddress, ...], NoDecode] = Field(
+        (),
         description="admin API of an existing Caddy (unix//path, http://127.0.0.1:2019, or https://host:port "
-        "through its admin gate, with mutual TLS); without it coretraffic starts the bundled Caddy",
+        "through its admin gate, with mutual TLS), repeatable (the variable: comma-separated); with none (and no "
+        "--caddy-admin-dns) coretraffic starts the bundled Caddy",
+    )
+    caddy_admin_dns: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="[http://|https://]NAME[:PORT] whose A/AAAA records are Caddy instances to drive, repeatable "
+        "(the variable: comma-separated); the port defaults to 2019; https: each instance's admin gate, dialled "
+        "by IP address with NAME as its TLS server name",
+    )
+    caddy_admin_dns_server: str = Field(
+        "", description="DNS server (host:port) asked for --caddy-admin-dns (empty: the system's resolvers)"
+    )
+    caddy_admin_dns_interval: float = Field(
+        5.0, gt=0, description="seconds between lookups of --caddy-admin-dns (new instances get the current set)"
     )
     admin_client_cert: Path | None = Field(
         None, description="the driver's client certificate (PEM) for an https admin address"
@@ -81,29 +202,57 @@ class Settings(BaseSettings):
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("caddy_admin")
+    @field_validator("caddy_admin", mode="before")
     @classmethod
-    def _caddy_admin_is_an_admin_address(cls, value: str | None) -> str | None:
-        return admin_listen_address(value) if value else None
+    def _caddy_admin_are_admin_addresses(cls, value: object) -> object:
+        return tuple(map(parse_admin_address, _listed(value))) if isinstance(value, str | list | tuple) else value
+
+    @field_validator("caddy_admin_dns", mode="before")
+    @classmethod
+    def _caddy_admin_dns_are_names(cls, value: object) -> object:
+        if not isinstance(value, str | list | tuple):
+            return value
+        names = _listed(value)
+        for name in names:
+            parse_dns_target(name)
+        return names
+
+    @field_validator("caddy_admin_dns_server")
+    @classmethod
+    def _dns_server_is_host_port(cls, value: str) -> str:
+        if value:
+            host_port(value)
+        return value
+
+    @property
+    def spawns_caddy(self) -> bool:
+        """No Caddy named, none to discover: the driver runs the bundled Caddy itself (the single-pod default)."""
+        return not self.caddy_admin and not self.caddy_admin_dns
 
     @field_validator("admin_ca")
     @classmethod
     def _https_admin_has_its_tls_material(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if not str(info.data.get("caddy_admin") or "").startswith("https://"):
+        remote = _first_https(info.data.get("caddy_admin", ()), info.data.get("caddy_admin_dns", ()))
+        if remote is None:
             return value
         given = {**info.data, "admin_ca": value}
         missing = [f"--{n.replace('_', '-')}" for n in _MUTUAL_TLS_FILES if given.get(n) is None]
         if missing:
-            raise ValueError(f"an https --caddy-admin needs {', '.join(missing)} (mutual TLS) too")
+            raise ValueError(f"{remote} needs {', '.join(missing)} (mutual TLS) too")
         return value
 
     @field_validator("remote_admin_listen")
     @classmethod
     def _remote_admin_listen_is_local_to_that_caddy(cls, value: str) -> str:
-        address = admin_listen_address(value)
-        if address.startswith("https://"):
+        address = parse_admin_address(value)
+        if address.kind == "https":
             raise ValueError("a Caddy's own admin address is a unix socket or loopback host:port, not https")
-        return address
+        return address.listen
+
+    @property
+    def admin_over_tls(self) -> bool:
+        """Some Caddy is reached through an admin gate (mutual TLS): the material is then required, and read."""
+        return _first_https(self.caddy_admin, self.caddy_admin_dns) is not None
 
     @field_validator("https_port")
     @classmethod
@@ -130,35 +279,12 @@ class Settings(BaseSettings):
 _MUTUAL_TLS_FILES = ("admin_client_cert", "admin_client_key", "admin_ca")
 
 
-def admin_listen_address(text: str) -> str:
-    """An `--caddy-admin` value in Caddy's own notation (`unix//abs/path` or `host:port`), or `https://host:port`
-    for a Caddy behind an admin gate; a ValueError otherwise.
-
-    Accepted: `unix//abs/path` (Caddy's notation; a `|mode` suffix is for Caddy's side and dropped), `host:port`
-    and `http://host:port` on a loopback address, `https://host:port` anywhere. Plain HTTP elsewhere would send
-    private keys across a network.
-    """
-    if text.startswith("unix:"):
-        raise ValueError(f"{text!r} is a URL; Caddy writes a unix socket as unix//{text.partition(':')[2].lstrip('/')}")
-    if text.startswith("unix/"):
-        path = text.removeprefix("unix/").split("|", 1)[0]
-        if not path.startswith("/"):
-            raise ValueError(f"expected unix//absolute/path, got {text!r}")
-        return f"unix/{path}"
-    if text.startswith("/"):
-        raise ValueError(f"{text!r} is a path; Caddy writes a unix socket as unix/{text}")
-    if text.startswith("."):
-        raise ValueError(f"{text!r} is a relative path; write the socket as unix//absolute/path")
-    scheme, separator, rest = text.partition("://")
-    if separator and scheme not in ("http", "https"):
-        raise ValueError(f"expected unix//path, host:port, http://host:port or https://host:port, got {text!r}")
-    address = (rest if separator else text).rstrip("/")
-    host, _ = host_port(address)
-    if scheme == "https":
-        return f"https://{address}"
-    if not _is_loopback(host):
-        raise ValueError(f"{host} is not a loopback address: the admin API in plain HTTP only on loopback or a socket")
-    return address
+def _first_https(addresses: tuple[AdminAddress, ...], dns_names: tuple[str, ...]) -> str | None:
+    """The first admin address or discovery name reached over mutual TLS, with its flag; None: there is none."""
+    remote = [f"--caddy-admin {a.name}" for a in addresses if a.is_remote] + [
+        f"--caddy-admin-dns {n}" for n in dns_names if parse_dns_target(n).scheme == "https"
+    ]
+    return remote[0] if remote else None
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,25 +1,30 @@
 """`coretraffic run`: wires route sources, Caddy targets and the status server together and runs them until a signal.
 
-Assembly only: it loads the operator's base config into the renderer (settings, password cache), makes one
-target per Caddy (`reconcile.target`: today one, the Caddy it spawns or the one `--caddy-admin` names), feeds
-them from one source (`sources`: the routes file, or Coreflow when there is none) and serves status (health,
-readiness, metrics) from what they report. On SIGTERM/SIGINT it stops the sources and the Caddy it started.
+Assembly only: it loads the operator's base config into the renderer (settings, password cache) that all
+Caddies share (`RenderOnce`), makes one target per Caddy (`reconcile.target`: the Caddy it spawns, or each one
+`--caddy-admin` names) into a fleet (`reconcile.fleet`) that DNS discovery (`discovery`) may add to, feeds it from
+one source (`sources`: the routes file, or Coreflow when there is none) and serves status (health, readiness,
+metrics) from what they report. On SIGTERM/SIGINT it stops the sources and the Caddy it started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coretraffic.app.wiring import admin_client, make_renderer
+from coretraffic.app.discovery import DnsDiscovery
+from coretraffic.app.wiring import AdminClients, make_renderer
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.observe.status import ApplyStats, StatusServer
-from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.reconcile.fleet import Fleet
+from coretraffic.reconcile.reconciler import ConfigRenderer
+from coretraffic.reconcile.render_once import RenderOnce
 from coretraffic.reconcile.target import CaddyTarget
-from coretraffic.settings import Settings
+from coretraffic.settings import AdminAddress, Settings, parse_dns_target
 from coretraffic.sources.coreflow.source import CoreflowSource
 from coretraffic.sources.routes_file import RoutesFileSource
 from coretraffic.sources.source import RouteSource
@@ -29,36 +34,66 @@ from coretraffic.sources.source import RouteSource
 class Driver:
     """The running parts: what `on_started` gets and the status server views (`observe.view.DriverView`)."""
 
-    targets: list[CaddyTarget]
+    fleet: Fleet
     sources: list[RouteSource]
+    discoveries: list[DnsDiscovery]
+
+    @property
+    def targets(self) -> Sequence[CaddyTarget]:
+        return self.fleet.targets
 
 
 async def run_driver(
     settings: Settings, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None = None
 ) -> None:
     """Run until cancelled or signalled."""
-    process = None if settings.caddy_admin else CaddyProcess(settings.state_dir)
-    renderer = make_renderer(settings)  # before Caddy starts: a bad base config fails fast
+    renderer = RenderOnce(make_renderer(settings))  # before Caddy starts: a bad base config fails fast
     stats = ApplyStats()
-    target = CaddyTarget(admin_client(settings), renderer, process, on_result=stats.observe)
-    driver = Driver([target], [_source(settings, target.reconciler)])
+    # The mutual-TLS material is read here, at start, once for every Caddy (discovered ones too).
+    make_target = functools.partial(_target, clients=AdminClients(settings), renderer=renderer, stats=stats)
+    if settings.spawns_caddy:
+        process = CaddyProcess(settings.state_dir)
+        fleet = Fleet([make_target(process.admin_address, process=process)])
+    else:
+        fleet = Fleet(map(make_target, settings.caddy_admin))
+    discoveries = [
+        DnsDiscovery(
+            parse_dns_target(name),
+            fleet,
+            make_target,
+            server=settings.caddy_admin_dns_server,
+            interval=settings.caddy_admin_dns_interval,
+        )
+        for name in settings.caddy_admin_dns
+    ]
+    driver = Driver(fleet, [_source(settings, fleet)], discoveries)
     status = StatusServer(driver, stats)
     try:
-        for each in driver.targets:
-            await each.start()
+        await fleet.start()
         if settings.status_addr:
             await status.listen(settings.status_addr)  # a taken port stops the driver (and its Caddy) here
         await _serve(driver, on_started)
     finally:
         await status.close()
-        for each in driver.targets:
-            await each.close()
+        await fleet.close()
 
 
-def _source(settings: Settings, reconciler: Reconciler) -> RouteSource:
+def _target(
+    address: AdminAddress,
+    *,
+    clients: AdminClients,
+    renderer: ConfigRenderer,
+    stats: ApplyStats,
+    process: CaddyProcess | None = None,
+) -> CaddyTarget:
+    admin = clients(address)
+    return CaddyTarget(admin, renderer, process, on_result=functools.partial(stats.observe, admin.address.name))
+
+
+def _source(settings: Settings, fleet: Fleet) -> RouteSource:
     if settings.routes is None:
-        return CoreflowSource(settings.coreflow_url, reconciler)
-    return RoutesFileSource(settings.routes, reconciler)
+        return CoreflowSource(settings.coreflow_url, fleet)
+    return RoutesFileSource(settings.routes, fleet)
 
 
 async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None) -> None:
@@ -68,8 +103,9 @@ async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, A
         loop.add_signal_handler(signum, lambda: main.cancel() if main else None)
     try:
         async with asyncio.TaskGroup() as tasks:
-            for target in driver.targets:
-                tasks.create_task(target.run())
+            tasks.create_task(driver.fleet.run())
+            for discovery in driver.discoveries:
+                tasks.create_task(discovery.run())
             for source in driver.sources:
                 tasks.create_task(source.run())
             if on_started is not None:

@@ -7,32 +7,59 @@ a running driver needs (the Coreflow client, the status server, the reconciler).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from coretraffic import __version__
 from coretraffic.caddy.adapt import load_base_config
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
-from coretraffic.caddy.admin_tls import transport_for
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddy.admin_tls import gate_transport, mutual_tls_context
 from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
-from coretraffic.settings import Settings
+from coretraffic.errors import UsageError
+from coretraffic.settings import AdminAddress, Settings
 
 
 def admin_address(settings: Settings) -> AdminAddress:
-    """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
-    if settings.caddy_admin and settings.caddy_admin.startswith("https://"):
-        return AdminAddress(settings.caddy_admin, own_listen=settings.remote_admin_listen)
+    """The one admin API a one-shot command (`render`, `diff`) looks at: `--caddy-admin`, or the spawned Caddy's."""
+    if settings.caddy_admin_dns or len(settings.caddy_admin) > 1:
+        raise UsageError("this command looks at one Caddy: give one --caddy-admin (and no --caddy-admin-dns)")
     if settings.caddy_admin:
-        return AdminAddress(settings.caddy_admin)
+        return behind_its_gate(settings.caddy_admin[0], settings)
     return spawned_admin_address(settings.state_dir)
 
 
+def behind_its_gate(address: AdminAddress, settings: Settings) -> AdminAddress:
+    """`address` with the admin address its Caddy keeps for itself when it is reached through an admin gate."""
+    return replace(address, own_listen=settings.remote_admin_listen) if address.is_remote else address
+
+
+class AdminClients:
+    """Makes the admin client of each Caddy driven: plain for a socket or loopback, mutual TLS for an admin gate.
+
+    The mutual-TLS material is read once, when this is made (at start: unreadable material stops the driver
+    there), and shared by every gate's client, the ones of Caddies discovered later too.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._tls = mutual_tls_context(settings) if settings.admin_over_tls else None
+
+    def __call__(self, address: AdminAddress) -> CaddyAdmin:
+        if not address.is_remote:
+            return CaddyAdmin(address)
+        if self._tls is None:  # only for settings made without validation: raises, naming what is missing
+            self._tls = mutual_tls_context(self._settings)
+        # A discovered gate is dialled by IP address under its service's name (`server_name`).
+        transport = gate_transport(self._tls, server_name=address.server_name)
+        return CaddyAdmin(behind_its_gate(address, self._settings), transport)
+
+
 def admin_client(settings: Settings) -> CaddyAdmin:
-    """A client of that admin API; an https one refused here, at start, without readable mutual-TLS material."""
-    address = admin_address(settings)
-    return CaddyAdmin(address, transport_for(address, settings))
+    """A client of the one admin API a one-shot command looks at (`admin_address`)."""
+    return AdminClients(settings)(admin_address(settings))
 
 
 def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:

@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
+from coretraffic.settings import AdminAddress, host_port
 
 # Reading the whole config back: 11 MB at 10,000 routes in about 74 ms (docs/caddy.md); room for a busy box.
 READ_CONFIG_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
@@ -44,43 +45,10 @@ class LoadTimeout:
         return httpx.Timeout(self.base_s + self.per_mb_s * size / 1e6, connect=5.0)
 
 
-@dataclass(frozen=True)
-class AdminAddress:
-    """Where the driver reaches a Caddy's admin API, and the admin address every config loaded into it carries.
-
-    `listen` is Caddy's own notation (`unix//path` or `host:port`), or `https://host:port` for a remote Caddy's
-    admin gate (docs/caddy.md, "Remote admin"): that Caddy keeps its admin API on `own_listen`, a socket the
-    gate proxies to, and a load that moved it elsewhere would cut the gate off.
-    """
-
-    listen: str  # as `settings.admin_listen_address` checked and wrote it
-    own_listen: str | None = None  # behind a gate: that Caddy's own admin address; None: `listen` itself
-
-    @property
-    def socket_path(self) -> str | None:
-        return self.listen.removeprefix("unix/") if self.listen.startswith("unix/") else None
-
-    @property
-    def is_remote(self) -> bool:
-        """Reached over mutual TLS through an admin gate."""
-        return self.listen.startswith("https://")
-
-    @property
-    def config_listen(self) -> str:
-        """The `admin.listen` of every config loaded into this Caddy (`render.with_admin_listen`)."""
-        return self.own_listen or self.listen
-
-    @property
-    def base_url(self) -> str:
-        if self.socket_path is not None:
-            return "http://localhost"
-        return self.listen if self.is_remote else f"http://{self.listen}"
-
-
 def plain_transport(address: AdminAddress) -> httpx.AsyncHTTPTransport:
     """The connection to a local admin API (a unix socket or loopback TCP)."""
     # verify=False: plain HTTP, and loading the CA bundle for TLS it never uses costs ~40 ms a client.
-    return httpx.AsyncHTTPTransport(uds=address.socket_path, verify=False)
+    return httpx.AsyncHTTPTransport(uds=address.location if address.kind == "unix" else None, verify=False)
 
 
 class CaddyAdmin:
@@ -95,12 +63,16 @@ class CaddyAdmin:
         or in tests `httpx.MockTransport` as a fake Caddy."""
         self.address = address
         self.load_timeout = load_timeout
+        base_url = "http://localhost" if address.kind == "unix" else f"{address.kind}://{address.location}"
         if transport is None:
             if address.is_remote:
-                raise ValueError(f"{address.listen}: a remote admin address needs its mutual-TLS transport")
+                raise ValueError(f"{address.name}: a remote admin address needs its mutual-TLS transport")
             transport = plain_transport(address)
-        # No Origin header is ever sent: Caddy rejects a disallowed one.
-        self._client = httpx.AsyncClient(transport=transport, base_url=address.base_url, timeout=PROBE_TIMEOUT)
+        # No Origin header is ever sent: Caddy rejects a disallowed one. On a loopback address other than
+        # 127.0.0.1 Caddy refuses its own address as Host (403), but takes localhost (docs/caddy.md). Behind a
+        # gate, `admin_tls` sets the Host the gate requires.
+        headers = {"Host": f"localhost:{host_port(address.location)[1]}"} if address.kind == "http" else {}
+        self._client = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=PROBE_TIMEOUT, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -157,7 +129,7 @@ class CaddyAdmin:
             response = await self._client.request(method, path, **kwargs)
         except (httpx.TransportError, ssl.SSLError) as exc:
             # ssl.SSLError: in TLS 1.3 a gate that refuses the driver's certificate says so on the first read.
-            raise CaddyUnavailable(f"Caddy admin API at {self.address.listen} unreachable: {exc!r}") from exc
+            raise CaddyUnavailable(f"Caddy admin API at {self.address.name} unreachable: {exc!r}") from exc
         status = response.status_code
         if status >= 500:
             raise CaddyUnavailable(f"Caddy admin API answered HTTP {status}: {_error_text(response)}", status)

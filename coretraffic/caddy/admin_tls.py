@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from coretraffic.caddy.admin import AdminAddress, plain_transport
+from coretraffic.caddy.admin import plain_transport
 from coretraffic.errors import UsageError
-from coretraffic.settings import Settings
+from coretraffic.settings import AdminAddress, Settings
 
 
 def transport_for(
@@ -25,10 +25,16 @@ def transport_for(
     """The transport `CaddyAdmin` uses for `address`: mutual TLS for a remote one, refused at start without its
     material. The gate's certificate is checked against the address's host name, or against `server_name` for
     an instance dialled by IP address under its service's DNS name (discovery): every gate holds one
-    certificate for that name, since no certificate can list pod addresses ahead of time."""
+    certificate for that name, since no certificate can list pod addresses ahead of time. Without
+    `server_name`, the address's own (`AdminAddress.server_name`, set for a discovered instance)."""
     if not address.is_remote:
         return plain_transport(address)
-    transport = httpx.AsyncHTTPTransport(verify=mutual_tls_context(settings))
+    return gate_transport(mutual_tls_context(settings), server_name=server_name or address.server_name)
+
+
+def gate_transport(context: ssl.SSLContext, *, server_name: str | None = None) -> httpx.AsyncBaseTransport:
+    """Mutual TLS to one admin gate with `context` (`mutual_tls_context`, read once for all of them)."""
+    transport = httpx.AsyncHTTPTransport(verify=context)
     return transport if server_name is None else _ServerNamed(transport, server_name)
 
 
@@ -36,7 +42,9 @@ def mutual_tls_context(settings: Settings) -> ssl.SSLContext:
     """Client side of the admin gate's mutual TLS: the driver's certificate, and only the operator's CA trusted."""
     cert, key, ca = settings.admin_client_cert, settings.admin_client_key, settings.admin_ca
     if cert is None or key is None or ca is None:
-        raise UsageError("an https --caddy-admin needs --admin-client-cert, --admin-client-key and --admin-ca")
+        raise UsageError(
+            "an https --caddy-admin or --caddy-admin-dns needs --admin-client-cert, --admin-client-key and --admin-ca"
+        )
     for flag, path in (("--admin-client-cert", cert), ("--admin-client-key", key), ("--admin-ca", ca)):
         _readable(flag, path)
     try:

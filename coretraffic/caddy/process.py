@@ -21,9 +21,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddyjson.layout import REQUEST_ERRORS_LOGGER
 from coretraffic.errors import CaddyStartError, CaddyUnavailable
+from coretraffic.settings import AdminAddress
 
 log = logging.getLogger("coretraffic.caddy")
 
@@ -47,7 +48,7 @@ def spawned_admin_address(state_dir: Path) -> AdminAddress:
     socket_path = state_dir.resolve() / "admin.sock"
     if len(str(socket_path)) > _MAX_SOCKET_PATH:
         raise CaddyStartError(f"state directory path too long for a unix socket: {socket_path}")
-    return AdminAddress(f"unix/{socket_path}")
+    return AdminAddress("unix", str(socket_path))
 
 
 def prepare_state_dir(state_dir: Path) -> None:
@@ -97,10 +98,8 @@ class CaddyProcess:
             "XDG_DATA_HOME": str(self.state_dir / "data"),
             "HOME": str(self.state_dir),
         }
-        socket_path = self.admin_address.socket_path
-        if socket_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(socket_path)  # a stale socket from a killed Caddy would make it fail to listen
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.admin_address.location)  # a stale socket from a killed Caddy would make it fail to listen
         # With an autosave, `--resume` alone: given both, Caddy takes the autosave and warns about `--config`.
         autosave = self.state_dir / "config" / "caddy" / "autosave.json"
         source = ["--resume"] if autosave.is_file() else ["--config", str(bootstrap)]

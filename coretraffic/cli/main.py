@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,9 +127,11 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str], de
         field = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
         default = defaults.get(name, field.get_default(call_default_factory=True))
-        text = f"{field.description} [env CORETRAFFIC_{name.upper()}, default: {default}]"
+        text = f"{field.description} [env CORETRAFFIC_{name.upper()}, default: {default if default != () else 'none'}]"
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif typing.get_origin(field.annotation) is tuple:  # a list setting: the flag is given once per value
+            parser.add_argument(flag, dest=name, action="append", default=None, help=text, metavar=name.upper())
         else:
             parser.add_argument(flag, dest=name, default=None, help=text, metavar=name.upper())
 
@@ -163,7 +166,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from coretraffic.app.service import run_driver  # here: the other commands need not load the driver's parts
 
     # Only a spawned Caddy keeps its state there; a driver of an existing Caddy writes nothing to it.
-    held = state_dir_lock(settings.state_dir) if settings.caddy_admin is None else contextlib.nullcontext()
+    held = state_dir_lock(settings.state_dir) if settings.spawns_caddy else contextlib.nullcontext()
     with held, contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_driver(settings))
     return 0

@@ -1,17 +1,21 @@
 """The status server: how an operator, a kubelet and Prometheus see the loop from outside.
 
-- `/healthz`: 200 while the driver runs and Caddy's admin API answers, else 503 (liveness).
-- `/readyz`: 200 once a route set has been applied and Caddy still holds its marker `@id`, else 503 (readiness).
-- `/metrics`: Prometheus text format (prometheus-client): routes, applies, failures, Coreflow, Caddy restarts.
-- `/status`: JSON with the last apply's result; rejected hosts as Problem strings only, never a secret; the
-  upstream addresses Caddy currently counts failures against.
+- `/healthz`: 200 while the driver runs and any of its Caddies' admin APIs answers, else 503 (liveness).
+- `/readyz`: 200 when the fleet is ready (`_not_ready`): with one Caddy, once a route set has been applied and
+  Caddy still holds its marker `@id`; with several, when they all run the newest set, but for one that has not
+  for less than FLEET_GRACE_S. Else 503 naming the Caddies and why.
+- `/metrics`: Prometheus text format (prometheus-client): routes, applies, failures, Coreflow, Caddy restarts;
+  everything about a Caddy carries a `target` label (its admin address).
+- `/status`: JSON with each Caddy's last apply; rejected hosts as Problem strings only, never a secret; the
+  upstream addresses each Caddy currently counts failures against; the DNS names Caddies are found by.
   `coretraffic status` fetches and prints it.
 
-It only reads, through the protocols of `view`: the Caddy target's counters, marker and admin API, (through the
-reconciler's `on_result` observer, `ApplyStats`) each apply's result, and each route source's own description and
-metric readings. It never changes what Caddy runs. HTTP is asyncio's own server with a minimal HTTP/1.1 responder
-(GET/HEAD, one request per connection): handlers run on the driver's event loop, so they read that state without
-locks and await Caddy's admin API directly, and four read-only paths do not warrant a web framework.
+It only reads, through the protocols of `view`: each Caddy target's counters, marker and admin API, (through the
+reconcilers' `on_result` observer, `ApplyStats`) each apply's result, each route source's own description and
+metric readings, and each discovery's description. It never changes what Caddy runs. HTTP is asyncio's own
+server with a minimal HTTP/1.1 responder (GET/HEAD, one request per connection): handlers run on the driver's
+event loop, so they read that state without locks and await the admin APIs directly, and four read-only paths do
+not warrant a web framework.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -55,6 +59,9 @@ log = logging.getLogger("coretraffic.status")
 
 # Kubelet probes time out after a few seconds: answer "Caddy does not answer" well before that.
 CADDY_PROBE_TIMEOUT_S = 2.0
+# How long one Caddy of several may not run the newest set before the fleet is not ready: room for a load, a
+# restarted Caddy's self-heal (within 2 s) and a replaced instance that was just found.
+FLEET_GRACE_S = 10.0
 # A client that sends no complete request head in this time is dropped; only GET heads are expected.
 _REQUEST_TIMEOUT_S = 5.0
 _MAX_HEADER_LINES = 100
@@ -68,33 +75,52 @@ _DROPPED = (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadErr
 T = TypeVar("T")
 
 
+@dataclass
+class TargetStats:
+    """One Caddy's applies, as its reconciler's `on_result` observer saw them."""
+
+    outcomes: dict[str, int] = field(default_factory=lambda: {"applied": 0, "unchanged": 0, "failed": 0})
+    last: ApplyResult | None = None
+    last_at: float = 0.0
+    last_success_at: float = 0.0
+    serving_hosts: int = 0
+
+
 class ApplyStats:
-    """What the reconciler's `on_result` observer learns from each apply, kept for `/metrics` and `/status`."""
+    """What each reconciler's `on_result` observer learns from each apply, kept for `/metrics` and `/status`."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.duration = Histogram(
             "coretraffic_apply_duration_seconds",
             "Time from taking a route set to Caddy's final answer (rendering, loads, isolating rejected hosts)",
+            labelnames=["target"],
             buckets=_DURATION_BUCKETS,
             registry=self.registry,
         )
-        self.outcomes: dict[str, int] = {"applied": 0, "unchanged": 0, "failed": 0}
-        self.last: ApplyResult | None = None
-        self.last_at = 0.0
-        self.last_success_at = 0.0
         self.desired_hosts = 0
-        self.serving_hosts = 0
+        self.targets: dict[str, TargetStats] = {}
 
-    def observe(self, result: ApplyResult, validation: Validation) -> None:
+    def observe(self, target: str, result: ApplyResult, validation: Validation) -> None:
         now = time.time()
-        self.duration.observe(result.duration_s)
-        self.outcomes[result.outcome] += 1
-        self.last, self.last_at = result, now
+        self.duration.labels(target).observe(result.duration_s)
+        stats = self.targets.setdefault(target, TargetStats())
+        stats.outcomes[result.outcome] += 1
+        stats.last, stats.last_at = result, now
         self.desired_hosts = len({r.host for r in validation.routes} | {p.host for p in validation.errors})
         if result.outcome != "failed":  # a failed apply changed nothing: Caddy serves the previous set
-            self.last_success_at = now
-            self.serving_hosts = len(result.applied_hosts)
+            stats.last_success_at = now
+            stats.serving_hosts = len(result.applied_hosts)
+
+    def of(self, target: str) -> TargetStats:
+        return self.targets.get(target) or TargetStats()
+
+    def keep_only(self, targets: Iterable[str]) -> None:
+        """Forget the Caddies that left the fleet: they are no longer shown."""
+        for name in self.targets.keys() - set(targets):
+            del self.targets[name]
+            with contextlib.suppress(KeyError):
+                self.duration.remove(name)
 
 
 @dataclass(frozen=True)
@@ -114,90 +140,117 @@ class _DriverCollector:
     def __init__(self, view: DriverView, stats: ApplyStats) -> None:
         self._view = view
         self._stats = stats
-        self.failing_upstreams: list[FailingUpstream] | None = None  # read just before each scrape; None: not read
+        # Read just before each scrape, per Caddy; one whose upstreams could not be read is left out.
+        self.failing_upstreams: dict[str, list[FailingUpstream]] = {}
 
     def collect(self) -> Iterable[Metric]:
-        stats, target = self._stats, _the_one(self._view.targets)
+        stats, targets = self._stats, self._view.targets
         yield InfoMetricFamily("coretraffic_build", "The running coretraffic", {"version": __version__})
-        yield _gauge("coretraffic_routes_desired", "Hosts in the last route set received", stats.desired_hosts)
-        yield _gauge("coretraffic_routes_applied", "Hosts Caddy was last told to serve", stats.serving_hosts)
-        yield _gauge(
-            "coretraffic_routes_rejected",
-            "Hosts of the last route set left out (invalid, or refused by Caddy)",
-            len({p.host for p in stats.last.rejected}) if stats.last else 0,
+        yield GaugeMetricFamily("coretraffic_caddies", "Caddies in the fleet (given and discovered)", len(targets))
+        yield GaugeMetricFamily(
+            "coretraffic_routes_desired", "Hosts in the last route set received", stats.desired_hosts
         )
-        yield _gauge(
-            "coretraffic_last_successful_apply_timestamp_seconds",
-            "Unix time of the last apply after which Caddy ran the route set (0: none yet)",
-            stats.last_success_at,
-        )
-        applies = CounterMetricFamily("coretraffic_applies", "Applies by outcome", labels=["outcome"])
-        for outcome, count in stats.outcomes.items():
-            applies.add_metric([outcome], count)
-        yield applies
+        for name, text, gauge in _CADDY_GAUGES:
+            gauges = GaugeMetricFamily(name, text, labels=["target"])
+            for target in targets:
+                gauges.add_metric([target.name], gauge(target, stats.of(target.name)))
+            yield gauges
+        for name, text, counter in _CADDY_COUNTERS:
+            counters = CounterMetricFamily(name, text, labels=["target"])
+            for target in targets:
+                value = counter(target, stats.of(target.name))
+                if value is not None:
+                    counters.add_metric([target.name], value)
+            yield counters
+        applies = CounterMetricFamily("coretraffic_applies", "Applies by outcome", labels=["target", "outcome"])
         failures = CounterMetricFamily(
             "coretraffic_apply_failures",
             "caddy_rejected: Caddy refused a whole route set (the previous one kept serving); "
             "caddy_unavailable: a load found Caddy unreachable, timing out or answering 5xx (retried)",
-            labels=["reason"],
+            labels=["target", "reason"],
         )
-        failures.add_metric(["caddy_rejected"], stats.outcomes["failed"])
-        failures.add_metric(["caddy_unavailable"], target.retries)
-        yield failures
-        yield _counter("coretraffic_caddy_loads", "Configs Caddy accepted through /load", target.loads)
-        yield _counter(
-            "coretraffic_caddy_heals",
-            "Re-applies after Caddy lost the applied config (restarted, emptied or edited by hand)",
-            target.heals,
-        )
-        if target.restarts is not None:
-            yield _counter(
-                "coretraffic_caddy_restarts", "Times the spawned Caddy exited and was started again", target.restarts
-            )
+        config = InfoMetricFamily("coretraffic_config", "The config marker @id Caddy was last given", labels=["target"])
+        for target in targets:
+            of = stats.of(target.name)
+            for outcome, count in of.outcomes.items():
+                applies.add_metric([target.name, outcome], count)
+            failures.add_metric([target.name, "caddy_rejected"], of.outcomes["failed"])
+            failures.add_metric([target.name, "caddy_unavailable"], target.retries)
+            if target.applied_marker is not None:
+                config.add_metric([target.name], {"config_id": target.applied_marker})
+        yield from (applies, failures, config)
         for source in self._view.sources:
             yield from map(_metric, source.readings())
-        if self.failing_upstreams is not None:
-            yield from _failing_upstream_metrics(self.failing_upstreams)
-        marker = target.applied_marker
-        if marker is not None:
-            yield InfoMetricFamily(
-                "coretraffic_config", "The config marker @id Caddy was last given", {"config_id": marker}
-            )
+        yield from _failing_upstream_metrics(self.failing_upstreams)
 
 
-def _failing_upstream_metrics(failing: list[FailingUpstream]) -> Iterable[Metric]:
-    yield _gauge(
+def _behind_s(target: TargetView) -> float:
+    behind = target.behind_since
+    return 0.0 if behind is None else time.monotonic() - behind
+
+
+# Per Caddy, labelled `target`: name, help, value.
+_CADDY_GAUGES: tuple[tuple[str, str, Callable[[TargetView, TargetStats], float]], ...] = (
+    ("coretraffic_routes_applied", "Hosts Caddy was last told to serve", lambda _, of: of.serving_hosts),
+    (
+        "coretraffic_routes_rejected",
+        "Hosts of the last route set left out (invalid, or refused by Caddy)",
+        lambda _, of: len({p.host for p in of.last.rejected}) if of.last else 0,
+    ),
+    (
+        "coretraffic_last_successful_apply_timestamp_seconds",
+        "Unix time of the last apply after which Caddy ran the route set (0: none yet)",
+        lambda _, of: of.last_success_at,
+    ),
+    (
+        "coretraffic_caddy_behind_seconds",
+        "Seconds for which the Caddy has not run the latest route set given to it (0: it runs it)",
+        lambda target, _: _behind_s(target),
+    ),
+)
+_CADDY_COUNTERS: tuple[tuple[str, str, Callable[[TargetView, TargetStats], float | None]], ...] = (
+    ("coretraffic_caddy_loads", "Configs Caddy accepted through /load", lambda target, _: target.loads),
+    (
+        "coretraffic_caddy_heals",
+        "Re-applies after Caddy lost the applied config (restarted, emptied or edited by hand)",
+        lambda target, _: target.heals,
+    ),
+    (
+        "coretraffic_caddy_restarts",
+        "Times the spawned Caddy exited and was started again (spawned Caddies only)",
+        lambda target, _: target.restarts,
+    ),
+)
+
+
+def _failing_upstream_metrics(failing: dict[str, list[FailingUpstream]]) -> Iterable[Metric]:
+    count = GaugeMetricFamily(
         "coretraffic_failing_upstreams",
         "Upstream addresses Caddy currently counts failures against (out of the selection for the fail duration)",
-        len(failing),
+        labels=["target"],
     )
-    per_host = collections.Counter(host for upstream in failing for host in upstream.hosts)
     by_host = GaugeMetricFamily(
         "coretraffic_host_failing_upstreams",
-        f"Failing upstream addresses per host (the {_HOST_SERIES_MAX} hosts with most)",
-        labels=["host"],
+        f"Failing upstream addresses per host (per Caddy, the {_HOST_SERIES_MAX} hosts with most)",
+        labels=["target", "host"],
     )
-    for host, count in sorted(per_host.items(), key=lambda item: (-item[1], item[0]))[:_HOST_SERIES_MAX]:
-        by_host.add_metric([host], count)
-    yield by_host
+    for target, upstreams in failing.items():
+        count.add_metric([target], len(upstreams))
+        per_host = collections.Counter(host for upstream in upstreams for host in upstream.hosts)
+        for host, hosts in sorted(per_host.items(), key=lambda item: (-item[1], item[0]))[:_HOST_SERIES_MAX]:
+            by_host.add_metric([target, host], hosts)
+    yield from (count, by_host)
 
 
 def _the_one(parts: Sequence[T]) -> T:
-    # One Caddy and one source today; how /status and /metrics show several is for the change that brings them.
+    # One source today; how /status shows several is for the change that brings them.
     (part,) = parts
     return part
 
 
 def _metric(reading: Reading) -> Metric:
-    return (_gauge if reading.kind == "gauge" else _counter)(reading.name, reading.help, reading.value)
-
-
-def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, text, value=value)
-
-
-def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(name, text, value=value)
+    kind = GaugeMetricFamily if reading.kind == "gauge" else CounterMetricFamily
+    return kind(reading.name, reading.help, value=reading.value)
 
 
 class StatusServer:
@@ -252,15 +305,16 @@ class StatusServer:
             return HTTPStatus.METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", b"only GET and HEAD\n"
         match path:
             case "/healthz":
-                problem = await self._caddy_problem()
+                problem = await self._unhealthy()
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or "ok")
             case "/readyz":
-                problem = await self._not_ready()
-                ready = f"ready: caddy runs config {self._target.applied_marker}"
-                return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or ready)
+                problem = _not_ready(await self._states(self._view.targets))
+                return _text(
+                    HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or self._ready_text()
+                )
             case "/metrics":
-                failing, problem = await self._failing_upstreams()
-                self._collector.failing_upstreams = None if problem else failing
+                self._stats.keep_only(t.name for t in self._view.targets)  # before the registry reads the histogram
+                self._collector.failing_upstreams = await self._readable_failing_upstreams()
                 return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
             case "/status":
                 document = await self.status_document()
@@ -270,73 +324,77 @@ class StatusServer:
 
     # -- what the endpoints say ----------------------------------------------------------------------------
 
-    @property
-    def _target(self) -> TargetView:
-        return _the_one(self._view.targets)
-
-    async def _caddy_problem(self) -> str:
-        """Why Caddy's admin API is not healthy, or "" when it answers."""
-        try:
-            async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
-                await self._target.ping()
-        except TimeoutError:
-            return f"caddy admin API did not answer within {CADDY_PROBE_TIMEOUT_S:g} s"
-        except (CaddyUnavailable, CaddyRejected) as exc:
-            return str(exc)
+    async def _unhealthy(self) -> str:
+        """Why the driver is not healthy, or "": it is while any of its Caddies answers (restarting the driver
+        would not bring back a Caddy on another machine), or while it has none yet to ask."""
+        targets = self._view.targets
+        problems = await asyncio.gather(*map(_caddy_problem, targets))
+        if targets and all(problems):
+            return "; ".join(
+                f"{t.name}: {p}" if len(targets) > 1 else p for t, p in zip(targets, problems, strict=True)
+            )
         return ""
 
-    async def _not_ready(self) -> str:
-        """Why the driver is not ready, or "" when Caddy runs the applied route set."""
-        target = self._target
-        marker = target.applied_marker
-        if marker is None:
-            return "no route set applied yet"
-        try:
-            async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
-                runs = await target.has_id(marker)
-        except (TimeoutError, CaddyUnavailable) as exc:
-            return f"caddy admin API does not answer: {exc or 'timeout'}"
-        return "" if runs else "caddy does not run the applied config (it is being re-applied)"
+    async def _states(self, targets: Sequence[TargetView]) -> list[_TargetState]:
+        newest = max((t.running_set for t in targets), default=0)
+        return list(await asyncio.gather(*(_target_state(t, newest) for t in targets)))
 
-    async def _failing_upstreams(self) -> tuple[list[FailingUpstream], str]:
-        """The upstream addresses Caddy currently counts failures against (passive health: out of the selection
-        for the fail duration), or why they could not be read."""
-        try:
-            async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
-                listed = await self._target.upstreams()
-        except (TimeoutError, CaddyUnavailable, CaddyRejected) as exc:
-            return [], str(exc) or "timeout"
-        failing = [
-            FailingUpstream(str(u.get("address")), int(u.get("fails") or 0), tuple(u.get("hosts", ())))
-            for u in listed
-            if u.get("fails")
-        ]
-        return sorted(failing, key=lambda u: u.address), ""
+    def _ready_text(self) -> str:
+        markers = sorted({t.applied_marker for t in self._view.targets if t.applied_marker})
+        count = len(self._view.targets)
+        caddies = "caddy runs" if count == 1 else f"{count} caddies run"
+        return f"ready: {caddies} config {', '.join(markers)}"
+
+    async def _readable_failing_upstreams(self) -> dict[str, list[FailingUpstream]]:
+        targets = self._view.targets
+        read = await asyncio.gather(*map(_failing_upstreams, targets))
+        return {target.name: failing for target, (failing, problem) in zip(targets, read, strict=True) if not problem}
 
     async def status_document(self) -> dict[str, Any]:
-        stats, target = self._stats, self._target
-        caddy_problem, not_ready, (failing, upstreams_problem) = await asyncio.gather(
-            self._caddy_problem(), self._not_ready(), self._failing_upstreams()
+        targets = self._view.targets
+        # All at once: a frozen Caddy costs each question its timeout, and the answer should not wait for all three.
+        states, problems, upstreams = await asyncio.gather(
+            self._states(targets),
+            asyncio.gather(*map(_caddy_problem, targets)),
+            asyncio.gather(*map(_failing_upstreams, targets)),
         )
-        caddy: dict[str, Any] = {
-            "admin": target.admin_listen,
+        not_ready = _not_ready(states)
+        return {
+            "version": __version__,
+            "ready": not_ready == "",
+            "not_ready_because": not_ready,
+            "ready_grace_s": FLEET_GRACE_S,
+            "routes": {"desired": self._stats.desired_hosts},
+            "caddies": [
+                self._caddy_document(state, problem, failing)
+                for state, problem, failing in zip(states, problems, upstreams, strict=True)
+            ],
+            "discovery": [discovery.description() for discovery in self._view.discoveries],
+            "source": _the_one(self._view.sources).description(),
+        }
+
+    def _caddy_document(
+        self, state: _TargetState, caddy_problem: str, upstreams: tuple[list[FailingUpstream], str]
+    ) -> dict[str, Any]:
+        target = state.target
+        stats = self._stats.of(target.name)
+        last = stats.last
+        failing, upstreams_problem = upstreams
+        return {
+            "admin": target.name,
             "healthy": not caddy_problem,
             "problem": caddy_problem,
+            "runs_latest_set": state.problem == "",
+            "not_running_it_because": state.problem,
+            "behind_s": None if state.behind_s is None else round(state.behind_s, 1),
             "spawned": target.restarts is not None,
             "restarts": target.restarts,
             "loads": target.loads,
             "load_retries": target.retries,
             "heals": target.heals,
             "not_managed": list(target.foreign_parts),  # someone else's servers and apps, left alone
-        }
-        last = stats.last
-        return {
-            "version": __version__,
-            "ready": not_ready == "",
-            "not_ready_because": not_ready,
             "config_id": target.applied_marker,
             "routes": {
-                "desired": stats.desired_hosts,
                 "applied": stats.serving_hosts,
                 "rejected": len({p.host for p in last.rejected}) if last else 0,
             },
@@ -352,10 +410,86 @@ class StatusServer:
                 "rejected": [str(p) for p in last.rejected],
                 "warnings": [str(p) for p in last.warnings],
             },
-            "caddy": caddy,
             "upstreams": {"failing": [u.document() for u in failing], "problem": upstreams_problem},
-            "source": _the_one(self._view.sources).description(),
         }
+
+
+@dataclass(frozen=True)
+class _TargetState:
+    target: TargetView
+    problem: str  # why it does not run the fleet's newest set, "" when it does
+    behind_s: float | None  # for how long it has not run it (None: it does, or since just now)
+
+
+async def _target_state(target: TargetView, newest: int) -> _TargetState:
+    """Whether `target` runs the newest set any Caddy of the fleet was loaded with, and if not, why."""
+    behind = target.behind_since
+    behind_s = None if behind is None else time.monotonic() - behind
+    marker = target.applied_marker
+    if marker is None:
+        return _TargetState(target, _not_loaded_because(target, "no route set applied yet"), behind_s)
+    if target.running_set < newest:
+        return _TargetState(target, _not_loaded_because(target, "it does not run the latest route set"), behind_s)
+    try:
+        async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
+            runs = await target.has_id(marker)
+    except (TimeoutError, CaddyUnavailable) as exc:
+        return _TargetState(target, f"caddy admin API does not answer: {exc or 'timeout'}", behind_s)
+    if not runs:
+        return _TargetState(target, "caddy does not run the applied config (it is being re-applied)", behind_s)
+    return _TargetState(target, "", None)
+
+
+def _not_loaded_because(target: TargetView, head: str) -> str:
+    last = target.last_result
+    if target.unavailable_because:
+        return f"{head}: {target.unavailable_because}"
+    if last is not None and last.outcome == "failed":
+        return f"{head}: Caddy rejected it: {last.caddy_answer}"
+    return head
+
+
+def _not_ready(states: Sequence[_TargetState]) -> str:
+    """Why the fleet is not ready, or "": ready when at least one Caddy runs the newest route set any of them was
+    loaded with and every other one does too, or has not for less than FLEET_GRACE_S (it is being loaded, healed
+    after a restart, or has just been found)."""
+    if not states:
+        return "no caddy in the fleet (none found yet)"
+    if len(states) == 1:
+        return states[0].problem
+    if all(s.problem for s in states):
+        lagging = list(states)
+    else:  # a Caddy found behind only now (its self-heal has not noticed yet) is in its grace period too
+        lagging = [s for s in states if s.problem and s.behind_s is not None and s.behind_s >= FLEET_GRACE_S]
+    return "; ".join(f"{s.target.name}: {s.problem}" for s in lagging)
+
+
+async def _caddy_problem(target: TargetView) -> str:
+    """Why this Caddy's admin API is not healthy, or "" when it answers."""
+    try:
+        async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
+            await target.ping()
+    except TimeoutError:
+        return f"caddy admin API did not answer within {CADDY_PROBE_TIMEOUT_S:g} s"
+    except (CaddyUnavailable, CaddyRejected) as exc:
+        return str(exc)
+    return ""
+
+
+async def _failing_upstreams(target: TargetView) -> tuple[list[FailingUpstream], str]:
+    """The upstream addresses this Caddy currently counts failures against (passive health: out of the selection
+    for the fail duration), or why they could not be read."""
+    try:
+        async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
+            listed = await target.upstreams()
+    except (TimeoutError, CaddyUnavailable, CaddyRejected) as exc:
+        return [], str(exc) or "timeout"
+    failing = [
+        FailingUpstream(str(u.get("address")), int(u.get("fails") or 0), tuple(u.get("hosts", ())))
+        for u in listed
+        if u.get("fails")
+    ]
+    return sorted(failing, key=lambda u: u.address), ""
 
 
 async def _read_request_head(reader: asyncio.StreamReader) -> tuple[str, str]:
@@ -405,15 +539,6 @@ def status_text(document: dict[str, Any]) -> str:
 def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
     ready = "ready" if doc["ready"] else f"NOT READY: {doc['not_ready_because']}"
     yield f"coretraffic {doc['version']}: {ready}"
-    caddy = doc["caddy"]
-    health = "answering" if caddy["healthy"] else f"NOT ANSWERING: {caddy['problem']}"
-    spawned = f"spawned, {caddy['restarts']} restarts" if caddy["spawned"] else "external"
-    yield (
-        f"caddy:   admin {caddy['admin']} {health}; {spawned}; {caddy['loads']} loads, "
-        f"{caddy['load_retries']} retried, {caddy['heals']} heals"
-    )
-    if caddy["not_managed"]:
-        yield f"caddy:   not coretraffic's, left alone: {', '.join(caddy['not_managed'])}"
     source = doc["source"]
     if "coreflow" in source:
         state = "connected" if source["connected"] else "NOT CONNECTED"
@@ -423,27 +548,46 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
         problem = source.get("problem")
         if problem:
             yield f"  PROBLEM since {problem['since']}: {problem['error']}; {problem['effect']}"
-    upstreams = doc["upstreams"]
+    for discovery in doc["discovery"]:
+        found = ", ".join(discovery["instances"]) or "none"
+        yield f"discovery: {discovery['dns']}: {found}" + (
+            f"; PROBLEM: {discovery['problem']}" if discovery["problem"] else ""
+        )
+        yield from (f"  not driven: {line}" for line in discovery["not_driven"])
+    yield f"routes:  {doc['routes']['desired']} desired"
+    for caddy in doc["caddies"]:
+        yield from _caddy_lines(caddy)
+
+
+def _caddy_lines(caddy: dict[str, Any]) -> Iterator[str]:
+    health = "answering" if caddy["healthy"] else f"NOT ANSWERING: {caddy['problem']}"
+    spawned = f"spawned, {caddy['restarts']} restarts" if caddy["spawned"] else "external"
+    current = "runs the latest set" if caddy["runs_latest_set"] else f"BEHIND: {caddy['not_running_it_because']}"
+    yield f"caddy {caddy['admin']}: {health}; {current}"
+    yield f"  {spawned}; {caddy['loads']} loads, {caddy['load_retries']} retried, {caddy['heals']} heals"
+    if caddy["not_managed"]:
+        yield f"  not coretraffic's, left alone: {', '.join(caddy['not_managed'])}"
+    upstreams = caddy["upstreams"]
     if upstreams["problem"]:
-        yield f"upstreams: not read: {upstreams['problem']}"
+        yield f"  upstreams: not read: {upstreams['problem']}"
     elif upstreams["failing"]:
         failing = ", ".join(map(_failing_upstream_text, upstreams["failing"]))
-        yield f"upstreams: {len(upstreams['failing'])} failing: {failing}"
-    routes = doc["routes"]
-    yield f"routes:  {routes['desired']} desired, {routes['applied']} applied, {routes['rejected']} rejected"
-    yield f"config:  {doc['config_id'] or '-'} (last successful apply: {doc['last_successful_apply'] or 'never'})"
-    last = doc["last_apply"]
+        yield f"  upstreams: {len(upstreams['failing'])} failing: {failing}"
+    routes = caddy["routes"]
+    yield f"  routes: {routes['applied']} applied, {routes['rejected']} rejected"
+    yield f"  config: {caddy['config_id'] or '-'} (last successful apply: {caddy['last_successful_apply'] or 'never'})"
+    last = caddy["last_apply"]
     if last is None:
-        yield "last apply: none yet"
+        yield "  last apply: none yet"
         return
     yield (
-        f"last apply: {last['outcome']} at {last['at']} in {last['duration_s']} s, "
+        f"  last apply: {last['outcome']} at {last['at']} in {last['duration_s']} s, "
         f"{counted(last['hosts_served'], 'host')} served; caddy: {last['caddy_answer']}"
     )
     for title, problems in (("rejected", last["rejected"]), ("warnings", last["warnings"])):
         if problems:
-            yield f"{title}:"
-            yield from (f"  {problem}" for problem in problems)
+            yield f"  {title}:"
+            yield from (f"    {problem}" for problem in problems)
 
 
 def _failing_upstream_text(upstream: dict[str, Any]) -> str:

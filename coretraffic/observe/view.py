@@ -1,8 +1,9 @@
 """What the status server reads of the running loop: small protocols, so that `observe` needs no part of `app`.
 
 The status server (`status`) only reads. It sees the driver as its Caddy targets (each one Caddy: its admin API,
-what was loaded into it, how the loads went) and its route sources (each describes itself for `/status` and
-reports neutral metric readings, `core.readings`, that become Prometheus metrics here). `app.service.Driver`,
+what was loaded into it, how the loads went), its route sources (each describes itself for `/status` and
+reports neutral metric readings, `core.readings`, that become Prometheus metrics here) and the DNS names it
+discovers Caddies by. `app.service.Driver`,
 `reconcile.target.CaddyTarget` and the sources in `sources` answer these protocols; nothing here knows them.
 """
 
@@ -12,14 +13,33 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from coretraffic.core.readings import Reading
+from coretraffic.reconcile.reconciler import ApplyResult
 
 
 class TargetView(Protocol):
     """One Caddy the driver loads."""
 
     @property
-    def admin_listen(self) -> str:
-        """Its admin API's address, in Caddy's notation."""
+    def name(self) -> str:
+        """Its admin API's address as status and replies name it (`unix//path`, `http://host:port`)."""
+        ...
+
+    @property
+    def running_set(self) -> int:
+        """The number of the newest route set it was loaded with (sets are counted from 1; 0: none yet)."""
+        ...
+
+    @property
+    def behind_since(self) -> float | None:
+        """Monotonic time since when it has not run the latest set given to it; None: nothing says it does not."""
+        ...
+
+    @property
+    def last_result(self) -> ApplyResult | None: ...
+
+    @property
+    def unavailable_because(self) -> str:
+        """Why its admin API has not answered the set being applied (the last error), or ""."""
         ...
 
     @property
@@ -68,9 +88,18 @@ class SourceView(Protocol):
     def readings(self) -> Sequence[Reading]: ...
 
 
+class DiscoveryView(Protocol):
+    """One DNS name whose records are Caddies."""
+
+    def description(self) -> dict[str, Any]: ...
+
+
 class DriverView(Protocol):
     @property
     def targets(self) -> Sequence[TargetView]: ...
 
     @property
     def sources(self) -> Sequence[SourceView]: ...
+
+    @property
+    def discoveries(self) -> Sequence[DiscoveryView]: ...

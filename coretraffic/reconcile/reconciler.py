@@ -111,6 +111,7 @@ class Reconciler:
         on_result: ResultObserver | None = None,
     ) -> None:
         self._admin = admin
+        self._name = admin.address.name  # which Caddy the log lines are about, when there are several
         self._render = render_config
         self._heal_interval = heal_interval
         self._on_result = on_result
@@ -128,6 +129,10 @@ class Reconciler:
         self.loads = 0
         self.retries = 0
         self.heals = 0
+        # Why Caddy has not answered the set being applied (the last retried error); "" once an apply ends.
+        self.unavailable_because = ""
+        # When the self-heal found Caddy no longer running the applied config (monotonic); None once re-applied.
+        self.drifted_at: float | None = None
 
     # -- sources' side -------------------------------------------------------------------------------------
 
@@ -193,13 +198,16 @@ class Reconciler:
                 self._pending.waiters.extend(submission.waiters)
                 continue
             self.last_result = result
+            self.unavailable_because = ""
+            if result.outcome != "failed":
+                self.drifted_at = None
             self._has_result.set()
             if self._on_result is not None:
                 try:
                     self._on_result(result, submission.validation)
                 except Exception:  # an observer (metrics) must never stop routes from being applied
                     log.exception("apply result observer failed")
-            log.log(logging.INFO if result.ok else logging.WARNING, "apply %s", result.summary())
+            log.log(logging.INFO if result.ok else logging.WARNING, "apply %s (%s)", result.summary(), self._name)
             for waiter in submission.waiters:
                 if not waiter.done():
                     waiter.set_result(result)
@@ -330,7 +338,8 @@ class Reconciler:
     def _note_retry(self, state: RetryCallState) -> None:
         self.retries += 1
         error = state.outcome.exception() if state.outcome is not None else None
-        log.warning("caddy unavailable (attempt %d), retrying: %s", state.attempt_number, error)
+        self.unavailable_because = str(error)
+        log.warning("caddy %s unavailable (attempt %d), retrying: %s", self._name, state.attempt_number, error)
 
     async def _etag(self) -> str:
         try:
@@ -360,7 +369,10 @@ class Reconciler:
             # run the newer set, whose marker differs); re-applying then would put the previous set back.
             if drifted and self._applied is applied and not self._busy():
                 self.heals += 1
-                log.warning("caddy no longer runs the applied config (restarted, emptied or edited); re-applying")
+                self.drifted_at = time.monotonic()
+                log.warning(
+                    "caddy %s no longer runs the applied config (restarted, emptied or edited); re-applying", self._name
+                )
                 self._foreign = None  # someone else changed Caddy: what is theirs is read again
                 self.submit_nowait(applied.validation, force=True)
 

@@ -1,21 +1,25 @@
-"""One Caddy the driver keeps configured: the unit that driving several Caddies will repeat.
+"""One Caddy the driver keeps configured: the unit a fleet (`fleet.Fleet`) repeats for every Caddy.
 
 A target is that Caddy's admin API client, the reconciler that loads it and, when coretraffic spawned it, the
-Caddy process (None for a Caddy it attaches to with `--caddy-admin`). It does for its Caddy what `run` needs:
-start the spawned Caddy, run the reconciler and the process supervisor until cancelled, then close the client and
-stop the Caddy it started. It answers the status server's questions about its Caddy (`observe.view.TargetView`),
-so nothing outside `reconcile` and `app` needs to know what a target is made of.
+Caddy process (None for a Caddy it attaches to with `--caddy-admin` or finds by DNS). It does for its Caddy what
+`run` needs: start the spawned Caddy, run the reconciler and the process supervisor until cancelled, then close
+the client and stop the Caddy it started. It counts the sets the fleet gave it (`submit`) against those its Caddy
+runs, for readiness. It answers the status server's questions about its Caddy (`observe.view.TargetView`), so
+nothing outside `reconcile` and `app` needs to know what a target is made of.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from typing import Any
 
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.reconcile.reconciler import ConfigRenderer, Reconciler, ResultObserver
+from coretraffic.core.validate import Validation
+from coretraffic.reconcile.reconciler import ApplyResult, ConfigRenderer, Reconciler, ResultObserver
 
 log = logging.getLogger("coretraffic")
 
@@ -28,10 +32,30 @@ class CaddyTarget:
         process: CaddyProcess | None = None,
         *,
         on_result: ResultObserver | None = None,
+        heal_interval: float = 1.0,
     ) -> None:
         self.admin = admin
         self.process = process
-        self.reconciler = Reconciler(admin, render_config, on_result=on_result)
+        self.reconciler = Reconciler(admin, render_config, on_result=on_result, heal_interval=heal_interval)
+        self.name = admin.address.name
+        self._given = 0  # the fleet's number of the latest set given to this Caddy (0: none yet)
+        self._running = 0  # ... of the latest set it was loaded with (the apply did not fail)
+        self._behind_since: float | None = None  # monotonic time since when it has not run the latest set
+
+    def submit(self, validation: Validation, number: int) -> asyncio.Future[ApplyResult]:
+        """Queue the fleet's set `number` at this Caddy's reconciler; the future tells how its apply went."""
+        self._given = number
+        if self._behind_since is None:
+            self._behind_since = time.monotonic()
+        future = self.reconciler.submit_nowait(validation)
+        future.add_done_callback(functools.partial(self._applied, number))
+        return future
+
+    def _applied(self, number: int, future: asyncio.Future[ApplyResult]) -> None:
+        if not future.cancelled() and future.result().outcome != "failed":
+            self._running = max(self._running, number)
+        if self._running == self._given:
+            self._behind_since = None
 
     async def start(self) -> None:
         """Start the spawned Caddy (an attached one is expected to run already)."""
@@ -55,8 +79,25 @@ class CaddyTarget:
     # -- what the status server reads (observe.view.TargetView) --------------------------------------------
 
     @property
-    def admin_listen(self) -> str:
-        return self.admin.address.listen
+    def running_set(self) -> int:
+        """The fleet's number of the newest set this Caddy was loaded with (0: none); its marker tells whether
+        it still runs it."""
+        return self._running
+
+    @property
+    def behind_since(self) -> float | None:
+        """Monotonic time since when it has not run the latest set (given a newer one, or found to have lost
+        it); None when it runs it, or nothing says otherwise yet."""
+        times = [t for t in (self._behind_since, self.reconciler.drifted_at) if t is not None]
+        return min(times, default=None)
+
+    @property
+    def last_result(self) -> ApplyResult | None:
+        return self.reconciler.last_result
+
+    @property
+    def unavailable_because(self) -> str:
+        return self.reconciler.unavailable_because
 
     @property
     def loads(self) -> int:

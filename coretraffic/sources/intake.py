@@ -1,5 +1,6 @@
-"""Where route sets enter the loop, from any source: validated off the event loop, problems logged, handed to
-the reconciler. The routes file and Coreflow both come through here, so they behave the same.
+"""Where route sets enter the loop, from any source: validated once, off the event loop, problems logged, handed
+to the fleet of Caddies (`reconcile.fleet.Fleet`). The routes file and Coreflow both come through here, so they
+behave the same.
 """
 
 from __future__ import annotations
@@ -7,16 +8,29 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from coretraffic.core.validate import validate_route_set
-from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
+from coretraffic.core.validate import Validation, validate_route_set
+from coretraffic.reconcile.reconciler import ApplyResult
 
 log = logging.getLogger("coretraffic")
 
 
-async def submit_route_set(reconciler: Reconciler, document: Any) -> asyncio.Future[ApplyResult]:
-    """Validate a route set and queue it; the future resolves with the apply that covered it.
+class RouteSetSink(Protocol):
+    """Where sources hand validated sets: the fleet (`reconcile.fleet.Fleet`)."""
+
+    def submit_nowait(self, validation: Validation) -> Mapping[str, asyncio.Future[ApplyResult]]:
+        """Queue the set at every Caddy; by Caddy name, the apply that covers it there."""
+        ...
+
+    def unavailable_because(self, name: str) -> str:
+        """Why the Caddy `name` has not answered yet (its last error), or ""."""
+        ...
+
+
+async def submit_route_set(fleet: RouteSetSink, document: Any) -> Mapping[str, asyncio.Future[ApplyResult]]:
+    """Validate a route set and queue it at every Caddy; each future resolves with the apply that covered it.
 
     Raises `RouteSetError` (and queues nothing) when the document as a whole is unusable.
     """
@@ -26,4 +40,4 @@ async def submit_route_set(reconciler: Reconciler, document: Any) -> asyncio.Fut
     for problem in validation.problems:
         level = logging.WARNING if problem.severity == "warning" else logging.ERROR
         log.log(level, "route %s: %s", problem.severity, problem)
-    return reconciler.submit_nowait(validation)
+    return fleet.submit_nowait(validation)

@@ -1,6 +1,6 @@
 """Routes-file source: the embedded default that needs no Coreflow.
 
-Feeds the reconciler. The file holds a JSON array of configs or `{"reverseConfigs": [...]}`, in Coreflow's wire
+Feeds the fleet of Caddies. The file holds a JSON array of configs or `{"reverseConfigs": [...]}`, in Coreflow's wire
 format. It is polled (stat every second, re-read only when size, mtime or inode moved, applied only when the
 content changed): polling also sees editors that replace the file and Kubernetes ConfigMap symlink swaps, which
 inotify on the file alone would miss. A file that cannot be read, parsed or used as a route set is logged, shown
@@ -23,8 +23,7 @@ from typing import Any
 
 from coretraffic.core.readings import Reading
 from coretraffic.errors import RouteSetError, RoutesFileError
-from coretraffic.reconcile.reconciler import Reconciler
-from coretraffic.sources.intake import submit_route_set
+from coretraffic.sources.intake import RouteSetSink, submit_route_set
 
 log = logging.getLogger("coretraffic.routes_file")
 intake_log = logging.getLogger("coretraffic")  # where intake reports what became of a route set
@@ -93,11 +92,11 @@ async def watch_routes_file(
 
 
 class RoutesFileSource:
-    """Applies the routes file at `path` through `reconciler`, now and after every change (`RouteSource`)."""
+    """Applies the routes file at `path` to the fleet of Caddies, now and after every change (`RouteSource`)."""
 
-    def __init__(self, path: Path, reconciler: Reconciler) -> None:
+    def __init__(self, path: Path, fleet: RouteSetSink) -> None:
         self._path = path
-        self._reconciler = reconciler
+        self._fleet = fleet
         self._problem: str | None = None
         self._problem_since = 0.0
         self._errors = 0
@@ -105,7 +104,7 @@ class RoutesFileSource:
     async def run(self) -> None:
         async def submit(document: Any) -> None:
             try:
-                await submit_route_set(self._reconciler, document)  # the reconciler logs the outcome
+                await submit_route_set(self._fleet, document)  # each reconciler logs the outcome
             except RouteSetError as exc:
                 intake_log.error("route set rejected as a whole: %s; keeping the last good config", exc)
                 self._observe_problem(f"routes file {self._path} is not a route set: {exc}")

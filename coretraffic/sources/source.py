@@ -1,6 +1,6 @@
 """The route-source protocol: what `run` starts to get route sets, and what the status server shows of each.
 
-A source feeds route sets to the reconciler (through `intake`) until cancelled, and describes itself in neutral
+A source feeds route sets to the fleet of Caddies (through `intake`) until cancelled, and describes itself in neutral
 terms (a dict for `/status`, `core.readings.Reading`s for `/metrics`), so that the driver and the status server
 handle any number and kind of sources alike. The routes file (`routes_file.RoutesFileSource`) and Coreflow
 (`coreflow.source.CoreflowSource`) are the two today.
@@ -20,7 +20,7 @@ class RouteSource(Protocol):
     # hands its Driver to the status server.
 
     async def run(self) -> None:
-        """Feed route sets to the reconciler until cancelled."""
+        """Feed route sets to the fleet until cancelled."""
         ...
 
     def description(self) -> dict[str, Any]: ...

@@ -57,16 +57,18 @@ def _write_pair(cert: Path, key: Path, issued: IssuedCertificate) -> None:
     key.write_text(issued.private_key_pem)
 
 
-def gate_config(template: Any, *, port: int, admin_socket: str, files: MutualTLSFiles) -> Any:
-    """`template` (deploy/admin-gate.json) with its paths and port moved here."""
+def gate_config(template: Any, *, port: int, admin_socket: str, files: MutualTLSFiles, host: str = "127.0.0.1") -> Any:
+    """`template` (deploy/admin-gate.json) with its paths and address moved here (`host`: a loopback address)."""
     text = json.dumps(template)
     text = text.replace(f'"{GATE_TLS_DIR}/', f'"{files.directory}/').replace(f'"{GATE_SOCKET}"', f'"{admin_socket}"')
-    return json.loads(text.replace(f'"{GATE_LISTEN}"', f'"127.0.0.1:{port}"'))
+    return json.loads(text.replace(f'"{GATE_LISTEN}"', f'"{host}:{port}"'))
 
 
 @contextlib.contextmanager
-def running_gate(caddy_binary: Path, config: Any, port: int, config_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`caddy run` with the gate's `config` until the block ends; waits (20 s at most) for its port to accept."""
+def running_gate(
+    caddy_binary: Path, config: Any, port: int, config_path: Path, host: str = "127.0.0.1"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`caddy run` with the gate's `config` until the block ends; waits (20 s at most) for `host:port` to accept."""
     config_path.write_text(json.dumps(config))
     process = subprocess.Popen(
         [str(caddy_binary), "run", "--config", str(config_path)],
@@ -74,7 +76,7 @@ def running_gate(caddy_binary: Path, config: Any, port: int, config_path: Path) 
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, process, deadline_s=20)
+        _wait_for_port(host, port, process, deadline_s=20)
         yield process
     finally:
         process.terminate()
@@ -85,12 +87,12 @@ def running_gate(caddy_binary: Path, config: Any, port: int, config_path: Path) 
             process.wait()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline_s: float) -> None:
+def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], deadline_s: float) -> None:
     give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:
         if process.poll() is not None:
             raise RuntimeError(f"the admin gate exited with {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
             return
         time.sleep(0.02)  # polling a condition with a deadline, not synchronising by sleep
-    raise RuntimeError(f"the admin gate did not listen on 127.0.0.1:{port} within {deadline_s} s")
+    raise RuntimeError(f"the admin gate did not listen on {host}:{port} within {deadline_s} s")

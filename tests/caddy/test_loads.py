@@ -84,7 +84,7 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 async def stapling_caddy_with_a_short_load_timeout(
     caddy: CaddyProcess, render_settings: RenderSettings
 ) -> AsyncIterator[tuple[Reconciler, CountingTransport, Callable[[Sequence[Route]], JSON]]]:
-    socket_path = caddy.admin_address.socket_path
+    socket_path = caddy.admin_address.location
     counting = CountingTransport(httpx.AsyncHTTPTransport(uds=socket_path))
     admin = CaddyAdmin(caddy.admin_address, counting, load_timeout=LoadTimeout(base_s=0.5, per_mb_s=0.0))
     renderer = renderer_for(dataclasses.replace(render_settings, ocsp_stapling=True))

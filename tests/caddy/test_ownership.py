@@ -119,7 +119,7 @@ async def test_a_server_added_by_hand_is_kept_from_the_next_check_on(
 ) -> None:
     assert (await reconciler.submit(validated([demo_route(ca, "a.example.test", upstream.port)]))).ok
     port = free_port()
-    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(caddy.admin_address.socket_path))) as c:
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=caddy.admin_address.location)) as c:
         response = await c.put("http://localhost/config/apps/http/servers/by_hand", json=operator_server(port))
         assert response.status_code == 200, response.text
 

@@ -196,7 +196,7 @@ async def test_hand_edit_is_reverted(
     ca: DemoCA, upstream: DemoUpstream, reconciler: Reconciler, admin: CaddyAdmin, ports: Ports
 ) -> None:
     assert (await reconciler.submit(validated([demo_route(ca, "edit.example.test", upstream.port)]))).ok
-    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(admin.address.socket_path))) as client:
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=admin.address.location)) as client:
         response = await client.delete(f"http://localhost/id/{route_id('edit.example.test')}")
         assert response.status_code == 200
     assert (await https_get(ca, ports.https, "edit.example.test")).status_code == 404

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.admin_tls import mutual_tls_context, transport_for
 from coretraffic.caddy.process import CaddyProcess, find_caddy_binary
 from coretraffic.caddyjson.layout import JSON
@@ -25,7 +25,7 @@ from coretraffic.cli.diff import run_diff
 from coretraffic.core.validate import Route
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
 from coretraffic.reconcile.reconciler import Reconciler
-from coretraffic.settings import Settings
+from coretraffic.settings import AdminAddress, Settings
 from coretraffic.testing.admin_gate import MutualTLSFiles, gate_config, running_gate, write_mutual_tls
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
@@ -75,7 +75,7 @@ def gate(short_tmp: Path, caddy: CaddyProcess, operator_ca: DemoCA) -> Iterator[
 
 @pytest.fixture
 async def remote_admin(gate: Gate) -> AsyncIterator[CaddyAdmin]:
-    address = AdminAddress(gate.url, own_listen=gate.settings.remote_admin_listen)
+    address = AdminAddress("https", f"{GATE_NAME}:{gate.port}", own_listen=gate.settings.remote_admin_listen)
     client = CaddyAdmin(address, transport_for(address, gate.settings))
     yield client
     await client.aclose()
@@ -167,7 +167,7 @@ async def test_the_host_header_must_name_what_the_sni_named(gate: Gate) -> None:
 
 async def test_a_gate_dialled_by_address_is_verified_and_asked_under_its_service_name(gate: Gate) -> None:
     """As discovery dials each instance: by IP address, under the one name every gate's certificate carries."""
-    by_address = AdminAddress(f"https://127.0.0.1:{gate.port}", own_listen=gate.settings.remote_admin_listen)
+    by_address = AdminAddress("https", f"127.0.0.1:{gate.port}", own_listen=gate.settings.remote_admin_listen)
     named = CaddyAdmin(by_address, transport_for(by_address, gate.settings, server_name=GATE_NAME))
     unnamed = CaddyAdmin(by_address, transport_for(by_address, gate.settings))
     try:
@@ -190,7 +190,7 @@ async def test_a_gate_the_driver_cannot_verify_is_not_spoken_to(gate: Gate, shor
 async def test_a_driver_the_gate_refuses_finds_caddy_unavailable(gate: Gate, short_tmp: Path, ca: DemoCA) -> None:
     cert, key = write_pair(short_tmp, "stranger", ca, usage="client")
     stranger = gate.settings.model_copy(update={"admin_client_cert": cert, "admin_client_key": key})
-    address = AdminAddress(gate.url, own_listen=gate.settings.remote_admin_listen)
+    address = AdminAddress("https", f"{GATE_NAME}:{gate.port}", own_listen=gate.settings.remote_admin_listen)
     admin = CaddyAdmin(address, transport_for(address, stranger))
     try:
         with pytest.raises(CaddyUnavailable, match=f"{gate.url} unreachable"):

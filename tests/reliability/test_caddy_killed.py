@@ -24,7 +24,7 @@ import pytest
 
 from benchmarks.harness import Bed, start_upstream
 from coretraffic import __version__
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess, find_caddy_binary
 from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import JSON
@@ -33,6 +33,7 @@ from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
 from coretraffic.errors import CaddyUnavailable
 from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.settings import AdminAddress
 from coretraffic.testing.pki import DemoCA
 from tests.support.caddy import validated
 from tests.support.canary import Canary
@@ -54,7 +55,7 @@ class ExternalCaddy:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(mode=0o700)
         self.directory = directory
-        self.address = AdminAddress(f"unix/{directory / 'admin.sock'}")
+        self.address = AdminAddress("unix", str(directory / "admin.sock"))
         self._bootstrap = directory / "bootstrap.json"
         self._bootstrap.write_text(json.dumps({"admin": {"listen": self.address.listen}}))
         self.process: subprocess.Popen[bytes] | None = None

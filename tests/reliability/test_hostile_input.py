@@ -33,6 +33,7 @@ from coretraffic.sources.coreflow.handler import reply_for
 from coretraffic.sources.intake import submit_route_set
 from coretraffic.sources.routes_file import parse_routes_document
 from coretraffic.testing.upstream import DemoUpstream
+from tests.support.caddy import OneCaddy
 from tests.support.canary import Canary
 from tests.support.dataplane import serves
 from tests.support.hostile import (
@@ -177,8 +178,8 @@ async def test_hostile_configs_beside_good_ones_reach_caddy_and_cost_no_good_hos
         for name in POOL[1].names
     ]
     # Through intake, as Coreflow and the routes file feed it: problems are logged (and the log is searched).
-    applied = await submit_route_set(reconciler, [*good, *hostile])
-    result = await applied
+    applied = await submit_route_set(OneCaddy(reconciler), [*good, *hostile])
+    result = await applied[OneCaddy.name]
     assert result.outcome in ("applied", "unchanged"), result.summary()
     event(f"{result.outcome}, hostile hosts served: {min(len(result.applied_hosts) - len(good), 2)}")
     refused = [p for p in result.rejected if "Caddy rejected it" in p.message]
@@ -197,11 +198,11 @@ async def test_unusable_documents_change_nothing(reconciler: Reconciler, upstrea
         "privateKey": POOL[0].key,
         "publicKey": POOL[0].certificate,
     }
-    assert (await (await submit_route_set(reconciler, [good]))).ok
+    assert (await (await submit_route_set(OneCaddy(reconciler), [good]))[OneCaddy.name]).ok
     loads = reconciler.loads
     for document in (None, 7, "[]", {"routes": [good]}, {"reverseConfigs": {"0": good}}, {"reverseConfigs": None}):
         with pytest.raises(RouteSetError):
-            await submit_route_set(reconciler, document)
+            await submit_route_set(OneCaddy(reconciler), document)
     assert reconciler.loads == loads
     assert await serves(POOL_CA, ports.https, "a.example.test")
 

@@ -1,12 +1,13 @@
 """Setting up and looking into a Caddy under test: route sets validated as the driver validates them, the
-cheap-bcrypt renderer and a running reconciler the fixtures are built from, and the `@id` objects of a config."""
+cheap-bcrypt renderer and a running reconciler the fixtures are built from (and fed as a fleet of one), and the
+`@id` objects of a config."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from coretraffic.caddyjson.base import BaseConfig
@@ -14,7 +15,7 @@ from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, Validation, validate_route_set
-from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
 
 
 def now() -> datetime.datetime:
@@ -46,6 +47,22 @@ async def running(reconciler: Reconciler) -> AsyncIterator[Reconciler]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class OneCaddy:
+    """One reconciler as the sources see a fleet (`sources.intake.RouteSetSink`), its Caddy named `caddy`: for
+    tests that drive a reconciler of their own rather than a whole `Fleet`."""
+
+    name = "caddy"
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+
+    def submit_nowait(self, validation: Validation) -> Mapping[str, asyncio.Future[ApplyResult]]:
+        return {self.name: self.reconciler.submit_nowait(validation)}
+
+    def unavailable_because(self, name: str) -> str:
+        return self.reconciler.unavailable_because
 
 
 def objects_by_id(document: Any) -> dict[str, dict[str, Any]]:

@@ -20,6 +20,7 @@ from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.coreflow import CoreflowClient
 from coretraffic.sources.coreflow.handler import make_update_routing_handler
 from tests.support import paths
+from tests.support.caddy import OneCaddy
 
 PEER_DIR = paths.PEER
 STDOUT_LIMIT = 64 * 1024 * 1024
@@ -253,7 +254,7 @@ OK = {"outcome": "response", "response": {"status": "ok", "errorText": ""}}
 
 @contextlib.asynccontextmanager
 async def connected(peer: Peer, reconciler: Reconciler, deadline_s: float = 10.0) -> AsyncIterator[CoreflowClient]:
-    client = CoreflowClient(peer.url, make_update_routing_handler(reconciler, deadline_s))
+    client = CoreflowClient(peer.url, make_update_routing_handler(OneCaddy(reconciler), deadline_s))
     task = asyncio.create_task(client.run())
     try:
         await peer.status(until_tagged=True, wait_s=10)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import httpx
 
@@ -67,3 +68,13 @@ async def ready(port: int) -> bool:
             return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
     except httpx.TransportError:
         return False
+
+
+async def status_document(port: int) -> dict[str, Any]:
+    """The status server's `/status` document (empty while the server does not answer yet)."""
+    try:
+        async with httpx.AsyncClient(timeout=15) as client:
+            document: dict[str, Any] = (await client.get(f"http://127.0.0.1:{port}/status")).json()
+    except httpx.TransportError:
+        return {}
+    return document

@@ -42,6 +42,8 @@ def test_smoke_run_prints_every_measurement() -> None:
         "driver CPU",
         "`coretraffic diff`",
         "/load of CA-issued",
+        "driver CPU per update",
+        "set to all 3 Caddies loaded",
         "update-to-serving",
         "/load through the mTLS admin gate",
     ], completed.stdout

@@ -36,6 +36,7 @@ from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support import paths
 from tests.support.dataplane import serves
+from tests.support.pods import Dnsmasq
 from tests.support.ports import Ports, free_port
 from tests.support.waiting import wait_until
 
@@ -297,9 +298,6 @@ async def _is(expected: int, port: int, path: str) -> bool:
 # -- deploy/kubernetes and deploy/swarm: one driver, a Caddy and its admin gate per edge node ----------------
 
 ADMIN_GATE = REPO / "deploy" / "admin-gate.json"
-# The fleet's discovery setting (issue 16, part A) is not merged yet: the deployments name it as intended, and
-# the test stands in for it with the one target it finds here. Only this place knows it.
-PENDING_DISCOVERY = "CORETRAFFIC_CADDY_ADMIN_DNS"
 
 
 def kubernetes_documents() -> list[dict[str, Any]]:
@@ -366,11 +364,11 @@ def test_kubernetes_wires_caddy_its_gate_discovery_and_the_driver() -> None:
     (admin_port,) = service["spec"]["ports"]
     gate_port = int(gate_json["apps"]["http"]["servers"]["admin_gate"]["listen"][0].rpartition(":")[2])
     assert admin_port["port"] == gate_port == gate["ports"][0]["containerPort"]
-    assert env_of(driver)[PENDING_DISCOVERY] == f"{service['metadata']['name']}:{gate_port}"
+    assert env_of(driver)["CORETRAFFIC_CADDY_ADMIN_DNS"] == f"https://{service['metadata']['name']}:{gate_port}"
     # The driver: one, never two at once, with its material from a Secret and every setting a real one.
     assert driver_set["spec"]["replicas"] == 1 and driver_set["spec"]["strategy"]["type"] == "Recreate"
     settings = {f"CORETRAFFIC_{name.upper()}" for name in Settings.model_fields}
-    assert set(env_of(driver)) - settings == {PENDING_DISCOVERY}
+    assert set(env_of(driver)) <= settings
     mount = {m["name"]: m["mountPath"] for m in driver["volumeMounts"]}["driver-tls"]
     for name in ("ADMIN_CLIENT_CERT", "ADMIN_CLIENT_KEY", "ADMIN_CA"):
         assert env_of(driver)[f"CORETRAFFIC_{name}"].startswith(f"{mount}/")
@@ -456,10 +454,10 @@ def test_swarm_wires_caddy_its_gate_discovery_and_the_driver() -> None:
     assert sorted(s["target"] for s in gate["secrets"]) == sorted(_gate_files(gate_json))
     # Discovery through Swarm's DNS: tasks.<the gate's service> on the gate's port, over the shared network.
     gate_port = int(gate_json["apps"]["http"]["servers"]["admin_gate"]["listen"][0].rpartition(":")[2])
-    assert driver["environment"][PENDING_DISCOVERY] == f"tasks.caddy-admin:{gate_port}"
+    assert driver["environment"]["CORETRAFFIC_CADDY_ADMIN_DNS"] == f"https://tasks.caddy-admin:{gate_port}"
     assert set(gate["networks"]) & set(driver["networks"])
     settings = {f"CORETRAFFIC_{name.upper()}" for name in Settings.model_fields}
-    assert set(driver["environment"]) - settings == {PENDING_DISCOVERY}
+    assert set(driver["environment"]) <= settings
     secret_targets = {s["target"] for s in driver["secrets"]}
     for name in ("ADMIN_CLIENT_CERT", "ADMIN_CLIENT_KEY", "ADMIN_CA"):
         assert driver["environment"][f"CORETRAFFIC_{name}"] in secret_targets
@@ -469,13 +467,16 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     short_tmp: Path, ports: Ports, routes_json: Path, ca: DemoCA
 ) -> None:
     """The Caddy pod's two containers and the driver's, their volumes and Secrets as temp dirs, the gate on a free
-    loopback port: the driver loads the routes through the gate over mutual TLS and Caddy serves them."""
+    loopback port, the headless Service's name answered by a dnsmasq of the test's: the driver finds the gate by
+    that name, loads the routes through it over mutual TLS and Caddy serves them."""
     stage = final_stage()
     caddy_set, driver_set = kubernetes("DaemonSet", "caddy"), kubernetes("Deployment", "coretraffic-driver")
     volumes = {v["name"]: short_tmp / v["name"] for v in caddy_set["spec"]["template"]["spec"]["volumes"]}
     for directory in volumes.values():
         directory.mkdir()
-    files = write_mutual_tls(volumes["admin-gate-tls"], DemoCA("operator admin CA"), "localhost")
+    service = kubernetes("Service", "caddy-admin")["metadata"]["name"]
+    # The gates' certificate carries the Service's name, as docs/deploy.md has it issued.
+    files = write_mutual_tls(volumes["admin-gate-tls"], DemoCA("operator admin CA"), service)
     driver_tls = short_tmp / "driver-tls"
     driver_tls.mkdir()
     for key, source in (("tls.crt", files.driver_cert), ("tls.key", files.driver_key), ("ca.crt", files.ca)):
@@ -504,9 +505,11 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     remap_driver = remapper(driver, {"driver-tls": driver_tls})
     driver_env = run_env({**stage.env, **{k: remap_driver(v) for k, v in env_of(driver).items()}}, stage.copies)
     status_port = free_port()
-    del driver_env[PENDING_DISCOVERY]  # until the fleet's discovery: the one gate it would find, by name
+    dns = Dnsmasq(short_tmp, free_port())
+    discovered = driver_env["CORETRAFFIC_CADDY_ADMIN_DNS"]
     driver_env.update(
-        CORETRAFFIC_CADDY_ADMIN=f"https://localhost:{gate_port}",
+        CORETRAFFIC_CADDY_ADMIN_DNS=f"{discovered.rpartition(':')[0]}:{gate_port}",  # the free port, not 2021
+        CORETRAFFIC_CADDY_ADMIN_DNS_SERVER=f"127.0.0.1:{dns.port}",  # instead of the cluster's DNS
         CORETRAFFIC_REMOTE_ADMIN_LISTEN=own_socket,  # the pod's /shared, here a temp dir
         CORETRAFFIC_ROUTES=str(routes_json),  # instead of Coreflow
         CORETRAFFIC_HTTP_PORT=str(ports.http),
@@ -517,6 +520,8 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     )
     caddy_process = subprocess.Popen(caddy_argv, env=caddy_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        await dns.wait_answering()
+        dns.publish(service, ["127.0.0.1"])
         with running_gate(find_caddy_binary(), gate_config_now, gate_port, short_tmp / "gate.json"):
             driver_process = subprocess.Popen(driver["command"], env=driver_env, stderr=subprocess.DEVNULL)
             try:
@@ -526,3 +531,4 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
                 assert stop(driver_process) == 0
     finally:
         stop(caddy_process)
+        dns.stop()

@@ -98,32 +98,43 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
 
         document = await status.document()
         assert document["ready"] is True
-        assert document["routes"] == {"desired": 3, "applied": 2, "rejected": 1}
-        assert document["last_apply"]["outcome"] == "applied"
-        (rejected,) = document["last_apply"]["rejected"]
+        assert document["routes"] == {"desired": 3}
+        (caddy,) = document["caddies"]
+        target = f"unix/{(short_tmp / 'state' / 'admin.sock').resolve()}"
+        assert caddy["admin"] == target
+        assert caddy["routes"] == {"applied": 2, "rejected": 1}
+        assert caddy["runs_latest_set"] and caddy["not_running_it_because"] == ""
+        assert caddy["last_apply"]["outcome"] == "applied"
+        (rejected,) = caddy["last_apply"]["rejected"]
         assert rejected.startswith(MISMATCH)
         assert document["source"] == {"routes_file": str(routes), "problem": None}
-        assert document["caddy"]["healthy"] and document["caddy"]["spawned"]
-        assert document["caddy"]["not_managed"] == []
+        assert document["discovery"] == []
+        assert caddy["healthy"] and caddy["spawned"]
+        assert caddy["not_managed"] == []
 
         metrics = await status.metrics()
+        label = f'target="{target}"'
         assert metrics["coretraffic_routes_desired"] == 3
-        assert metrics["coretraffic_routes_applied"] == 2
-        assert metrics["coretraffic_routes_rejected"] == 1
-        assert metrics['coretraffic_applies_total{outcome="applied"}'] == 1
-        assert metrics['coretraffic_apply_failures_total{reason="caddy_rejected"}'] == 0
-        assert metrics["coretraffic_apply_duration_seconds_count"] == 1
-        assert metrics["coretraffic_last_successful_apply_timestamp_seconds"] > 0
-        assert metrics["coretraffic_caddy_restarts_total"] == 0
-        assert metrics[f'coretraffic_config_info{{config_id="{document["config_id"]}"}}'] == 1
+        assert metrics["coretraffic_caddies"] == 1
+        assert metrics[f"coretraffic_routes_applied{{{label}}}"] == 2
+        assert metrics[f"coretraffic_routes_rejected{{{label}}}"] == 1
+        assert metrics[f'coretraffic_applies_total{{outcome="applied",{label}}}'] == 1
+        assert metrics[f'coretraffic_apply_failures_total{{reason="caddy_rejected",{label}}}'] == 0
+        assert metrics[f"coretraffic_apply_duration_seconds_count{{{label}}}"] == 1
+        assert metrics[f"coretraffic_last_successful_apply_timestamp_seconds{{{label}}}"] > 0
+        assert metrics[f"coretraffic_caddy_behind_seconds{{{label}}}"] == 0
+        assert metrics[f"coretraffic_caddy_restarts_total{{{label}}}"] == 0
+        assert metrics[f'coretraffic_config_info{{config_id="{caddy["config_id"]}",{label}}}'] == 1
         assert "coretraffic_coreflow_connected" not in metrics  # routes-file mode: no Coreflow to speak of
 
         printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
         assert printed.returncode == 0, printed
         lines = printed.stdout.splitlines()
         assert lines[0] == "coretraffic 0.1.0: ready"
-        assert "routes:  3 desired, 2 applied, 1 rejected" in lines
-        assert lines[-2:] == ["rejected:", f"  {rejected}"]
+        assert "routes:  3 desired" in lines
+        assert f"caddy {target}: answering; runs the latest set" in lines
+        assert "  routes: 2 applied, 1 rejected" in lines
+        assert lines[-2:] == ["  rejected:", f"    {rejected}"]
 
         # A server put into Caddy by someone else: seen at the next heal check, kept, and shown.
         socket_path = str(short_tmp / "state" / "admin.sock")
@@ -133,12 +144,13 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
             assert response.status_code == 200, response.text
         await wait_until(lambda: _not_managed(status, ["server by_hand"]), 15, "the server to be seen")
         printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
-        assert "caddy:   not coretraffic's, left alone: server by_hand" in printed.stdout.splitlines()
+        assert "  not coretraffic's, left alone: server by_hand" in printed.stdout.splitlines()
 
         # Caddy killed: the driver restarts it, counts it, and is ready again (Caddy resumed its autosave).
         (pid,) = caddy_pids(run_args[2])
         os.kill(pid, signal.SIGKILL)
-        await wait_until(lambda: _metric_is(status, "coretraffic_caddy_restarts_total", 1), 15, "restart counted")
+        restarts = f"coretraffic_caddy_restarts_total{{{label}}}"
+        await wait_until(lambda: _metric_is(status, restarts, 1), 15, "restart counted")
         await wait_until(lambda: _is(200, status, "/readyz"), 15, "ready again")
     finally:
         assert driver.stop() == 0
@@ -195,21 +207,24 @@ async def test_a_failing_upstream_shows_with_its_hosts_in_status_metrics_and_the
     driver = Driver([*run_args, "--routes", str(routes), "--upstream-fail-duration", "120"])
     try:
         await wait_until(lambda: _is(200, status, "/readyz"), 30, "ready")
-        assert (await status.document())["upstreams"] == {"failing": [], "problem": ""}
+        (caddy,) = (await status.document())["caddies"]
+        assert caddy["upstreams"] == {"failing": [], "problem": ""}
         for _ in range(2):  # round robin: one of the two tries the dead upstream first
             assert (await https_get(ca, ports.https, "a.example.test")).status_code == 200
 
-        failing = (await status.document())["upstreams"]["failing"]
+        (caddy,) = (await status.document())["caddies"]
         address = f"127.0.0.1:{dead}"
-        assert failing == [{"address": address, "fails": 1, "hosts": ["a.example.test", "b.example.test"],
-                            "hosts_total": 2}]  # fmt: skip
+        assert caddy["upstreams"]["failing"] == [{"address": address, "fails": 1,
+                                                  "hosts": ["a.example.test", "b.example.test"],
+                                                  "hosts_total": 2}]  # fmt: skip
         metrics = await status.metrics()
-        assert metrics["coretraffic_failing_upstreams"] == 1
-        assert metrics['coretraffic_host_failing_upstreams{host="a.example.test"}'] == 1
-        assert metrics['coretraffic_host_failing_upstreams{host="b.example.test"}'] == 1
-        assert 'coretraffic_host_failing_upstreams{host="c.example.test"}' not in metrics
+        target = f'target="{caddy["admin"]}"'
+        assert metrics[f"coretraffic_failing_upstreams{{{target}}}"] == 1
+        assert metrics[f'coretraffic_host_failing_upstreams{{host="a.example.test",{target}}}'] == 1
+        assert metrics[f'coretraffic_host_failing_upstreams{{host="b.example.test",{target}}}'] == 1
+        assert f'coretraffic_host_failing_upstreams{{host="c.example.test",{target}}}' not in metrics
         printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
-        line = f"upstreams: 1 failing: {address} (1 fail; a.example.test, b.example.test)"
+        line = f"  upstreams: 1 failing: {address} (1 fail; a.example.test, b.example.test)"
         assert line in printed.stdout.splitlines(), printed.stdout
     finally:
         assert driver.stop() == 0
@@ -233,15 +248,17 @@ async def test_unreachable_caddy_is_unhealthy_and_not_ready(
     try:
         await wait_until(lambda: _is(503, status, "/healthz"), 30, "the status server to answer")
         assert "unreachable" in (await status.get("/healthz")).text
-        assert (await status.get("/readyz")).text == "no route set applied yet\n"
+        not_ready = (await status.get("/readyz")).text
+        assert not_ready.startswith("no route set applied yet: Caddy admin API at unix/") and "unreachable" in not_ready
+        failures = f'coretraffic_apply_failures_total{{reason="caddy_unavailable",target="unix/{short_tmp}/none.sock"}}'
         await wait_until(
-            lambda: _metric_above(status, 'coretraffic_apply_failures_total{reason="caddy_unavailable"}', 0),
+            lambda: _metric_above(status, failures, 0),
             10,
             "the failed load attempts counted",
         )
         printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
         assert printed.returncode == 1
-        assert printed.stdout.startswith("coretraffic 0.1.0: NOT READY: no route set applied yet\n")
+        assert printed.stdout.startswith("coretraffic 0.1.0: NOT READY: no route set applied yet: ")
         assert "NOT ANSWERING" in printed.stdout and "external" in printed.stdout
 
         # Only small GET/HEAD requests are served; anything else is answered or dropped, never crashes it.
@@ -323,4 +340,5 @@ async def _metric_above(status: Status, name: str, value: float) -> bool:
 
 
 async def _not_managed(status: Status, parts: list[str]) -> bool:
-    return bool((await status.document())["caddy"]["not_managed"] == parts)
+    (caddy,) = (await status.document())["caddies"]
+    return bool(caddy["not_managed"] == parts)

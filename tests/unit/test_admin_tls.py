@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from coretraffic import cli
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.settings import AdminAddress
 from coretraffic.testing.admin_gate import MutualTLSFiles, write_mutual_tls
 from coretraffic.testing.pki import DemoCA
 
@@ -83,4 +84,4 @@ def test_a_key_of_another_certificate_is_refused_without_showing_it(
 
 def test_a_remote_address_is_never_reached_in_plain_http() -> None:
     with pytest.raises(ValueError, match="needs its mutual-TLS transport"):
-        CaddyAdmin(AdminAddress("https://caddy-0.edge.example:2021"))
+        CaddyAdmin(AdminAddress("https", "caddy-0.edge.example:2021"))

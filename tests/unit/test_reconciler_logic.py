@@ -22,18 +22,19 @@ from typing import Any
 import httpx
 import pytest
 
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON
 from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.validate import Certificate, Problem, Route, Validation
 from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
+from coretraffic.settings import AdminAddress
 from coretraffic.sources.coreflow.handler import reply_for
 from tests.support.caddy import running as reconciler_running
 from tests.support.golden import fake_hash
 from tests.support.waiting import wait_until
 
-ADMIN = AdminAddress("unix//fake/admin.sock")
+ADMIN = AdminAddress("unix", "/fake/admin.sock")
 HEAL_INTERVAL = 0.01
 WAIT = 5.0  # seconds any awaited condition may take before the test fails
 Rejection = Callable[[Any], str | None]  # a loaded config -> Caddy's error text, or None to accept it

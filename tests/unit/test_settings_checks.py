@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from coretraffic import cli
-from coretraffic.settings import Settings
+from coretraffic.settings import AdminAddress, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +74,7 @@ def test_the_variable_is_checked_as_the_flag_is(
     ],
 )
 def test_admin_addresses_that_work_are_taken_in_caddys_notation(given: str, expected: str) -> None:
-    assert Settings.model_validate({"caddy_admin": given}).caddy_admin == expected
+    assert [address.listen for address in Settings.model_validate({"caddy_admin": given}).caddy_admin] == [expected]
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,16 @@ def test_an_https_admin_address_without_its_tls_material_is_refused(
     assert f"needs {missing} (mutual TLS)" in line
 
 
+def test_an_https_discovery_name_without_its_tls_material_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_line_error(capsys, "--caddy-admin-dns", "https://caddy-admin:2021", "--admin-ca", "/ca.pem")
+    assert "--caddy-admin-dns https://caddy-admin:2021 needs --admin-client-cert, --admin-client-key (mutual" in line
+
+
+def test_plain_http_addresses_and_names_need_no_tls_material() -> None:
+    settings = Settings.model_validate({"caddy_admin": "unix//run/a.sock", "caddy_admin_dns": "caddy-admin:2019"})
+    assert not settings.admin_over_tls
+
+
 def test_an_https_admin_address_is_taken_with_its_tls_material() -> None:
     settings = Settings.model_validate(
         {
@@ -100,8 +110,9 @@ def test_an_https_admin_address_is_taken_with_its_tls_material() -> None:
             "admin_ca": "/ca.pem",
         }
     )
-    assert settings.caddy_admin == "https://caddy-0.edge.example:2021"
+    assert settings.caddy_admin == (AdminAddress("https", "caddy-0.edge.example:2021"),)
     assert settings.remote_admin_listen == "unix//shared/admin.sock"
+    assert settings.admin_over_tls
 
 
 def test_the_remote_caddys_own_admin_address_is_local(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,7 @@
 
 `CoreflowClient.run` keeps one TypedSocket (smartsocket over Socket.IO) connection to Coreflow alive:
 it handshakes, tags itself "coretraffic" so Coreflow can find it, answers heartbeats, hands every
-`updateRouting` request to the routing handler (the reconciler) and sends the handler's result back.
+`updateRouting` request to the routing handler (which feeds the fleet) and sends the handler's result back.
 Any loss leads to a fresh connection, handshake and tag, with capped, jittered exponential backoff.
 """
 

@@ -1,7 +1,7 @@
 """Coreflow as a route source: what `run` starts when there is no routes file.
 
 Wraps the session (`CoreflowClient`, which keeps the connection) around the `updateRouting` handler (which hands
-each set to the reconciler through `intake` and replies with its apply), and tells the status server whether
+each set to the fleet of Caddies through `intake` and replies with its apply), and tells the status server whether
 Coreflow is connected (`RouteSource`).
 """
 
@@ -11,15 +11,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from coretraffic.core.readings import Reading
-from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.coreflow.handler import make_update_routing_handler
 from coretraffic.sources.coreflow.session import CoreflowClient
+from coretraffic.sources.intake import RouteSetSink
 
 
 class CoreflowSource:
-    def __init__(self, url: str, reconciler: Reconciler) -> None:
+    def __init__(self, url: str, fleet: RouteSetSink) -> None:
         self._url = url
-        self._client = CoreflowClient(url, make_update_routing_handler(reconciler))
+        self._client = CoreflowClient(url, make_update_routing_handler(fleet))
 
     async def run(self) -> None:
         await self._client.run()
