@@ -5,8 +5,8 @@ imports a test module or a conftest file.
 - `ports`: free loopback ports.
 - `waiting`: waiting on a condition with a deadline (tests never sleep to synchronise).
 - `dataplane`: HTTPS requests to Caddy's data plane as a client makes them.
-- `caddy`: route sets validated as the driver validates them, the cheap renderer, a running reconciler, and
-  finding `@id` objects in a Caddy config.
+- `caddy`: route sets validated as the driver validates them, the cheap renderer, a running reconciler (and
+  `OneCaddy`, a reconciler fed as a fleet of one), and finding `@id` objects in a Caddy config.
 - `golden`: where the golden cases live, the one way to rewrite them (`UPDATE_GOLDEN=1`), the fake hasher.
 - `coreflow`: the real TypedSocket peer (Coreflow's end), the stub handler and watch of the client tests, and a
   client wired to a reconciler as the driver wires it.
@@ -14,4 +14,6 @@ imports a test module or a conftest file.
 - `hostile`: hypothesis strategies for hostile route sets, and what validation must promise about them.
 - `load`: a load client that accounts for every request.
 - `driver`: the driver as a process (`python -m coretraffic`), the Caddy it starts, its status server.
+- `pods`: Caddies as pods in network namespaces of their own, Caddies on loopback addresses of their own, and
+  dnsmasq, for the fleet tests (and the root / binary checks that skip or, in CI, fail them).
 """
