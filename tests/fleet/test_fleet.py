@@ -23,9 +23,10 @@ from coretraffic.caddy.process import find_caddy_binary
 from coretraffic.testing.admin_gate import gate_config, running_gate, write_mutual_tls
 from coretraffic.testing.pki import DemoCA, demo_route
 from tests.support.coreflow import OK, Peer, update
+from tests.support.dns import Dnsmasq
 from tests.support.driver import Driver, ready, status_document
 from tests.support.paths import REPO
-from tests.support.pods import UPSTREAM_PORT, Dnsmasq, LoopbackCaddy, Pod, require_binary, require_root
+from tests.support.pods import UPSTREAM_PORT, LoopbackCaddy, Pod, require_root
 from tests.support.ports import Ports, free_port
 from tests.support.waiting import wait_until
 
@@ -150,14 +151,11 @@ async def test_the_coreflow_reply_names_the_caddy_that_does_not_serve_the_set(
 async def test_discovery_through_dns_adds_and_removes_caddies(
     ca: DemoCA, ports: Ports, status_port: int, short_tmp: Path
 ) -> None:
-    require_binary("dnsmasq", "dnsmasq-base")
     name, admin_port = "caddies.fleet.test", free_port()
     # Two Caddies on one machine, admin APIs on loopback addresses of their own (DNS records are addresses); their
     # data planes share the HTTPS port, which Caddy binds with SO_REUSEPORT.
     caddies = [LoopbackCaddy(short_tmp / f"caddy{i}", f"127.0.0.{i}", admin_port) for i in (2, 3)]
-    dns = Dnsmasq(short_tmp, free_port())
-    await dns.wait_answering()
-    dns.publish(name, ["127.0.0.2"])
+    dns = await Dnsmasq(short_tmp).start({name: ["127.0.0.2"]})
     for caddy in caddies:
         caddy.start()
     routes = routes_file(short_tmp / "routes.json", ca, "one.fleet.test")
@@ -177,13 +175,13 @@ async def test_discovery_through_dns_adds_and_removes_caddies(
         assert await caddies[0].hosts() == {"one.fleet.test"}
         assert await caddies[1].hosts() == set()  # not published: not driven
 
-        dns.publish(name, ["127.0.0.2", "127.0.0.3"])
+        await dns.set({name: ["127.0.0.2", "127.0.0.3"]})
         await wait_until(lambda: members_are([c.name for c in caddies]), 15, "the second Caddy found")
         await wait_until(lambda: _hosts_are(caddies[1], {"one.fleet.test"}), 15, "the current set loaded into it")
         document = await status_document(status_port)
         assert document["discovery"][0]["instances"] == [c.name for c in caddies]
 
-        dns.publish(name, ["127.0.0.3"])
+        await dns.set({name: ["127.0.0.3"]})
         await wait_until(lambda: members_are([caddies[1].name]), 15, "the vanished Caddy dropped")
         await wait_until(lambda: ready(status_port), 30, "the fleet ready with the remaining Caddy")
         metrics = await _metrics_text(status_port)
@@ -194,7 +192,7 @@ async def test_discovery_through_dns_adds_and_removes_caddies(
         assert code == 0
         for caddy in caddies:
             caddy.stop()
-        dns.stop()
+        await dns.stop()
 
 
 async def _hosts_are(caddy: LoopbackCaddy, hosts: set[str]) -> bool:
@@ -219,10 +217,9 @@ async def test_two_caddies_behind_admin_gates_found_by_dns_over_mutual_tls_conve
     shared.mkdir()
     files = write_mutual_tls(short_tmp / "admin-tls", DemoCA("operator admin CA"), name)
     template = json.loads((REPO / "deploy" / "admin-gate.json").read_text())
-    dns = Dnsmasq(short_tmp, free_port())
     routes = routes_file(short_tmp / "routes.json", ca, "one.fleet.test")
+    dns = await Dnsmasq(short_tmp).start({name: gate_hosts})
     with contextlib.ExitStack() as stack:
-        stack.callback(dns.stop)
         pods = [Pod(short_tmp / f"pod{i}", mounted_at=shared) for i in range(len(gate_hosts))]
         for pod, host in zip(pods, gate_hosts, strict=True):
             stack.callback(pod.remove)
@@ -230,8 +227,6 @@ async def test_two_caddies_behind_admin_gates_found_by_dns_over_mutual_tls_conve
             config = gate_config(template, port=gate_port, admin_socket=pod.admin_listen, files=files, host=host)
             gate = running_gate(find_caddy_binary(), config, gate_port, pod.directory / "gate.json", host=host)
             stack.enter_context(gate)
-        await dns.wait_answering()
-        dns.publish(name, gate_hosts)
         remote = [
             "--caddy-admin-dns", f"https://{name}:{gate_port}", "--caddy-admin-dns-server", f"127.0.0.1:{dns.port}",
             "--admin-client-cert", str(files.driver_cert), "--admin-client-key", str(files.driver_key),
@@ -250,4 +245,5 @@ async def test_two_caddies_behind_admin_gates_found_by_dns_over_mutual_tls_conve
         finally:
             code = driver.stop()
             print(driver.output)  # shown when the test fails
+            await dns.stop()
             assert code == 0

@@ -14,6 +14,7 @@ imports a test module or a conftest file.
 - `hostile`: hypothesis strategies for hostile route sets, and what validation must promise about them.
 - `load`: a load client that accounts for every request.
 - `driver`: the driver as a process (`python -m coretraffic`), the Caddy it starts, its status server.
-- `pods`: Caddies as pods in network namespaces of their own, Caddies on loopback addresses of their own, and
-  dnsmasq, for the fleet tests (and the root / binary checks that skip or, in CI, fail them).
+- `pods`: Caddies as pods in network namespaces of their own (optionally mount namespaces too), Caddies on
+  loopback addresses of their own, for the fleet tests (and the root check that skips or, in CI, fails them).
+- `dns`: dnsmasq, the real DNS server of the tests with DNS-named upstreams and of the fleet's discovery.
 """

@@ -1,7 +1,10 @@
 """A real DNS server for tests: dnsmasq on 127.0.0.1 answering from a hosts file the test rewrites.
 
 dnsmasq (Debian's `dnsmasq-base`, installed by `.ci/run`) answers only for the names in the file (no upstream
-servers, no /etc/hosts) and re-reads the file on SIGHUP.
+servers, no /etc/hosts) and re-reads the file on SIGHUP. Every domain is declared local: without an upstream
+server it would otherwise answer REFUSED for what it does not know (an AAAA query for a name with only A
+records, measured), where a resolver must see NXDOMAIN or no records. It is sent SIGHUP only after it logged
+that it started: one sent before its handler is installed would end it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import os
 import shutil
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,7 +32,7 @@ class Dnsmasq:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def start(self, names: dict[str, str]) -> Dnsmasq:
+    async def start(self, names: Mapping[str, str | Sequence[str]]) -> Dnsmasq:
         binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         if not Path(binary).exists():
             missing = "dnsmasq is needed: apt-get install -y dnsmasq-base (.ci/run installs it)"
@@ -39,7 +43,7 @@ class Dnsmasq:
         self._process = await asyncio.create_subprocess_exec(
             binary, "--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null", "--user=root",
             "--listen-address=127.0.0.1", "--bind-interfaces", f"--port={self.port}",
-            "--no-resolv", "--no-hosts", f"--addn-hosts={self._hosts}", "--no-negcache", "--local-ttl=0",
+            "--no-resolv", "--no-hosts", "--local=/#/", f"--addn-hosts={self._hosts}", "--no-negcache", "--local-ttl=0",
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert self._process.stderr is not None
@@ -54,8 +58,8 @@ class Dnsmasq:
         while await stream.readline():
             pass
 
-    async def set(self, names: dict[str, str]) -> None:
-        """Answer for `names` (name -> IPv4 address) from now on; any other name is NXDOMAIN."""
+    async def set(self, names: Mapping[str, str | Sequence[str]]) -> None:
+        """Answer for `names` (name -> its IPv4 address or addresses) from now on; any other name is NXDOMAIN."""
         self._write(names)
         assert self._process is not None
         self._process.send_signal(signal.SIGHUP)
@@ -67,5 +71,10 @@ class Dnsmasq:
         if self._drain is not None:
             await self._drain
 
-    def _write(self, names: dict[str, str]) -> None:
-        self._hosts.write_text("".join(f"{address} {name}\n" for name, address in names.items()))
+    def _write(self, names: Mapping[str, str | Sequence[str]]) -> None:
+        lines = [
+            f"{address} {name}\n"
+            for name, addresses in names.items()
+            for address in ([addresses] if isinstance(addresses, str) else addresses)
+        ]
+        self._hosts.write_text("".join(lines))

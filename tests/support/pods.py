@@ -11,12 +11,13 @@ inside its namespace (`Pod.get`: a Python child under `nsenter`).
 `LoopbackCaddy`: a plain Caddy with its admin API on a loopback address of its own (127.0.0.x), for discovery
 through DNS: the records are IP addresses.
 
-`Dnsmasq`: Debian's dnsmasq on 127.0.0.1, answering from a hosts file the test rewrites (SIGHUP re-reads it).
-Without an upstream server it answers REFUSED for what it does not know (an AAAA query for a name with only A
-records, measured), unless every domain is declared local.
+The DNS server that names them is `tests/support/dns.py`'s dnsmasq.
 
-Creating network namespaces needs root; `require_root` and `require_binary` skip a test with the reason
-elsewhere and fail it when CI=true.
+Creating network namespaces needs root; `require_root` skips a test with the reason elsewhere and fails it when
+CI=true.
+
+`Pod(..., mounted_at=...)` adds a mount namespace with the pod's directory bind-mounted at one path, the same in
+every pod: as `/shared` is in the deployments, so one `--remote-admin-listen` names every Caddy's own socket.
 """
 
 from __future__ import annotations
@@ -24,22 +25,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
 import httpx
 import pytest
 
 from coretraffic.caddy.process import find_caddy_binary
 from coretraffic.testing.pki import DemoCA
-from tests.support.waiting import wait_until
 
 UPSTREAM_PORT = 9080  # inside every pod's namespace: the same number in each, as in pods
 _MOUNTED_MARK = ".pod"  # in each pod's directory: seen at the mount point once the pod's mount is in place
@@ -66,16 +62,6 @@ def require_root() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI runs as root")
         pytest.skip(reason)
-
-
-def require_binary(name: str, package: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found is None:
-        reason = f"{name} is not installed (Debian package {package}; .ci/run installs it as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
 
 
 def _caddy_env(directory: Path) -> dict[str, str]:
@@ -245,61 +231,6 @@ class LoopbackCaddy(_Caddy):
     @property
     def name(self) -> str:
         return f"http://{self.admin_listen}"
-
-
-class Dnsmasq:
-    """dnsmasq on 127.0.0.1:`port` answering only from `hosts` (no upstream servers, no /etc/hosts)."""
-
-    def __init__(self, directory: Path, port: int) -> None:
-        binary = require_binary("dnsmasq", "dnsmasq-base")
-        self.port = port
-        self.hosts = directory / "dns-hosts"
-        self.hosts.write_text("")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--local=/#/",  # every name is answered here: NXDOMAIN or no records, not REFUSED
-                f"--addn-hosts={self.hosts}",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                f"--port={port}",
-                "--local-ttl=0",
-                f"--pid-file={directory / 'dnsmasq.pid'}",
-                "--user=root",  # as root it would become nobody, who cannot read the test's private directory
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    async def wait_answering(self, timeout: float = 10.0) -> None:
-        """Until it answers queries: a SIGHUP before its handler is installed would end it."""
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers, resolver.port, resolver.lifetime = ["127.0.0.1"], self.port, 0.5
-
-        async def answers() -> bool:
-            assert self.process.poll() is None, "dnsmasq exited"
-            try:
-                await resolver.resolve("ready.invalid", "A", search=False)
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-                return True
-            except dns.exception.DNSException:
-                return False
-            return True
-
-        await wait_until(answers, timeout, "dnsmasq answering")
-
-    def publish(self, name: str, addresses: list[str]) -> None:
-        """Make `name` resolve to `addresses` (none: it no longer exists), as a headless Service changes."""
-        self.hosts.write_text("".join(f"{address} {name}\n" for address in addresses))
-        self.process.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=_STOP_S)
 
 
 def write_ca(ca: DemoCA, directory: Path) -> Path:

@@ -36,7 +36,7 @@ from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support import paths
 from tests.support.dataplane import serves
-from tests.support.pods import Dnsmasq
+from tests.support.dns import Dnsmasq
 from tests.support.ports import Ports, free_port
 from tests.support.waiting import wait_until
 
@@ -505,7 +505,7 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     remap_driver = remapper(driver, {"driver-tls": driver_tls})
     driver_env = run_env({**stage.env, **{k: remap_driver(v) for k, v in env_of(driver).items()}}, stage.copies)
     status_port = free_port()
-    dns = Dnsmasq(short_tmp, free_port())
+    dns = Dnsmasq(short_tmp)
     discovered = driver_env["CORETRAFFIC_CADDY_ADMIN_DNS"]
     driver_env.update(
         CORETRAFFIC_CADDY_ADMIN_DNS=f"{discovered.rpartition(':')[0]}:{gate_port}",  # the free port, not 2021
@@ -520,8 +520,7 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     )
     caddy_process = subprocess.Popen(caddy_argv, env=caddy_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await dns.wait_answering()
-        dns.publish(service, ["127.0.0.1"])
+        await dns.start({service: "127.0.0.1"})
         with running_gate(find_caddy_binary(), gate_config_now, gate_port, short_tmp / "gate.json"):
             driver_process = subprocess.Popen(driver["command"], env=driver_env, stderr=subprocess.DEVNULL)
             try:
@@ -531,4 +530,4 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
                 assert stop(driver_process) == 0
     finally:
         stop(caddy_process)
-        dns.stop()
+        await dns.stop()
