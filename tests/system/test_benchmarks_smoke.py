@@ -41,5 +41,9 @@ def test_smoke_run_prints_every_measurement() -> None:
         "`coretraffic diff`",
         "/load of CA-issued",
         "update-to-serving",
+        *("update-to-serving", "driver CPU", "cold start") * 2,  # the rows of `--scale`, on two small sizes
+        "`coretraffic diff`",
+        "raw",  # raw /load growth between the sizes
+        "raw",  # RSA-only against EC
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads
