@@ -107,9 +107,30 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
     Raises `RouteSetError` only when the document as a whole is unusable.
     """
     configs = route_set_items(document)
+    _begin_route_set()
+    return assemble(validate_configs(configs, now))
+
+
+def known(raw: Any) -> bool:
+    """Whether this config's result is kept from the route set being validated or the one before it."""
+    key = _content_key(raw)
+    return key is not None and _validated_contents.holds(key)
+
+
+def keep_results(configs: Sequence[Any], outcomes: Outcomes) -> None:
+    """Begin a route set whose configs were checked elsewhere (`validate_configs` in forked workers): their
+    results are kept as if checked here, so that the next set finds them."""
+    _begin_route_set()
+    for raw, route in zip(configs, outcomes.routes, strict=True):
+        key = _content_key(raw)
+        if route is not None and key is not None:
+            _validated_contents.keep(key, route)
+            _checked_pairs.keep((key[4], key[3]), route.certificate)
+
+
+def _begin_route_set() -> None:
     for cache in _SET_CACHES:
         cache.next_set()
-    return assemble(validate_configs(configs, now))
 
 
 class _SetCache(Generic[K, T]):
@@ -131,6 +152,14 @@ class _SetCache(Generic[K, T]):
         value = self._previous.pop(key) if key in self._previous else compute(key)
         self._current[key] = value
         return value
+
+    def holds(self, key: K) -> bool:
+        return key in self._current or key in self._previous
+
+    def keep(self, key: K, value: T) -> None:
+        """`value` for `key` in this set, unless the set has one already (the first config for a host wins)."""
+        self._previous.pop(key, None)
+        self._current.setdefault(key, value)
 
     def next_set(self) -> None:
         """A new route set begins: what the last one did not ask for again is let go."""
