@@ -21,7 +21,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from coretraffic import __version__
-from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.caddyjson.redact import redact
@@ -34,6 +33,7 @@ from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.logs import setup_logging
 from coretraffic.observe.status import fetch_status, status_text
 from coretraffic.settings import Settings, default_state_dir
+from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_USAGE = 2

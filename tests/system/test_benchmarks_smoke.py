@@ -44,6 +44,10 @@ def test_smoke_run_prints_every_measurement() -> None:
         "/load of CA-issued",
         "update-to-serving",
         "/load through the mTLS admin gate",
+        *("update-to-serving", "driver CPU", "cold start") * 2,  # the rows of `--scale`, on two small sizes
+        "`coretraffic diff`",
+        "raw",  # raw /load growth between the sizes
+        "raw",  # RSA-only against EC
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads
     assert completed.stdout.count("; 0 of ") == 2, completed.stdout  # no request lost to the dead upstream
