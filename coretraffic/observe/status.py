@@ -45,6 +45,7 @@ from coretraffic.core.readings import Reading
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
+from coretraffic.observe.listener_handover import MigrateReq, MigrateReqCollector
 from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.settings import host_port
@@ -166,13 +167,15 @@ def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
 
 
 class StatusServer:
-    """Answers the four endpoints on `address` until closed."""
+    """Answers the four endpoints on `address` until closed. `tcp_migrate_req`: as read at start."""
 
-    def __init__(self, view: DriverView, stats: ApplyStats) -> None:
+    def __init__(self, view: DriverView, stats: ApplyStats, tcp_migrate_req: MigrateReq = "unknown") -> None:
         self._view = view
         self._stats = stats
+        self._tcp_migrate_req = tcp_migrate_req
         self._registry = stats.registry
         self._registry.register(_DriverCollector(view, stats))
+        self._registry.register(MigrateReqCollector(tcp_migrate_req))
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self._registry.register(standard)
         self._server: asyncio.Server | None = None
@@ -315,6 +318,7 @@ class StatusServer:
             "caddy": caddy,
             "upstreams": upstreams,
             "source": _the_one(self._view.sources).description(),
+            "kernel": {"tcp_migrate_req": self._tcp_migrate_req},
         }
 
 
@@ -389,6 +393,9 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
     elif upstreams["failing"]:
         failing = ", ".join(f"{u['address']} ({u['fails']} fails)" for u in upstreams["failing"])
         yield f"upstreams: {len(upstreams['failing'])} failing: {failing}"
+    migrate = doc["kernel"]["tcp_migrate_req"]
+    effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
+    yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
     routes = doc["routes"]
     yield f"routes:  {routes['desired']} desired, {routes['applied']} applied, {routes['rejected']} rejected"
     yield f"config:  {doc['config_id'] or '-'} (last successful apply: {doc['last_successful_apply'] or 'never'})"
