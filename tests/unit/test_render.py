@@ -461,3 +461,18 @@ def test_passive_health_only_where_a_host_has_another_upstream_to_go_to() -> Non
     ]
     kinds = {(proxy["load_balancing"]["retries"] > 1, "health_checks" in proxy) for proxy in proxies}
     assert kinds == {(True, True), (False, False)}  # one upstream: never marked down, so one failure is not 503s
+
+
+def test_every_proxy_keeps_its_upgraded_streams_open_for_the_stream_close_delay() -> None:
+    """Flat and bucketed layouts alike: a WebSocket outlives the config it was opened under by the delay."""
+    for case in CASES:
+        settings = replace(case_settings(case), stream_close_delay="42m")
+        config = render(case_routes(case), settings, case_base(case), fake_hash)
+        proxies = [
+            handler
+            for route in servers(config)[HTTPS_SERVER]["routes"]
+            for handler in route.get("handle", [])
+            if handler.get("handler") == "reverse_proxy"
+        ]
+        assert proxies, case
+        assert {proxy["stream_close_delay"] for proxy in proxies} == {"42m"}, case

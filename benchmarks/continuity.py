@@ -1,0 +1,114 @@
+"""Route changes and live connections (issue 14): what a reload costs the traffic going through Caddy.
+
+- WebSockets opened through Caddy to an echo upstream, kept open across reloads of a large set: how many still
+  echo afterwards, and Caddy's RSS (old configs stay in memory while their streams live) against its steady state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from benchmarks.harness import Bed, h2load, hosts
+from benchmarks.scale import traffic_until
+from coretraffic.caddyjson.render import serialise
+
+ECHO_TIMEOUT_S = 5.0
+SETTLE_S = 10.0  # twice the upstream idle timeout, as in `scale.reloads_under_traffic`
+WARM_UP_S = 5
+
+
+async def _echo(connection: ServerConnection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+def _plain_ok(connection: ServerConnection, request: Request) -> Response | None:
+    """A request that is no WebSocket upgrade gets a plain 200, so the same upstream serves HTTP clients too."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return None
+    return Response(http.HTTPStatus.OK, "OK", Headers([("Content-Length", "2")]), b"ok")
+
+
+@asynccontextmanager
+async def echo_upstream() -> AsyncIterator[int]:
+    """A WebSocket echo server on 127.0.0.1 (any free port, yielded); plain GETs get 200 "ok"."""
+    async with serve(_echo, "127.0.0.1", 0, process_request=_plain_ok) as server:
+        yield next(iter(server.sockets)).getsockname()[1]
+
+
+def client_tls(bed: Bed) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=bed.ca.certificate_pem)
+
+
+async def open_websocket(bed: Bed, host: str, tls: ssl.SSLContext) -> ClientConnection:
+    """`wss://host/` through the bed's Caddy: TCP to 127.0.0.1, `host` as SNI and Host, as a browser would."""
+    return await connect(
+        f"wss://{host}:{bed.https_port}/", ssl=tls, host="127.0.0.1", port=bed.https_port, proxy=None, open_timeout=10
+    )
+
+
+async def echoes(socket: ClientConnection, text: str) -> bool:
+    """Whether `socket` is open and sends `text` back."""
+    try:
+        await socket.send(text)
+        return await asyncio.wait_for(socket.recv(), ECHO_TIMEOUT_S) == text
+    except (ConnectionClosed, TimeoutError):
+        return False
+
+
+@dataclass(frozen=True)
+class Streams:
+    opened: int
+    alive: int  # still echoing after the reloads
+    reloads: int
+    steady_mb: float  # Caddy with the set loaded and the streams open, before any reload
+    settled_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.settled_mb / self.steady_mb
+
+
+async def websockets_across_reloads(
+    bed: Bed, size: int, sockets: int, reloads: int, stream_close_delay: str | None = None
+) -> Streams:
+    """`sockets` WebSockets to one host of a `size`-host set stay open while `reloads` sets, each changing another
+    host, are loaded under HTTP traffic to a second host (as `scale.reloads_under_traffic`, whose steady state
+    this shares: the set loaded and warmed up by traffic); then each WebSocket must still echo."""
+    tls = client_tls(bed)
+    async with echo_upstream() as echo_port, AsyncExitStack() as stack:
+        names = hosts(size, prefix="ws")
+        configs = [*bed.configs(names[:1], echo_port), *bed.configs(names[1:])]
+
+        def body(changed: int) -> bytes:
+            varied = [*configs[:-1], *bed.configs([f"ws-r{changed:05}.bench.test"])]
+            return serialise(bed.render(bed.routes(varied), stream_close_delay=stream_close_delay))
+
+        await bed.admin.load(body(0))
+        opened = [await open_websocket(bed, names[0], tls) for _ in range(sockets)]
+        for socket in opened:
+            stack.push_async_callback(socket.close)
+        assert all([await echoes(s, "warm") for s in opened]), "a WebSocket did not echo before any reload"
+        await h2load(bed.https_port, names[1], WARM_UP_S)
+        steady = bed.caddy_rss_mb()
+        stop = asyncio.Event()
+        traffic = asyncio.create_task(traffic_until(bed, names[1], stop))
+        for changed in range(1, reloads + 1):
+            await bed.admin.load(body(changed))
+        await asyncio.sleep(SETTLE_S)  # a measurement span (old configs' idle connections time out), not a sync
+        settled = bed.caddy_rss_mb()
+        stop.set()
+        await traffic
+        alive = sum(await asyncio.gather(*(echoes(s, "after") for s in opened)))
+    return Streams(sockets, alive, reloads, steady, settled)
