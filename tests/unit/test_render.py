@@ -210,10 +210,10 @@ def test_each_host_route_has_its_id_matcher_version_header_and_upstreams() -> No
     wild, shop = routes
     assert handler(wild, "reverse_proxy")["upstreams"] == [{"dial": "backend.internal:80"}]
     assert handler(shop, "reverse_proxy")["upstreams"] == [
-        {"dial": "[2001:db8::10]:443"},
-        {"dial": "[2001:db8::10]:8443"},
         {"dial": "10.0.0.2:443"},
         {"dial": "10.0.0.2:8443"},
+        {"dial": "[2001:db8::10]:443"},
+        {"dial": "[2001:db8::10]:8443"},
     ]
 
 
