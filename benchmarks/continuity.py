@@ -2,17 +2,20 @@
 
 - WebSockets opened through Caddy to an echo upstream, kept open across reloads of a large set: how many still
   echo afterwards, and Caddy's RSS (old configs stay in memory while their streams live) against its steady state.
+- Clients that open a new connection for every request, during reloads: every failure counted by its kind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import http
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -112,3 +115,68 @@ async def websockets_across_reloads(
         await traffic
         alive = sum(await asyncio.gather(*(echoes(s, "after") for s in opened)))
     return Streams(sockets, alive, reloads, steady, settled)
+
+
+def failure_kind(exc: Exception) -> str:
+    """What a failed request ran into, short enough to count: the exception's type and the gist of its text."""
+    text = str(exc) or repr(exc)
+    if "ConnectionTerminated" in text:
+        # A graceful HTTP/2 GOAWAY (RFC 9113 6.8). httpcore fails the request either way: with last_stream_id 0
+        # (nothing processed: a client may resend it) its retry check reads 0 as "no id" and raises; a stream at
+        # or below last_stream_id is one the server still answers, but httpcore gives up on it.
+        if "last_stream_id:0," in text:
+            return "GOAWAY before the first request (unprocessed)"
+        return "GOAWAY after the request was accepted (httpcore gives up on it)"
+    for gist in ("without sending a response", "reset by peer", "refused", "EOF", "timed out", "closed"):
+        if gist.lower() in text.lower():
+            return f"{type(exc).__name__}: {gist}"
+    return f"{type(exc).__name__}: {text[:60]}"
+
+
+class NewConnectionClients:
+    """`workers` clients each sending GET `url` with `host` as Host (and SNI) on a new connection per request, as
+    a stream of first-time visitors does, until stopped. Nothing is retried: every failure counts, by kind."""
+
+    def __init__(
+        self, url: str, host: str, *, workers: int, tls: ssl.SSLContext | None = None, http2: bool = False
+    ) -> None:
+        self.ok = 0
+        self.failures: collections.Counter[str] = collections.Counter()
+        self._url, self._host = url, host
+        self._tls: ssl.SSLContext | bool = tls or False
+        self._http2 = http2
+        self._stop = asyncio.Event()
+        self._workers = [asyncio.create_task(self._work()) for _ in range(workers)]
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    async def answered(self, count: int, timeout: float = 30) -> None:
+        """Until `count` more requests have been answered 200 than so far (the clients are really running)."""
+        target = self.ok + count
+        async with asyncio.timeout(timeout):
+            while self.ok < target:
+                await asyncio.sleep(0.01)  # polling a counter the workers advance, with a deadline
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._workers)
+
+    async def _work(self) -> None:
+        headers = {"Host": self._host}
+        while not self._stop.is_set():
+            # A client of its own per request: HTTP/2 would otherwise share one connection among the workers.
+            client = httpx.AsyncClient(
+                verify=self._tls, http1=not self._http2, http2=self._http2, timeout=10, trust_env=False
+            )
+            try:
+                async with client:
+                    response = await client.get(self._url, headers=headers, extensions={"sni_hostname": self._host})
+            except httpx.HTTPError as exc:
+                self.failures[failure_kind(exc)] += 1
+                continue
+            if response.status_code == 200:
+                self.ok += 1
+            else:
+                self.failures[f"HTTP {response.status_code}"] += 1
