@@ -19,32 +19,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.continuity import NewConnectionClients
+from benchmarks.continuity import BARE_HOST, NewConnectionClients, bare_config
 from benchmarks.harness import free_port
 from benchmarks.netns import in_own_netns, netns_problem
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
-from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import serialise
 from coretraffic.testing.pki import DemoCA
-
-HOST = "bare.bench.test"
-
-
-def bare_config(
-    admin_listen: str, port: int, generation: int, *, pair: dict[str, str] | None, app: dict[str, Any]
-) -> JSON:
-    """Caddy's defaults but for the port (and TLS with `pair`, a `load_pem` entry, when given)."""
-    server: JSON = {
-        "listen": [f"127.0.0.1:{port}"],
-        "routes": [{"@id": f"generation_{generation % 2}", "handle": [{"handler": "static_response", "body": "ok"}]}],
-        "automatic_https": {"disable": True},
-    }
-    apps: JSON = {"http": {**app, "servers": {"bare": server}}}
-    if pair is not None:
-        server["tls_connection_policies"] = [{}]
-        apps["tls"] = {"certificates": {"load_pem": [pair]}}
-    return {"admin": {"listen": admin_listen}, "apps": apps}
 
 
 async def failures_across_reloads(
@@ -52,7 +33,7 @@ async def failures_across_reloads(
 ) -> tuple[int, dict[str, int]]:
     """(requests answered, failures by kind) of `workers` new-connection clients across `reloads` reloads."""
     ca = DemoCA() if use_tls else None
-    issued = None if ca is None else ca.issue([HOST])
+    issued = None if ca is None else ca.issue([BARE_HOST])
     pair = None if issued is None else {"certificate": issued.certificate_pem, "key": issued.private_key_pem}
     with tempfile.TemporaryDirectory(prefix="ct-bare-") as tmp:
         caddy = CaddyProcess(Path(tmp) / "state")
@@ -64,7 +45,9 @@ async def failures_across_reloads(
             await admin.load(bodies[0])
             scheme = "https" if use_tls else "http"
             tls = None if ca is None else ssl.create_default_context(cadata=ca.certificate_pem)
-            clients = NewConnectionClients(f"{scheme}://127.0.0.1:{port}/", HOST, workers=workers, tls=tls, http2=http2)
+            clients = NewConnectionClients(
+                f"{scheme}://127.0.0.1:{port}/", BARE_HOST, workers=workers, tls=tls, http2=http2
+            )
             try:
                 await clients.answered(20)
                 for generation in range(1, reloads + 1):

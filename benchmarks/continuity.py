@@ -14,6 +14,7 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -22,9 +23,30 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from benchmarks.harness import Bed, h2load, hosts
+from benchmarks.harness import Bed, free_port, h2load, hosts
 from benchmarks.scale import traffic_until
+from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import serialise
+from coretraffic.observe.listener_handover import read_tcp_migrate_req
+
+BARE_HOST = "bare.bench.test"
+
+
+def bare_config(
+    admin_listen: str, port: int, generation: int, *, pair: dict[str, str] | None, app: dict[str, Any]
+) -> JSON:
+    """Caddy's defaults but for the port (and TLS with `pair`, a `load_pem` entry, when given)."""
+    server: JSON = {
+        "listen": [f"127.0.0.1:{port}"],
+        "routes": [{"@id": f"generation_{generation % 2}", "handle": [{"handler": "static_response", "body": "ok"}]}],
+        "automatic_https": {"disable": True},
+    }
+    apps: JSON = {"http": {**app, "servers": {"bare": server}}}
+    if pair is not None:
+        server["tls_connection_policies"] = [{}]
+        apps["tls"] = {"certificates": {"load_pem": [pair]}}
+    return {"admin": {"listen": admin_listen}, "apps": apps}
+
 
 ECHO_TIMEOUT_S = 5.0
 SETTLE_S = 10.0  # twice the upstream idle timeout, as in `scale.reloads_under_traffic`
@@ -180,3 +202,48 @@ class NewConnectionClients:
                 self.ok += 1
             else:
                 self.failures[f"HTTP {response.status_code}"] += 1
+
+
+@dataclass(frozen=True)
+class NewConnections:
+    reloads: int
+    ours_ok: int
+    ours_failures: dict[str, int]
+    bare_ok: int
+    bare_failures: dict[str, int]
+    tcp_migrate_req: str
+
+    @staticmethod
+    def per_100(failures: dict[str, int], reloads: int) -> float:
+        return 100 * sum(failures.values()) / reloads
+
+
+async def new_connections_across_reloads(
+    bed: Bed, reloads: int, workers: int = 8, hosts_in_set: int = 50
+) -> NewConnections:
+    """Clients opening a new HTTPS connection per request while Caddy reloads: coretraffic's config (one host
+    changed per reload) beside a bare Caddy's default config (one route, TLS) reloaded as often, same Caddy."""
+    tls = client_tls(bed)
+    names = hosts(hosts_in_set, prefix="nc")
+    configs = bed.configs(names)
+    ours = [
+        serialise(bed.render(bed.routes([*configs[:-1], *bed.configs([f"nc-r{i % 2}.bench.test"])]))) for i in range(2)
+    ]
+    issued = bed.ca.issue([BARE_HOST])
+    pair = {"certificate": issued.certificate_pem, "key": issued.private_key_pem}
+    bare_port = free_port()
+    bare = [serialise(bare_config(bed.caddy.admin_address.listen, bare_port, g, pair=pair, app={})) for g in range(2)]
+    results = []
+    for bodies, port, host in ((ours, bed.https_port, names[0]), (bare, bare_port, BARE_HOST)):
+        await bed.admin.load(bodies[0])
+        clients = NewConnectionClients(f"https://127.0.0.1:{port}/", host, workers=workers, tls=tls)
+        try:
+            await clients.answered(20)
+            for generation in range(1, reloads + 1):
+                await bed.admin.load(bodies[generation % 2])
+                await clients.answered(2)  # traffic between two reloads, as between two deploys
+        finally:
+            await clients.stop()
+        results.append((clients.ok, dict(clients.failures)))
+    (ours_ok, ours_failures), (bare_ok, bare_failures) = results
+    return NewConnections(reloads, ours_ok, ours_failures, bare_ok, bare_failures, read_tcp_migrate_req())
