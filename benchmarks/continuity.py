@@ -33,11 +33,17 @@ BARE_HOST = "bare.bench.test"
 
 
 def bare_config(
-    admin_listen: str, port: int, generation: int, *, pair: dict[str, str] | None, app: dict[str, Any]
+    admin_listen: str,
+    port: int,
+    generation: int,
+    *,
+    pair: dict[str, str] | None,
+    app: dict[str, Any],
+    listen: str | None = None,
 ) -> JSON:
-    """Caddy's defaults but for the port (and TLS with `pair`, a `load_pem` entry, when given)."""
+    """Caddy's defaults but for the port (or `listen`, e.g. `fd/5`), and TLS with `pair`, a `load_pem` entry."""
     server: JSON = {
-        "listen": [f"127.0.0.1:{port}"],
+        "listen": [listen or f"127.0.0.1:{port}"],
         "routes": [{"@id": f"generation_{generation % 2}", "handle": [{"handler": "static_response", "body": "ok"}]}],
         "automatic_https": {"disable": True},
     }
