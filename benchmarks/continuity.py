@@ -112,11 +112,14 @@ class Streams:
 
 
 async def websockets_across_reloads(
-    bed: Bed, size: int, sockets: int, reloads: int, stream_close_delay: str | None = None
+    bed: Bed, size: int, sockets: int, reloads: int, stream_close_delay: str | None = None, *, churn: bool = False
 ) -> Streams:
     """`sockets` WebSockets to one host of a `size`-host set stay open while `reloads` sets, each changing another
     host, are loaded under HTTP traffic to a second host (as `scale.reloads_under_traffic`, whose steady state
-    this shares: the set loaded and warmed up by traffic); then each WebSocket must still echo."""
+    this shares: the set loaded and warmed up by traffic); then each WebSocket must still echo.
+
+    `churn`: the worst case for memory instead. One more WebSocket is opened under each config, so every old
+    config keeps a stream and stays in memory until its delay ends."""
     tls = client_tls(bed)
     async with echo_upstream() as echo_port, AsyncExitStack() as stack:
         names = hosts(size, prefix="ws")
@@ -137,12 +140,15 @@ async def websockets_across_reloads(
         traffic = asyncio.create_task(traffic_until(bed, names[1], stop))
         for changed in range(1, reloads + 1):
             await bed.admin.load(body(changed))
+            if churn:
+                opened.append(await open_websocket(bed, names[0], tls))
+                stack.push_async_callback(opened[-1].close)
         await asyncio.sleep(SETTLE_S)  # a measurement span (old configs' idle connections time out), not a sync
         settled = bed.caddy_rss_mb()
         stop.set()
         await traffic
         alive = sum(await asyncio.gather(*(echoes(s, "after") for s in opened)))
-    return Streams(sockets, alive, reloads, steady, settled)
+    return Streams(len(opened), alive, reloads, steady, settled)
 
 
 def failure_kind(exc: Exception) -> str:

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         5.0, gt=0, description="seconds one failure keeps an upstream ip:port out of the selection"
     )
     stream_close_delay: float = Field(
-        3600.0,
+        300.0,
         ge=0,
         description="seconds a WebSocket or other upgraded stream outlives the config it was opened under "
         "(0: a reload closes it); when the delay ends, the old config's remaining streams are closed at once",

@@ -81,9 +81,10 @@ class RenderSettings:
     # the map entries it scans, so buckets are large (sizes measured: BENCHMARKS.md, "What moved the numbers").
     bucket_size: int = 1000
     # How long a WebSocket (or any upgraded stream) outlives the config it was opened under: without it every
-    # reload closes every proxied stream (close code 1001). The old handler stays in memory until its last stream
-    # ends or the delay does, then its remaining streams are closed at once (docs/caddy.md, "Reloads").
-    stream_close_delay: str = "1h"
+    # reload closes every proxied stream (close code 1001). Each old config that still holds a stream stays in
+    # memory until the delay ends (about 20 MB at 2,000 routes), so the delay bounds how many reloads' configs
+    # can pile up; then its remaining streams are closed at once (docs/caddy.md, "Reloads and long-lived ...").
+    stream_close_delay: str = "5m"
     # Off: with stapling on, every `/load` fetches OCSP for every certificate that names a responder and has no
     # fresh staple stored, synchronously, before it answers (docs/caddy.md).
     ocsp_stapling: bool = False
