@@ -15,8 +15,21 @@ import os
 import platform
 import statistics
 
-from benchmarks import at_scale, diff_cli, ocsp_load, remote_admin, scale, update_to_serving, upstream_failure
+from benchmarks import (
+    at_scale,
+    continuity,
+    diff_cli,
+    ocsp_load,
+    remote_admin,
+    scale,
+    update_to_serving,
+    upstream_failure,
+)
 from benchmarks.harness import bed, require_h2load
+
+
+def _kinds(failures: dict[str, int]) -> str:
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(failures.items())) or "none"
 
 
 def _row(what: str, ratio: float, goal: str, met: bool, detail: str) -> str:
@@ -54,6 +67,28 @@ async def suite(args: argparse.Namespace) -> list[str]:
                  f"{r.settled_mb:.0f} / {r.steady_mb:.0f} MB ({r.right_after_mb:.0f} MB right after the last reload), "
                  f"{args.reload_routes:,} routes, "
                  f"{r.requests:,} requests, {r.failed} failed, {r.hung} h2load runs hung")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        w = await continuity.websockets_across_reloads(b, args.reload_routes, args.websockets, args.reloads)
+        rows.append(
+            _row(f"WebSockets echoing after {w.reloads} reloads / opened", w.alive / w.opened, "1.00",
+                 w.alive == w.opened, f"{w.alive} / {w.opened}, {args.reload_routes:,} routes, one host changed "
+                 f"per reload, stream_close_delay {b.settings.stream_close_delay}")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        rows.append(
+            _row(f"Caddy RSS with {w.opened} WebSockets across {w.reloads} reloads / steady", w.ratio, "<= 1.5",
+                 w.ratio <= 1.5, f"{w.settled_mb:.0f} / {w.steady_mb:.0f} MB, {args.reload_routes:,} routes, "
+                 "HTTP traffic throughout")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        n = await continuity.new_connections_across_reloads(b, args.reloads)
+        ours, bare = n.per_100(n.ours_failures, n.reloads), n.per_100(n.bare_failures, n.reloads)
+        rows.append(
+            _row("failed new-connection requests per 100 reloads, ours / bare Caddy", ours / bare if bare else 0.0,
+                 "0 (ours)", ours == 0, f"ours {ours:.0f} ({n.ours_ok:,} ok; {_kinds(n.ours_failures)}), bare "
+                 f"default config {bare:.0f} ({n.bare_ok:,} ok; {_kinds(n.bare_failures)}); HTTPS/1.1, 8 clients, "
+                 f"a connection per request, {n.reloads} reloads; tcp_migrate_req {n.tcp_migrate_req}")
         )  # fmt: skip
         print(rows[-1], flush=True)
         c = await scale.driver_cost(b, args.cost_routes)
@@ -161,6 +196,7 @@ def main() -> None:
     args.rounds = 4 if full else 1
     args.reloads = 100 if full else 5
     args.reload_routes = 2000 if full else 200
+    args.websockets = 100 if full else 10
     args.cost_routes = 10000 if full else 500
     args.diff_routes = 10000 if full else 500
     args.ocsp_certificates = 200 if full else 50

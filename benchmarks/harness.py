@@ -136,8 +136,17 @@ class Bed:
         self._ca = DemoCA()
         self._configs: dict[tuple[str, KeyType], dict[str, Any]] = {}
 
-    def configs(self, hosts: list[str], key_type: KeyType = "ec") -> list[dict[str, Any]]:
-        """Wire configs for `hosts` (certificates made once per host and reused; large batches kept on disk)."""
+    @property
+    def ca(self) -> DemoCA:
+        """The CA that issued every host's certificate: what a client of this bed trusts."""
+        return self._ca
+
+    def configs(
+        self, hosts: list[str], upstream_port: int | None = None, *, key_type: KeyType = "ec"
+    ) -> list[dict[str, Any]]:
+        """Wire configs for `hosts` proxying to `upstream_port` (the bed's upstream by default); certificates are
+        made once per host and reused, large batches kept on disk."""
+        port = self.upstream_port if upstream_port is None else upstream_port
         missing = [host for host in hosts if (host, key_type) not in self._configs]
         if len(missing) >= ISSUED_ON_DISK_FROM:
             for host, certificate in zip(missing, material.issued(missing, key_type), strict=True):
@@ -145,17 +154,19 @@ class Bed:
         for host in missing:
             if (host, key_type) not in self._configs:
                 self._configs[host, key_type] = demo_route(self._ca, host, self.upstream_port, key_type=key_type)
-        return [self._configs[host, key_type] for host in hosts]
+        return [{**self._configs[host, key_type], "destinationPorts": [port]} for host in hosts]
 
     def routes(self, configs: list[dict[str, Any]]) -> tuple[Route, ...]:
         validation = validate_route_set(configs, datetime.datetime.now(datetime.UTC))
         assert not validation.errors, validation.errors
         return validation.routes
 
-    def render(self, routes: Sequence[Route], *, flat: bool = False) -> JSON:
+    def render(self, routes: Sequence[Route], *, flat: bool = False, stream_close_delay: str | None = None) -> JSON:
         """The real renderer's config as loaded into this Caddy; `flat` forces one route per host, the layout
-        before host dispatch."""
+        before host dispatch; `stream_close_delay` replaces the default's."""
         settings = replace(self.settings, flat_max=10**9) if flat else self.settings
+        if stream_close_delay is not None:
+            settings = replace(settings, stream_close_delay=stream_close_delay)
         return with_admin_listen(render(routes, settings, BaseConfig(), self.hasher), self.caddy.admin_address.listen)
 
     async def load(self, config: JSON) -> None:

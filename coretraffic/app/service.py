@@ -16,6 +16,7 @@ from typing import Any
 
 from coretraffic.app.wiring import admin_client, make_renderer
 from coretraffic.caddy.process import CaddyProcess
+from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
 from coretraffic.observe.status import ApplyStats, StatusServer
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.reconcile.target import CaddyTarget
@@ -42,7 +43,9 @@ async def run_driver(
     stats = ApplyStats()
     target = CaddyTarget(admin_client(settings), renderer, process, on_result=stats.observe)
     driver = Driver([target], [_source(settings, target.reconciler)])
-    status = StatusServer(driver, stats)
+    tcp_migrate_req = read_tcp_migrate_req()
+    warn_when_off(tcp_migrate_req)
+    status = StatusServer(driver, stats, tcp_migrate_req)
     try:
         for each in driver.targets:
             await each.start()

@@ -20,6 +20,12 @@ from coretraffic.core.validate import Route
 from coretraffic.settings import Settings
 
 
+def go_duration(seconds: float) -> str:
+    """`seconds` as a Go duration string Caddy parses: `3600s`, `0.5s`, never an exponent (`{:g}` gives
+    `1e+06s` for 1,000,000)."""
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
+
+
 def admin_address(settings: Settings) -> AdminAddress:
     """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
     if settings.caddy_admin and settings.caddy_admin.startswith("https://"):
@@ -49,10 +55,11 @@ def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
         listen_host=settings.listen_host,
         http3=settings.http3,
         ocsp_stapling=settings.ocsp_stapling,
-        upstream_dial_timeout=f"{settings.upstream_dial_timeout:g}s",
-        upstream_response_timeout=f"{settings.upstream_response_timeout:g}s",
-        upstream_try_duration=f"{settings.upstream_try_duration:g}s",
-        upstream_fail_duration=f"{settings.upstream_fail_duration:g}s",
+        upstream_dial_timeout=go_duration(settings.upstream_dial_timeout),
+        upstream_response_timeout=go_duration(settings.upstream_response_timeout),
+        upstream_try_duration=go_duration(settings.upstream_try_duration),
+        upstream_fail_duration=go_duration(settings.upstream_fail_duration),
+        stream_close_delay=go_duration(settings.stream_close_delay),
     )
     hasher = BcryptHasher(settings.bcrypt_cost)
 

@@ -82,6 +82,11 @@ class RenderSettings:
     # Hosts per bucket: > 100 for a binary-searched host matcher. Every bucket a request passes costs more than
     # the map entries it scans, so buckets are large (sizes measured: BENCHMARKS.md, "What moved the numbers").
     bucket_size: int = 1000
+    # How long a WebSocket (or any upgraded stream) outlives the config it was opened under: without it every
+    # reload closes every proxied stream (close code 1001). Each old config that still holds a stream stays in
+    # memory until the delay ends (about 20 MB at 2,000 routes), so the delay bounds how many reloads' configs
+    # can pile up; then its remaining streams are closed at once (docs/caddy.md, "Reloads and long-lived ...").
+    stream_close_delay: str = "5m"
     # Off: with stapling on, every `/load` fetches OCSP for every certificate that names a responder and has no
     # fresh staple stored, synchronously, before it answers (docs/caddy.md).
     ocsp_stapling: bool = False
@@ -335,6 +340,7 @@ def _reverse_proxy(upstreams: JSON, count: int, settings: RenderSettings) -> JSO
             if count > 1
             else {}
         ),
+        "stream_close_delay": settings.stream_close_delay,
         "transport": {
             "protocol": "http",
             "dial_timeout": settings.upstream_dial_timeout,

@@ -42,7 +42,13 @@ EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 # What each command uses: it shows and accepts these flags and no others (`CORETRAFFIC_*` variables of the rest
 # are read and do nothing there).
-_UPSTREAMS = ("upstream_dial_timeout", "upstream_response_timeout", "upstream_try_duration", "upstream_fail_duration")
+_UPSTREAMS = (
+    "upstream_dial_timeout",
+    "upstream_response_timeout",
+    "upstream_try_duration",
+    "upstream_fail_duration",
+    "stream_close_delay",
+)
 _ADMIN = ("caddy_admin", "admin_client_cert", "admin_client_key", "admin_ca", "remote_admin_listen")
 _DATA_PLANE = ("base_config", "http_port", "https_port", "listen_host", "http3", "ocsp_stapling", *_UPSTREAMS)
 _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {

@@ -407,8 +407,9 @@ def _upstreams(ips: Sequence[str], ports: Sequence[int]) -> tuple[str, ...]:
     ]
     if errors:
         raise ExceptionGroup("invalid upstreams", errors)
-    # dict keeps the first occurrence: every address x every port, each once, in the order given.
-    return tuple(dict.fromkeys(f"{host}:{port}" for host in hosts for port in ports))
+    # Every address x every port, each once, sorted: the same upstreams in another order or with repeats are the
+    # same set to Caddy (round robin spreads requests evenly either way), so they render the same and cost no reload.
+    return tuple(sorted({f"{host}:{port}" for host in hosts for port in ports}))
 
 
 @functools.lru_cache(maxsize=65536)

@@ -47,6 +47,7 @@ from coretraffic.core.readings import Reading
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
+from coretraffic.observe.listener_handover import MigrateReq, MigrateReqCollector
 from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.settings import host_port
@@ -201,14 +202,16 @@ def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
 
 
 class StatusServer:
-    """Answers the four endpoints on `address` until closed."""
+    """Answers the four endpoints on `address` until closed. `tcp_migrate_req`: as read at start."""
 
-    def __init__(self, view: DriverView, stats: ApplyStats) -> None:
+    def __init__(self, view: DriverView, stats: ApplyStats, tcp_migrate_req: MigrateReq = "unknown") -> None:
         self._view = view
         self._stats = stats
+        self._tcp_migrate_req = tcp_migrate_req
         self._registry = stats.registry
         self._collector = _DriverCollector(view, stats)
         self._registry.register(self._collector)
+        self._registry.register(MigrateReqCollector(tcp_migrate_req))
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self._registry.register(standard)
         self._server: asyncio.Server | None = None
@@ -355,6 +358,7 @@ class StatusServer:
             "caddy": caddy,
             "upstreams": {"failing": [u.document() for u in failing], "problem": upstreams_problem},
             "source": _the_one(self._view.sources).description(),
+            "kernel": {"tcp_migrate_req": self._tcp_migrate_req},
         }
 
 
@@ -429,6 +433,9 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
     elif upstreams["failing"]:
         failing = ", ".join(map(_failing_upstream_text, upstreams["failing"]))
         yield f"upstreams: {len(upstreams['failing'])} failing: {failing}"
+    migrate = doc["kernel"]["tcp_migrate_req"]
+    effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
+    yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
     routes = doc["routes"]
     yield f"routes:  {routes['desired']} desired, {routes['applied']} applied, {routes['rejected']} rejected"
     yield f"config:  {doc['config_id'] or '-'} (last successful apply: {doc['last_successful_apply'] or 'never'})"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from coretraffic import cli
+from coretraffic.app.wiring import go_duration
 from coretraffic.settings import Settings
 
 
@@ -135,3 +136,10 @@ def test_a_zero_upstream_timeout_is_refused(capsys: pytest.CaptureFixture[str]) 
 def test_upstream_durations_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORETRAFFIC_UPSTREAM_TRY_DURATION", "3.5")
     assert Settings.model_validate({}).upstream_try_duration == 3.5
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"), [(3600.0, "3600s"), (0.5, "0.5s"), (0.0, "0s"), (1_000_000.0, "1000000s")]
+)
+def test_durations_reach_caddy_as_go_duration_strings(seconds: float, expected: str) -> None:
+    assert go_duration(seconds) == expected

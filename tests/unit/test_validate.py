@@ -253,7 +253,7 @@ def test_ipv6_upstreams_are_bracketed(ca: DemoCA, good: dict[str, Any]) -> None:
         good,
     )
     assert validation.problems == ()
-    assert validation.routes[0].upstreams == ("[::1]:443", "[2001:db8::1]:443", "[fe80::1]:443")
+    assert validation.routes[0].upstreams == ("[2001:db8::1]:443", "[::1]:443", "[fe80::1]:443")
 
 
 def test_dns_name_upstreams_are_accepted_and_normalised(ca: DemoCA, good: dict[str, Any]) -> None:
@@ -267,7 +267,7 @@ def test_dns_name_upstreams_are_accepted_and_normalised(ca: DemoCA, good: dict[s
         good,
     )
     assert validation.problems == ()
-    assert validation.routes[0].upstreams == ("backend.internal:80", "api:80", "xn--bcher-kva.internal:80")
+    assert validation.routes[0].upstreams == ("api:80", "backend.internal:80", "xn--bcher-kva.internal:80")
 
 
 def test_empty_destination_ports_is_rejected(ca: DemoCA, good: dict[str, Any]) -> None:
@@ -295,7 +295,7 @@ def test_port_of_wrong_type_is_rejected_by_strict_typing(ca: DemoCA, good: dict[
     only_error(validation, "app.example.test", "destinationPorts[0]", "valid integer")
 
 
-def test_upstreams_are_every_ip_times_every_port_deduplicated_in_order(ca: DemoCA, good: dict[str, Any]) -> None:
+def test_upstreams_are_every_ip_times_every_port_deduplicated_and_sorted(ca: DemoCA, good: dict[str, Any]) -> None:
     validation = check(
         wire(
             "app.example.test",
@@ -306,13 +306,14 @@ def test_upstreams_are_every_ip_times_every_port_deduplicated_in_order(ca: DemoC
         good,
     )
     assert validation.problems == ()
+    # Sorted: the same upstreams given in another order are the same set (and render the same, no reload).
     assert validation.routes[0].upstreams == (
-        "10.0.0.2:8080",
-        "10.0.0.2:80",
-        "[::1]:8080",
-        "[::1]:80",
-        "10.0.0.1:8080",
         "10.0.0.1:80",
+        "10.0.0.1:8080",
+        "10.0.0.2:80",
+        "10.0.0.2:8080",
+        "[::1]:80",
+        "[::1]:8080",
     )
 
 
