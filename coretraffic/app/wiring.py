@@ -41,14 +41,9 @@ def admin_client(settings: Settings) -> CaddyAdmin:
     return CaddyAdmin(address, transport_for(address, settings))
 
 
-def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
-    """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made).
-
-    The JSON names no admin address: whoever loads it into a Caddy adds that Caddy's (`render.with_admin_listen`).
-    """
-    caddy_binary = find_caddy_binary()
-    base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
-    render_settings = RenderSettings(
+def renderer_settings(settings: Settings) -> RenderSettings:
+    """What render needs of the settings, durations in Go's notation."""
+    return RenderSettings(
         version=__version__,
         http_port=settings.http_port,
         https_port=settings.https_port,
@@ -61,6 +56,16 @@ def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
         upstream_fail_duration=go_duration(settings.upstream_fail_duration),
         stream_close_delay=go_duration(settings.stream_close_delay),
     )
+
+
+def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
+    """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made).
+
+    The JSON names no admin address: whoever loads it into a Caddy adds that Caddy's (`render.with_admin_listen`).
+    """
+    caddy_binary = find_caddy_binary()
+    base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
+    render_settings = renderer_settings(settings)
     hasher = BcryptHasher(settings.bcrypt_cost)
 
     def render_routes(routes: Sequence[Route]) -> JSON:
