@@ -1,6 +1,8 @@
 """`python -m benchmarks`: the whole suite, one table of side-by-side ratios (see BENCHMARKS.md).
 
 `--smoke` runs every measurement briefly on small sets (seconds, for CI); the full run takes a few minutes.
+`--scale` runs only the rows from 10,000 to 100,000 hosts (`at_scale`): about half an hour, and several GB of
+memory for Caddy.
 """
 
 from __future__ import annotations
@@ -11,9 +13,24 @@ import datetime
 import logging
 import os
 import platform
+import statistics
 
-from benchmarks import diff_cli, fleet, ocsp_load, remote_admin, scale, update_to_serving, upstream_failure
+from benchmarks import (
+    at_scale,
+    continuity,
+    diff_cli,
+    fleet,
+    ocsp_load,
+    remote_admin,
+    scale,
+    update_to_serving,
+    upstream_failure,
+)
 from benchmarks.harness import bed, require_h2load
+
+
+def _kinds(failures: dict[str, int]) -> str:
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(failures.items())) or "none"
 
 
 def _row(what: str, ratio: float, goal: str, met: bool, detail: str) -> str:
@@ -51,6 +68,28 @@ async def suite(args: argparse.Namespace) -> list[str]:
                  f"{r.settled_mb:.0f} / {r.steady_mb:.0f} MB ({r.right_after_mb:.0f} MB right after the last reload), "
                  f"{args.reload_routes:,} routes, "
                  f"{r.requests:,} requests, {r.failed} failed, {r.hung} h2load runs hung")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        w = await continuity.websockets_across_reloads(b, args.reload_routes, args.websockets, args.reloads)
+        rows.append(
+            _row(f"WebSockets echoing after {w.reloads} reloads / opened", w.alive / w.opened, "1.00",
+                 w.alive == w.opened, f"{w.alive} / {w.opened}, {args.reload_routes:,} routes, one host changed "
+                 f"per reload, stream_close_delay {b.settings.stream_close_delay}")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        rows.append(
+            _row(f"Caddy RSS with {w.opened} WebSockets across {w.reloads} reloads / steady", w.ratio, "<= 1.5",
+                 w.ratio <= 1.5, f"{w.settled_mb:.0f} / {w.steady_mb:.0f} MB, {args.reload_routes:,} routes, "
+                 "HTTP traffic throughout")
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+        n = await continuity.new_connections_across_reloads(b, args.reloads)
+        ours, bare = n.per_100(n.ours_failures, n.reloads), n.per_100(n.bare_failures, n.reloads)
+        rows.append(
+            _row("failed new-connection requests per 100 reloads, ours / bare Caddy", ours / bare if bare else 0.0,
+                 "0 (ours)", ours == 0, f"ours {ours:.0f} ({n.ours_ok:,} ok; {_kinds(n.ours_failures)}), bare "
+                 f"default config {bare:.0f} ({n.bare_ok:,} ok; {_kinds(n.bare_failures)}); HTTPS/1.1, 8 clients, "
+                 f"a connection per request, {n.reloads} reloads; tcp_migrate_req {n.tcp_migrate_req}")
         )  # fmt: skip
         print(rows[-1], flush=True)
         c = await scale.driver_cost(b, args.cost_routes)
@@ -107,9 +146,63 @@ async def suite(args: argparse.Namespace) -> list[str]:
     return rows
 
 
+async def scale_suite(sizes: list[int], rounds: int) -> list[str]:
+    """The rows of `at_scale`, one size after another in one run; the raw `/load` growth compares the sizes."""
+    rows: list[str] = []
+    measured: list[at_scale.Size] = []
+    for size in sizes:
+        # A load of 100,000 hosts takes about a minute: two rounds there, more where rounds are cheap.
+        s, d = await at_scale.measure(size, rounds if size < 100_000 else 2, with_diff=size == sizes[-1])
+        measured.append(s)
+        printed = len(rows)
+        raw = f"raw /load {s.raw_median_s:.2f} s"
+        rss = f"driver RSS {s.driver_rss_mb:,.0f} MB, Caddy RSS {s.caddy_rss_mb:,.0f} MB"
+        rows += [
+            _row(f"update-to-serving / raw /load, {size:,} hosts", s.serving_ratio, "<= 1.1", s.serving_ratio <= 1.1,
+                 f"{s.ours_median_s:.2f} / {s.raw_median_s:.2f} s (rounds {_seconds(s.ours_s)} / {_seconds(s.raw_s)})"),
+            _row(f"driver CPU / Caddy /load, {size:,} hosts, one changed", s.cpu_ratio, "<= 0.10", s.cpu_ratio <= 0.10,
+                 f"{s.driver_cpu_s * 1000:,.0f} ms / POST /load {_seconds(s.raw_post_s)} s"),
+            _row(f"cold start / (1.5 x raw /load + cold validation), {size:,} hosts", s.cold_start_ratio, "<= 1.0",
+                 s.cold_start_ratio <= 1.0,
+                 f"`coretraffic run --routes` to serving {s.cold_start_s:.2f} s; {raw}; `coretraffic check` "
+                 f"{s.cold_validation_s:.2f} s; {rss}"),
+        ]  # fmt: skip
+        if size >= 100_000:
+            rows.append(
+                _row(f"driver RSS / 1 GB, {size:,} hosts", s.driver_rss_mb / 1024, "<= 1.0", s.driver_rss_mb <= 1024,
+                     rss)
+            )  # fmt: skip
+        if d is not None:
+            rows.append(
+                _row(f"`coretraffic diff` / reading /config/ alone, {d.hosts:,} hosts, 30 changed", d.diff_s / d.read_s,
+                     "diff < 15 s", d.diff_s < 15.0, f"diff {d.diff_s:.2f} s; read alone {d.read_s:.2f} s; {d.summary}")
+            )  # fmt: skip
+        print("\n".join(rows[printed:]), flush=True)
+    first, last = measured[0], measured[-1]
+    growth = last.raw_median_s / first.raw_median_s
+    limit = 12 * last.hosts / first.hosts / 10
+    rows.append(
+        _row(f"raw /load, {last.hosts:,} / {first.hosts:,} hosts", growth, f"<= {limit:.0f}", growth <= limit,
+             ", ".join(f"{m.hosts:,}: {m.raw_median_s:.2f} s" for m in measured))
+    )  # fmt: skip
+    print(rows[-1], flush=True)
+    k = await at_scale.rsa_against_ec(sizes[0], rounds)
+    rows.append(
+        _row(f"raw /load RSA-only / EC, {k.hosts:,} hosts", k.ratio, "reported", True,
+             f"{statistics.median(k.rsa_s):.2f} / {statistics.median(k.ec_s):.2f} s")
+    )  # fmt: skip
+    print(rows[-1], flush=True)
+    return rows
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few seconds per measurement, small sets (for CI)")
+    parser.add_argument("--scale", action="store_true", help="only the rows from 10,000 to 100,000 hosts")
     args = parser.parse_args()
     full = not args.smoke
     args.sizes = [100, 1000, 10000] if full else [200]
@@ -117,6 +210,7 @@ def main() -> None:
     args.rounds = 4 if full else 1
     args.reloads = 100 if full else 5
     args.reload_routes = 2000 if full else 200
+    args.websockets = 100 if full else 10
     args.cost_routes = 10000 if full else 500
     args.diff_routes = 10000 if full else 500
     args.ocsp_certificates = 200 if full else 50
@@ -126,7 +220,10 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")
     print("| measurement | ratio | goal | | detail |\n|---|---:|---|---|---|", flush=True)
-    asyncio.run(suite(args))
+    if not args.scale:
+        asyncio.run(suite(args))
+    if args.scale or args.smoke:
+        asyncio.run(scale_suite([10_000, 30_000, 100_000] if args.scale else [100, 300], 4 if args.scale else 1))
 
 
 if __name__ == "__main__":

@@ -11,16 +11,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import json
 import re
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from benchmarks import material
 from coretraffic import __version__
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
@@ -29,7 +34,10 @@ from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render, serialise, with_admin_listen
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, validate_route_set
-from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.pki import DemoCA, KeyType, demo_route, route_config
+
+# Batches of new hosts from this size on take their certificates from `material` (issued once, kept on disk).
+ISSUED_ON_DISK_FROM = 1000
 
 
 def free_port() -> int:
@@ -89,6 +97,26 @@ async def h2load(port: int, host: str, seconds: float, *, clients: int = 32, aut
     return Load(float(rps.group(1)), int(done.group(1)), int(done.group(1)) - int(codes.group(1)))
 
 
+async def until_serving(client: httpx.AsyncClient, port: int, host: str, deadline_s: float = 60) -> None:
+    give_up = time.monotonic() + deadline_s
+    while time.monotonic() < give_up:
+        try:
+            response = await client.get(
+                f"https://127.0.0.1:{port}/", headers={"Host": host}, extensions={"sni_hostname": host}
+            )
+            if response.status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"{host} did not answer within {deadline_s} s")
+
+
+def as_received(configs: list[dict[str, Any]]) -> Any:
+    """Fresh objects, as a Coreflow message parses into: nothing shared with earlier sets."""
+    return json.loads(json.dumps(configs))
+
+
 class Bed:
     """One Caddy, its upstream and a route-set factory; configs are rendered with the real renderer."""
 
@@ -106,24 +134,39 @@ class Bed:
         )
         self.hasher = BcryptHasher()
         self._ca = DemoCA()
-        self._configs: dict[str, dict[str, Any]] = {}
+        self._configs: dict[tuple[str, KeyType], dict[str, Any]] = {}
 
-    def configs(self, hosts: list[str]) -> list[dict[str, Any]]:
-        """Wire configs for `hosts` (certificates made once per host and reused)."""
-        for host in hosts:
-            if host not in self._configs:
-                self._configs[host] = demo_route(self._ca, host, self.upstream_port)
-        return [self._configs[host] for host in hosts]
+    @property
+    def ca(self) -> DemoCA:
+        """The CA that issued every host's certificate: what a client of this bed trusts."""
+        return self._ca
+
+    def configs(
+        self, hosts: list[str], upstream_port: int | None = None, *, key_type: KeyType = "ec"
+    ) -> list[dict[str, Any]]:
+        """Wire configs for `hosts` proxying to `upstream_port` (the bed's upstream by default); certificates are
+        made once per host and reused, large batches kept on disk."""
+        port = self.upstream_port if upstream_port is None else upstream_port
+        missing = [host for host in hosts if (host, key_type) not in self._configs]
+        if len(missing) >= ISSUED_ON_DISK_FROM:
+            for host, certificate in zip(missing, material.issued(missing, key_type), strict=True):
+                self._configs[host, key_type] = route_config(host, certificate, self.upstream_port)
+        for host in missing:
+            if (host, key_type) not in self._configs:
+                self._configs[host, key_type] = demo_route(self._ca, host, self.upstream_port, key_type=key_type)
+        return [{**self._configs[host, key_type], "destinationPorts": [port]} for host in hosts]
 
     def routes(self, configs: list[dict[str, Any]]) -> tuple[Route, ...]:
         validation = validate_route_set(configs, datetime.datetime.now(datetime.UTC))
         assert not validation.errors, validation.errors
         return validation.routes
 
-    def render(self, routes: Sequence[Route], *, flat: bool = False) -> JSON:
+    def render(self, routes: Sequence[Route], *, flat: bool = False, stream_close_delay: str | None = None) -> JSON:
         """The real renderer's config as loaded into this Caddy; `flat` forces one route per host, the layout
-        before host dispatch."""
+        before host dispatch; `stream_close_delay` replaces the default's."""
         settings = replace(self.settings, flat_max=10**9) if flat else self.settings
+        if stream_close_delay is not None:
+            settings = replace(settings, stream_close_delay=stream_close_delay)
         return with_admin_listen(render(routes, settings, BaseConfig(), self.hasher), self.caddy.admin_address.listen)
 
     async def load(self, config: JSON) -> None:

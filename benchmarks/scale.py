@@ -112,7 +112,7 @@ async def reloads_under_traffic(bed: Bed, size: int, reloads: int) -> Reloads:
     await h2load(bed.https_port, target, 5)  # warm up: connections, pools, certificate cache
     steady = bed.caddy_rss_mb()
     stop = asyncio.Event()
-    traffic = asyncio.create_task(_traffic_until(bed, target, stop))
+    traffic = asyncio.create_task(traffic_until(bed, target, stop))
     for body in variants:
         await bed.admin.load(body)
     right_after = bed.caddy_rss_mb()
@@ -123,7 +123,7 @@ async def reloads_under_traffic(bed: Bed, size: int, reloads: int) -> Reloads:
     return Reloads(steady, right_after, settled, reloads, load.requests, load.failed, load.hung)
 
 
-async def _traffic_until(bed: Bed, host: str, stop: asyncio.Event) -> Load:
+async def traffic_until(bed: Bed, host: str, stop: asyncio.Event) -> Load:
     """Back-to-back one-second h2load runs: a reload closes keep-alive connections, and h2load does not reopen
     them within a run, so short runs keep the traffic up through a hundred reloads."""
     requests = failed = hung = 0

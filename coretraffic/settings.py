@@ -188,6 +188,12 @@ class Settings(BaseSettings):
     upstream_fail_duration: float = Field(
         5.0, gt=0, description="seconds one failure keeps an upstream ip:port out of the selection"
     )
+    stream_close_delay: float = Field(
+        300.0,
+        ge=0,
+        description="seconds a WebSocket or other upgraded stream outlives the config it was opened under "
+        "(0: a reload closes it); when the delay ends, the old config's remaining streams are closed at once",
+    )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
     log_format: Literal["auto", "json", "text"] = Field(

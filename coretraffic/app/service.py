@@ -19,6 +19,7 @@ from typing import Any
 from coretraffic.app.discovery import DnsDiscovery
 from coretraffic.app.wiring import AdminClients, make_renderer
 from coretraffic.caddy.process import CaddyProcess
+from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
 from coretraffic.observe.status import ApplyStats, StatusServer
 from coretraffic.reconcile.fleet import Fleet
 from coretraffic.reconcile.reconciler import ConfigRenderer
@@ -67,7 +68,9 @@ async def run_driver(
         for name in settings.caddy_admin_dns
     ]
     driver = Driver(fleet, [_source(settings, fleet)], discoveries)
-    status = StatusServer(driver, stats)
+    tcp_migrate_req = read_tcp_migrate_req()
+    warn_when_off(tcp_migrate_req)
+    status = StatusServer(driver, stats, tcp_migrate_req)
     try:
         await fleet.start()
         if settings.status_addr:

@@ -22,6 +22,12 @@ from coretraffic.errors import UsageError
 from coretraffic.settings import AdminAddress, Settings
 
 
+def go_duration(seconds: float) -> str:
+    """`seconds` as a Go duration string Caddy parses: `3600s`, `0.5s`, never an exponent (`{:g}` gives
+    `1e+06s` for 1,000,000)."""
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
+
+
 def admin_address(settings: Settings) -> AdminAddress:
     """The one admin API a one-shot command (`render`, `diff`) looks at: `--caddy-admin`, or the spawned Caddy's."""
     if settings.caddy_admin_dns or len(settings.caddy_admin) > 1:
@@ -62,6 +68,23 @@ def admin_client(settings: Settings) -> CaddyAdmin:
     return AdminClients(settings)(admin_address(settings))
 
 
+def renderer_settings(settings: Settings) -> RenderSettings:
+    """What render needs of the settings, durations in Go's notation."""
+    return RenderSettings(
+        version=__version__,
+        http_port=settings.http_port,
+        https_port=settings.https_port,
+        listen_host=settings.listen_host,
+        http3=settings.http3,
+        ocsp_stapling=settings.ocsp_stapling,
+        upstream_dial_timeout=go_duration(settings.upstream_dial_timeout),
+        upstream_response_timeout=go_duration(settings.upstream_response_timeout),
+        upstream_try_duration=go_duration(settings.upstream_try_duration),
+        upstream_fail_duration=go_duration(settings.upstream_fail_duration),
+        stream_close_delay=go_duration(settings.stream_close_delay),
+    )
+
+
 def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
     """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made).
 
@@ -69,18 +92,7 @@ def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
     """
     caddy_binary = find_caddy_binary()
     base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
-    render_settings = RenderSettings(
-        version=__version__,
-        http_port=settings.http_port,
-        https_port=settings.https_port,
-        listen_host=settings.listen_host,
-        http3=settings.http3,
-        ocsp_stapling=settings.ocsp_stapling,
-        upstream_dial_timeout=f"{settings.upstream_dial_timeout:g}s",
-        upstream_response_timeout=f"{settings.upstream_response_timeout:g}s",
-        upstream_try_duration=f"{settings.upstream_try_duration:g}s",
-        upstream_fail_duration=f"{settings.upstream_fail_duration:g}s",
-    )
+    render_settings = renderer_settings(settings)
     hasher = BcryptHasher(settings.bcrypt_cost)
 
     def render_routes(routes: Sequence[Route]) -> JSON:

@@ -70,8 +70,10 @@ def _die_with_parent() -> None:
 
 
 class CaddyProcess:
-    def __init__(self, state_dir: Path, binary: Path | None = None) -> None:
+    def __init__(self, state_dir: Path, binary: Path | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+        """`pass_fds`: open sockets Caddy inherits under the same numbers, for listen addresses `fd/N`."""
         self.state_dir = state_dir.resolve()
+        self._pass_fds = pass_fds
         self.binary = binary or find_caddy_binary()
         self.admin_address = spawned_admin_address(self.state_dir)
         self.restarts = 0
@@ -115,6 +117,7 @@ class CaddyProcess:
             stderr=asyncio.subprocess.STDOUT,
             env=env,
             cwd=self.state_dir,
+            pass_fds=self._pass_fds,
             start_new_session=True,  # a terminal's Ctrl-C reaches the driver, which stops Caddy in order
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )

@@ -72,13 +72,18 @@ def read_config(config: Any) -> CaddyView:
     return CaddyView(states, residue, unmanaged)
 
 
+# Keys whose values are data, never handlers: a bucket route's `map` holds two entries per host, and walking them
+# was half of `diff`'s plan at 30,000 hosts.
+_NO_HANDLERS_UNDER = frozenset({"mappings", "match"})
+
+
 def handlers(node: Any) -> Iterator[JSON]:
     """Every handler at any depth (subroutes included), in document order."""
     if isinstance(node, dict):
         if "handler" in node:
             yield node
-        for value in node.values():
-            if isinstance(value, dict | list):
+        for key, value in node.items():
+            if isinstance(value, dict | list) and key not in _NO_HANDLERS_UNDER:
                 yield from handlers(value)
     elif isinstance(node, list):
         for item in node:

@@ -18,7 +18,6 @@ import os
 import sys
 from typing import Any
 
-from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.wiring import admin_address, admin_client, make_renderer
 from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.cli.routes import required_routes
@@ -27,6 +26,7 @@ from coretraffic.diff.report import format_json, format_text
 from coretraffic.diff.unified import full_diff
 from coretraffic.errors import CaddyError, UserError
 from coretraffic.settings import Settings
+from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2

@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from coretraffic import __version__
-from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.caddyjson.redact import redact
@@ -35,6 +34,7 @@ from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.logs import setup_logging
 from coretraffic.observe.status import fetch_status, status_text
 from coretraffic.settings import Settings, default_state_dir
+from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_USAGE = 2
@@ -43,7 +43,13 @@ EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 # What each command uses: it shows and accepts these flags and no others (`CORETRAFFIC_*` variables of the rest
 # are read and do nothing there).
-_UPSTREAMS = ("upstream_dial_timeout", "upstream_response_timeout", "upstream_try_duration", "upstream_fail_duration")
+_UPSTREAMS = (
+    "upstream_dial_timeout",
+    "upstream_response_timeout",
+    "upstream_try_duration",
+    "upstream_fail_duration",
+    "stream_close_delay",
+)
 _ADMIN = ("caddy_admin", "admin_client_cert", "admin_client_key", "admin_ca", "remote_admin_listen")
 _DATA_PLANE = ("base_config", "http_port", "https_port", "listen_host", "http3", "ocsp_stapling", *_UPSTREAMS)
 _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {

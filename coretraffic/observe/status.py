@@ -51,6 +51,7 @@ from coretraffic.core.readings import Reading
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
+from coretraffic.observe.listener_handover import MigrateReq, MigrateReqCollector
 from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.settings import host_port
@@ -254,14 +255,16 @@ def _metric(reading: Reading) -> Metric:
 
 
 class StatusServer:
-    """Answers the four endpoints on `address` until closed."""
+    """Answers the four endpoints on `address` until closed. `tcp_migrate_req`: as read at start."""
 
-    def __init__(self, view: DriverView, stats: ApplyStats) -> None:
+    def __init__(self, view: DriverView, stats: ApplyStats, tcp_migrate_req: MigrateReq = "unknown") -> None:
         self._view = view
         self._stats = stats
+        self._tcp_migrate_req = tcp_migrate_req
         self._registry = stats.registry
         self._collector = _DriverCollector(view, stats)
         self._registry.register(self._collector)
+        self._registry.register(MigrateReqCollector(tcp_migrate_req))
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self._registry.register(standard)
         self._server: asyncio.Server | None = None
@@ -371,6 +374,7 @@ class StatusServer:
             ],
             "discovery": [discovery.description() for discovery in self._view.discoveries],
             "source": _the_one(self._view.sources).description(),
+            "kernel": {"tcp_migrate_req": self._tcp_migrate_req},  # the driver's own network namespace
         }
 
     def _caddy_document(
@@ -554,6 +558,9 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
             f"; PROBLEM: {discovery['problem']}" if discovery["problem"] else ""
         )
         yield from (f"  not driven: {line}" for line in discovery["not_driven"])
+    migrate = doc["kernel"]["tcp_migrate_req"]
+    effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
+    yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
     yield f"routes:  {doc['routes']['desired']} desired"
     for caddy in doc["caddies"]:
         yield from _caddy_lines(caddy)

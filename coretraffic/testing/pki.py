@@ -199,7 +199,11 @@ def demo_route(
     key: CertificateIssuerPrivateKeyTypes | None = None,
 ) -> dict[str, Any]:
     """A config in Coreflow's wire format for `host`, proxied to 127.0.0.1:`upstream_port` (`key`: as `issue`)."""
-    issued = ca.issue([host], key_type=key_type, key=key)
+    return route_config(host, ca.issue([host], key_type=key_type, key=key), upstream_port)
+
+
+def route_config(host: str, issued: IssuedCertificate, upstream_port: int) -> dict[str, Any]:
+    """A config in Coreflow's wire format for `host` with the certificate `issued`, proxied to 127.0.0.1."""
     return {
         "hostName": host,
         "destinationIps": ["127.0.0.1"],

@@ -77,7 +77,7 @@ async def test_ten_thousand_hosts_each_reach_their_own_upstreams_certificate_aut
     for config in configs:
         host = str(config["hostName"])
         assert route_id(host) in by_id, host
-        assert held.get(host) == [f"127.0.0.1:{port}" for port in config["destinationPorts"]], host
+        assert sorted(held.get(host, [])) == sorted(f"127.0.0.1:{port}" for port in config["destinationPorts"]), host
 
     sample = [*random.Random(7).sample(range(10_000), 40), 0, 1, 9_999]
     for i in sample:

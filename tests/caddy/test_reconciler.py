@@ -24,7 +24,7 @@ from coretraffic.core.validate import BasicAuth, Route, Validation
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
-from tests.support.caddy import validated
+from tests.support.caddy import running, validated
 from tests.support.dataplane import https_get, serves
 from tests.support.ports import Ports
 from tests.support.waiting import wait_until
@@ -249,3 +249,78 @@ async def test_a_corrupt_rsa_key_that_validation_lets_pass_is_isolated_by_caddys
     result = await reconciler.submit(validation)
     assert [(p.host, p.field) for p in result.rejected] == [("corrupt.example.test", "publicKey")]  # ...Caddy does
     assert await serves(ca, ports.https, "fine.example.test")
+
+
+def _spellings(ca: DemoCA, port: int) -> list[list[dict[str, object]]]:
+    """One route set written five ways that Caddy would run identically."""
+    hosts = ["a.example.test", "b.example.test", "c.example.test"]
+    configs = [demo_route(ca, host, port) for host in hosts]
+    for config in configs:
+        config["destinationIps"] = ["127.0.0.1", "2001:db8::10"]
+        config["destinationPorts"] = [port, port + 1]
+    reordered = [
+        {**c, "destinationIps": c["destinationIps"][::-1], "destinationPorts": c["destinationPorts"][::-1]}
+        for c in configs[::-1]
+    ]
+    repeated = [{**c, "destinationIps": ["127.0.0.1", "[2001:db8::10]", "127.0.0.1"]} for c in configs]
+    spelled = [
+        {**c, "hostName": str(c["hostName"]).upper(), "destinationIps": ["127.0.0.1", "2001:DB8:0:0::10"]}
+        for c in configs
+    ]
+    return [configs, reordered, repeated, spelled, json.loads(json.dumps(configs))]
+
+
+async def test_a_set_caddy_would_run_identically_costs_no_reload(
+    ca: DemoCA, upstream: DemoUpstream, reconciler: Reconciler, admin: CaddyAdmin
+) -> None:
+    """Host order, upstream order, repeated upstreams, host-name case and IPv6 spellings change nothing."""
+    first, *others = _spellings(ca, upstream.port)
+    assert (await reconciler.submit(validated(first))).outcome == "applied"
+    etag = await admin.config_etag()
+    outcomes = [(await reconciler.submit(validated(variant))).outcome for variant in others]
+    assert outcomes == ["unchanged"] * len(others)
+    assert reconciler.loads == 1
+    assert await admin.config_etag() == etag
+
+
+class HeldLoads(CaddyAdmin):
+    """The real admin API, with each `/load` held at a gate until released: "Caddy is busy loading" made
+    deterministic (a load of one route takes milliseconds, too short to send a burst into by chance)."""
+
+    def __init__(self, admin: CaddyAdmin) -> None:
+        super().__init__(admin.address)
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def load(self, body: bytes) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        await super().load(body)
+
+
+async def test_a_burst_arriving_while_a_load_is_in_flight_costs_two_loads_and_the_last_wins(
+    ca: DemoCA, upstream: DemoUpstream, admin: CaddyAdmin, renderer: Callable[[Sequence[Route]], JSON]
+) -> None:
+    """As Coreflow sends them when many services deploy at once: one set, then 200 more while Caddy loads it."""
+    route = validated([demo_route(ca, "burst.example.test", upstream.port)]).routes[0]
+
+    def variant(i: int) -> Validation:
+        return Validation((dataclasses.replace(route, upstreams=(f"127.0.0.1:{20000 + i}",)),), ())
+
+    held = HeldLoads(admin)
+    try:
+        async with running(Reconciler(held, renderer)) as reconciler:
+            first = reconciler.submit_nowait(variant(0))
+
+            async def first_load_under_way() -> bool:
+                return held.waiting == 1
+
+            await wait_until(first_load_under_way, 10, "the first set's load to reach Caddy")
+            burst = [reconciler.submit_nowait(variant(i)) for i in range(1, 201)]
+            held.gate.set()
+            results = await asyncio.wait_for(asyncio.gather(first, *burst), 30)
+            assert reconciler.loads == 2, f"{reconciler.loads} loads for a burst of 201"
+    finally:
+        await held.aclose()
+    assert await upstreams_in_caddy(admin, "burst.example.test") == ["127.0.0.1:20200"]
+    assert all(r.ok for r in results)

@@ -39,6 +39,9 @@ def test_smoke_run_prints_every_measurement() -> None:
         "1 of 3 upstreams dead",
         "1 of 3 upstreams dead",
         "Caddy RSS after 5 reloads under traffic",
+        "WebSockets echoing after 5 reloads",
+        "Caddy RSS with 10 WebSockets across 5 reloads",
+        "failed new-connection requests per 100 reloads",
         "driver CPU",
         "`coretraffic diff`",
         "/load of CA-issued",
@@ -46,6 +49,10 @@ def test_smoke_run_prints_every_measurement() -> None:
         "set to all 3 Caddies loaded",
         "update-to-serving",
         "/load through the mTLS admin gate",
+        *("update-to-serving", "driver CPU", "cold start") * 2,  # the rows of `--scale`, on two small sizes
+        "`coretraffic diff`",
+        "raw",  # raw /load growth between the sizes
+        "raw",  # RSA-only against EC
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads
     assert completed.stdout.count("; 0 of ") == 2, completed.stdout  # no request lost to the dead upstream

@@ -243,6 +243,12 @@ def test_pod_wires_caddy_driver_ports_and_probes() -> None:
     assert str(pod()["spec"]["securityContext"]["runAsUser"]) == final_stage().user.split(":")[0]
 
 
+def test_pod_hands_queued_connections_over_on_reloads() -> None:
+    spec = pod()["spec"]
+    assert {"name": "net.ipv4.tcp_migrate_req", "value": "1"} in spec["securityContext"]["sysctls"]
+    assert not spec.get("hostNetwork"), "a network sysctl cannot be set on a pod in the node's network namespace"
+
+
 async def test_pod_containers_run_together_as_written(
     short_tmp: Path, ports: Ports, routes_json: Path, ca: DemoCA
 ) -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from coretraffic.observe.listener_handover import METRIC_VALUES, read_tcp_migrate_req
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.coreflow import Peer
@@ -111,6 +112,11 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         assert document["discovery"] == []
         assert caddy["healthy"] and caddy["spawned"]
         assert caddy["not_managed"] == []
+        # This test runs in the machine's network namespace: the driver reports what the kernel says there.
+        migrate = read_tcp_migrate_req()
+        assert document["kernel"] == {"tcp_migrate_req": migrate}
+        warned = "net.ipv4.tcp_migrate_req is 0"
+        assert driver.output.count(warned) == (1 if migrate == "off" else 0), driver.output
 
         metrics = await status.metrics()
         label = f'target="{target}"'
@@ -126,12 +132,14 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         assert metrics[f"coretraffic_caddy_restarts_total{{{label}}}"] == 0
         assert metrics[f'coretraffic_config_info{{config_id="{caddy["config_id"]}",{label}}}'] == 1
         assert "coretraffic_coreflow_connected" not in metrics  # routes-file mode: no Coreflow to speak of
+        assert metrics["coretraffic_tcp_migrate_req"] == METRIC_VALUES[migrate]
 
         printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
         assert printed.returncode == 0, printed
         lines = printed.stdout.splitlines()
         assert lines[0] == "coretraffic 0.1.0: ready"
         assert "routes:  3 desired" in lines
+        assert any(line.startswith(f"kernel:  net.ipv4.tcp_migrate_req {migrate}") for line in lines), lines
         assert f"caddy {target}: answering; runs the latest set" in lines
         assert "  routes: 2 applied, 1 rejected" in lines
         assert lines[-2:] == ["  rejected:", f"    {rejected}"]

@@ -109,6 +109,21 @@ def test_the_bucketed_set_does_share_routes() -> None:
     assert {source["port"].startswith("{") for source in sources} == {True, False}
 
 
+def test_hosts_whose_upstreams_are_all_ip_addresses_share_buckets_and_dns_names_keep_their_own_route() -> None:
+    dials = {  # written as validation writes them
+        "v4.example.test": ("10.0.0.1:80", "10.0.0.2:80"),
+        "v6.example.test": ("[2001:db8::1]:80",),
+        "zone.example.test": ("[fe80::1%eth0]:80",),
+        "name.example.test": ("backend.svc.test:80",),
+        "digit-label.example.test": ("db1.internal:80",),
+        "mixed.example.test": ("10.0.0.3:80", "backend.svc.test:80"),
+    }
+    routes = [dataclasses.replace(route(host), upstreams=upstreams) for host, upstreams in dials.items()]
+    view = read_config(render([*mixed_set(20), *routes], BUCKETED, BaseConfig(), hash_password))
+    in_a_map = {host for host in dials if "outputs" in view.hosts[host].node}
+    assert in_a_map == {"v4.example.test", "v6.example.test", "zone.example.test"}
+
+
 def with_base_certificate(config: JSON) -> JSON:
     certificates = config["apps"]["tls"]["certificates"]
     base_entry = {"certificate": "the base's", "key": "its key", "tags": ["operator-tag"]}  # tagged, but no host's

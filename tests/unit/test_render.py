@@ -211,10 +211,10 @@ def test_each_host_route_has_its_id_matcher_version_header_and_upstreams() -> No
     wild, shop = routes
     assert handler(wild, "reverse_proxy")["upstreams"] == [{"dial": "backend.internal:80"}]
     assert handler(shop, "reverse_proxy")["upstreams"] == [
-        {"dial": "[2001:db8::10]:443"},
-        {"dial": "[2001:db8::10]:8443"},
         {"dial": "10.0.0.2:443"},
         {"dial": "10.0.0.2:8443"},
+        {"dial": "[2001:db8::10]:443"},
+        {"dial": "[2001:db8::10]:8443"},
     ]
 
 
@@ -496,3 +496,18 @@ def test_hosts_each_on_ports_of_their_own_still_share_a_few_buckets() -> None:
     placeholder = "{coretraffic_upstream_0_port}"
     # Half-size buckets: their maps are read for two placeholders per upstream.
     assert bucket_sources(config) == [[placeholder]] * 6 + [[placeholder, "{coretraffic_upstream_1_port}"]]
+
+
+def test_every_proxy_keeps_its_upgraded_streams_open_for_the_stream_close_delay() -> None:
+    """Flat and bucketed layouts alike: a WebSocket outlives the config it was opened under by the delay."""
+    for case in CASES:
+        settings = replace(case_settings(case), stream_close_delay="42m")
+        config = render(case_routes(case), settings, case_base(case), fake_hash)
+        proxies = [
+            handler
+            for route in servers(config)[HTTPS_SERVER]["routes"]
+            for handler in route.get("handle", [])
+            if handler.get("handler") == "reverse_proxy"
+        ]
+        assert proxies, case
+        assert {proxy["stream_close_delay"] for proxy in proxies} == {"42m"}, case

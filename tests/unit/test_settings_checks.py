@@ -6,12 +6,15 @@ command returns at once (the test would hang, and time out, if `run` started ins
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
 import pytest
 
 from coretraffic import cli
+from coretraffic.app.wiring import go_duration, renderer_settings
+from coretraffic.caddyjson.render import RenderSettings
 from coretraffic.settings import AdminAddress, Settings
 
 
@@ -146,3 +149,22 @@ def test_a_zero_upstream_timeout_is_refused(capsys: pytest.CaptureFixture[str]) 
 def test_upstream_durations_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORETRAFFIC_UPSTREAM_TRY_DURATION", "3.5")
     assert Settings.model_validate({}).upstream_try_duration == 3.5
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"), [(3600.0, "3600s"), (0.5, "0.5s"), (0.0, "0s"), (1_000_000.0, "1000000s")]
+)
+def test_durations_reach_caddy_as_go_duration_strings(seconds: float, expected: str) -> None:
+    assert go_duration(seconds) == expected
+
+
+def test_the_driver_renders_the_durations_render_defaults_to() -> None:
+    # Tests render with RenderSettings' defaults, `run` and `diff` with the settings': written differently
+    # ("5m" against "300s"), every host of a running set would read as changed in `diff`.
+    rendered = renderer_settings(Settings.model_validate({}))
+    defaults = RenderSettings(rendered.version)
+    durations = [f.name for f in dataclasses.fields(RenderSettings) if f.name.startswith(("upstream_", "stream_"))]
+    assert len(durations) == 6
+    assert {name: getattr(rendered, name) for name in durations} == {
+        name: getattr(defaults, name) for name in durations
+    }

@@ -253,7 +253,7 @@ def test_ipv6_upstreams_are_bracketed(ca: DemoCA, good: dict[str, Any]) -> None:
         good,
     )
     assert validation.problems == ()
-    assert validation.routes[0].upstreams == ("[::1]:443", "[2001:db8::1]:443", "[fe80::1]:443")
+    assert validation.routes[0].upstreams == ("[2001:db8::1]:443", "[::1]:443", "[fe80::1]:443")
 
 
 def test_dns_name_upstreams_are_accepted_and_normalised(ca: DemoCA, good: dict[str, Any]) -> None:
@@ -267,7 +267,7 @@ def test_dns_name_upstreams_are_accepted_and_normalised(ca: DemoCA, good: dict[s
         good,
     )
     assert validation.problems == ()
-    assert validation.routes[0].upstreams == ("backend.internal:80", "api:80", "xn--bcher-kva.internal:80")
+    assert validation.routes[0].upstreams == ("api:80", "backend.internal:80", "xn--bcher-kva.internal:80")
 
 
 def test_empty_destination_ports_is_rejected(ca: DemoCA, good: dict[str, Any]) -> None:
@@ -295,7 +295,7 @@ def test_port_of_wrong_type_is_rejected_by_strict_typing(ca: DemoCA, good: dict[
     only_error(validation, "app.example.test", "destinationPorts[0]", "valid integer")
 
 
-def test_upstreams_are_every_ip_times_every_port_deduplicated_in_order(ca: DemoCA, good: dict[str, Any]) -> None:
+def test_upstreams_are_every_ip_times_every_port_deduplicated_and_sorted(ca: DemoCA, good: dict[str, Any]) -> None:
     validation = check(
         wire(
             "app.example.test",
@@ -306,13 +306,14 @@ def test_upstreams_are_every_ip_times_every_port_deduplicated_in_order(ca: DemoC
         good,
     )
     assert validation.problems == ()
+    # Sorted: the same upstreams given in another order are the same set (and render the same, no reload).
     assert validation.routes[0].upstreams == (
-        "10.0.0.2:8080",
-        "10.0.0.2:80",
-        "[::1]:8080",
-        "[::1]:80",
-        "10.0.0.1:8080",
         "10.0.0.1:80",
+        "10.0.0.1:8080",
+        "10.0.0.2:80",
+        "10.0.0.2:8080",
+        "[::1]:80",
+        "[::1]:8080",
     )
 
 
@@ -656,3 +657,27 @@ def test_a_name_ending_in_an_all_numeric_label_is_rejected(ca: DemoCA, good: dic
 def test_an_upstream_name_ending_in_an_all_numeric_label_is_rejected(ca: DemoCA, good: dict[str, Any]) -> None:
     validation = check(wire("app.example.test", ca.issue(["app.example.test"]), destinationIps=["999.1.1.1"]), good)
     only_error(validation, "app.example.test", "destinationIps[0]", "IPv4/IPv6 address or a DNS name")
+
+
+# -- results kept from one route set to the next ----------------------------------------------------------------
+
+
+def test_every_host_of_a_set_larger_than_any_fixed_cache_is_found_again_in_the_next(ca: DemoCA) -> None:
+    # One wildcard certificate for 17,000 names: distinct configs (the cache is by content) that cost no key
+    # generation. A fixed-size LRU of fewer entries than the set would miss every one of them on the second pass.
+    issued = ca.issue(["*.many.example.test"])
+    configs = [wire(f"h{i:05}.many.example.test", issued) for i in range(17_000)]
+    first = validate_route_set(configs, NOW)
+    again = validate_route_set([dict(config) for config in configs], NOW)
+    assert len(first.routes) == len(again.routes) == 17_000
+    assert all(a is b for a, b in zip(first.routes, again.routes, strict=True))
+
+
+def test_a_host_the_next_set_leaves_out_is_let_go(ca: DemoCA) -> None:
+    left = wire("left.example.test", ca.issue(["left.example.test"]))
+    stays = wire("stays.example.test", ca.issue(["stays.example.test"]))
+    [kept_left, kept_stays] = check(left, stays).routes
+    assert check(stays).routes == (kept_stays,)
+    [left_again, stays_again] = check(left, stays).routes
+    assert left_again == kept_left and left_again is not kept_left  # validated anew
+    assert stays_again is kept_stays
