@@ -10,7 +10,8 @@ For each size, one fresh Caddy (so its RSS is this size's) and, in this order:
 - the driver's CPU for a set with one host changed (validation, render, serialisation, in process CPU time);
 - at the largest size, `coretraffic diff` of 30 changes against what Caddy runs, next to a bare read of
   `GET /config/`.
-And at the smallest size, a raw `/load` of RSA-only hosts alternated with one of EC hosts.
+Then raw `/load`s of the smallest and the largest size alternated in one Caddy, and at the smallest size a raw
+`/load` of RSA-only hosts alternated with one of EC hosts.
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ class Diff:
 
 
 @dataclass(frozen=True)
+class Growth:
+    small: int
+    large: int
+    small_s: list[float]
+    large_s: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.large_s) / statistics.median(self.small_s)
+
+
+@dataclass(frozen=True)
 class KeyTypes:
     hosts: int
     rsa_s: list[float]
@@ -111,6 +124,20 @@ async def measure(size: int, rounds: int, *, with_diff: bool) -> tuple[Size, Dif
             running = [*configs[:-1], *b.configs([f"raw{rounds - 1}.bench.test"])]  # the last raw round's set
             diff = await _diff(b, running, Path(tmp)) if with_diff else None
         return Size(size, cold_validation, cold_start, driver_rss, caddy_rss, ours, raw, raw_post, cpu), diff
+
+
+async def raw_load_growth(small: int, large: int, rounds: int) -> Growth:
+    """Raw `/load` of `small` hosts alternated with `large` hosts in one Caddy: the ratio of two sizes measured
+    side by side, immune to the machine's load drifting between the per-size measurements."""
+    async with bed() as b:
+        bodies = {size: serialise(b.render(b.routes(b.configs(hosts(size))))) for size in (small, large)}
+        timings: dict[int, list[float]] = {small: [], large: []}
+        for _ in range(rounds):
+            for size, body in bodies.items():
+                started = time.perf_counter()
+                await b.admin.load(body)
+                timings[size].append(time.perf_counter() - started)
+        return Growth(small, large, timings[small], timings[large])
 
 
 async def rsa_against_ec(size: int, rounds: int) -> KeyTypes:
