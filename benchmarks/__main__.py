@@ -87,7 +87,8 @@ async def scale_suite(sizes: list[int], rounds: int) -> list[str]:
     measured: list[at_scale.Size] = []
     for size in sizes:
         # A load of 100,000 hosts takes about a minute: two rounds there, more where rounds are cheap.
-        s, d = await at_scale.measure(size, rounds if size < 100_000 else 2, with_diff=size == sizes[-1])
+        few = 2 if size >= 100_000 else rounds
+        s, d = await at_scale.measure(size, few, few, with_diff=size == sizes[-1])
         measured.append(s)
         printed = len(rows)
         raw = f"raw /load {s.raw_median_s:.2f} s"
@@ -99,8 +100,8 @@ async def scale_suite(sizes: list[int], rounds: int) -> list[str]:
                  f"{s.driver_cpu_s * 1000:,.0f} ms / POST /load {_seconds(s.raw_post_s)} s"),
             _row(f"cold start / (1.5 x raw /load + cold validation), {size:,} hosts", s.cold_start_ratio, "<= 1.0",
                  s.cold_start_ratio <= 1.0,
-                 f"`coretraffic run --routes` to serving {s.cold_start_s:.2f} s; {raw}; `coretraffic check` "
-                 f"{s.cold_validation_s:.2f} s; {rss}"),
+                 f"`coretraffic run --routes` to serving {_seconds(s.cold_start_s)} s; {raw}; `coretraffic check` "
+                 f"{_seconds(s.cold_validation_s)} s; {rss}"),
         ]  # fmt: skip
         if size >= 100_000:
             rows.append(
