@@ -1,7 +1,7 @@
 """`python -m benchmarks`: the whole suite, one table of side-by-side ratios (see BENCHMARKS.md).
 
 `--smoke` runs every measurement briefly on small sets (seconds, for CI); the full run takes a few minutes.
-`--scale` runs only the rows from 10,000 to 100,000 hosts (`at_scale`): about half an hour, and several GB of
+`--scale` runs only the rows from 10,000 to 100,000 hosts (`at_scale`): 15 to 30 minutes, and about 4 GB of
 memory for Caddy.
 """
 
