@@ -84,7 +84,7 @@ class RenderSettings:
     # reload closes every proxied stream (close code 1001). Each old config that still holds a stream stays in
     # memory until the delay ends (about 20 MB at 2,000 routes), so the delay bounds how many reloads' configs
     # can pile up; then its remaining streams are closed at once (docs/caddy.md, "Reloads and long-lived ...").
-    stream_close_delay: str = "5m"
+    stream_close_delay: str = "300s"  # as `go_duration` writes the setting's default: the same config either way
     # Off: with stapling on, every `/load` fetches OCSP for every certificate that names a responder and has no
     # fresh staple stored, synchronously, before it answers (docs/caddy.md).
     ocsp_stapling: bool = False

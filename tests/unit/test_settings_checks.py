@@ -13,6 +13,7 @@ import pytest
 
 from coretraffic import cli
 from coretraffic.app.wiring import go_duration
+from coretraffic.caddyjson.render import RenderSettings
 from coretraffic.settings import Settings
 
 
@@ -111,3 +112,19 @@ def test_upstream_durations_come_from_the_environment(monkeypatch: pytest.Monkey
 )
 def test_durations_reach_caddy_as_go_duration_strings(seconds: float, expected: str) -> None:
     assert go_duration(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "upstream_dial_timeout",
+        "upstream_response_timeout",
+        "upstream_try_duration",
+        "upstream_fail_duration",
+        "stream_close_delay",
+    ],
+)
+def test_the_renderers_defaults_are_the_settings_defaults_as_caddy_gets_them(name: str) -> None:
+    """Else a config rendered with RenderSettings() and one from `coretraffic run` differ, and each swap reloads."""
+    default = Settings.model_fields[name].get_default()
+    assert getattr(RenderSettings(version="x"), name) == go_duration(default)
