@@ -1,6 +1,8 @@
 """`python -m benchmarks`: the whole suite, one table of side-by-side ratios (see BENCHMARKS.md).
 
 `--smoke` runs every measurement briefly on small sets (seconds, for CI); the full run takes a few minutes.
+`--scale` runs only the rows from 10,000 to 100,000 hosts (`at_scale`): about half an hour, and several GB of
+memory for Caddy.
 """
 
 from __future__ import annotations
@@ -11,8 +13,18 @@ import datetime
 import logging
 import os
 import platform
+import statistics
 
-from benchmarks import continuity, diff_cli, ocsp_load, scale, update_to_serving
+from benchmarks import (
+    at_scale,
+    continuity,
+    diff_cli,
+    ocsp_load,
+    remote_admin,
+    scale,
+    update_to_serving,
+    upstream_failure,
+)
 from benchmarks.harness import bed, require_h2load
 
 
@@ -30,6 +42,8 @@ async def suite(args: argparse.Namespace) -> list[str]:
         for size in args.sizes:
             d = await scale.dispatch(b, size, args.seconds, args.rounds, with_flat=not args.smoke)
             flat = f"; flat layout {d.flat_ratio:.2f}" if d.flat_ratio is not None else ""
+            if d.own_ports_ratio is not None:
+                flat += f"; each host on ports of its own {d.own_ports_ratio:.2f}"
             rows.append(
                 _row(f"worst host / one-route rps, {size:,} hosts", d.ratio, ">= 0.9", d.ratio >= 0.9,
                      f"median of rounds {', '.join(f'{r:.2f}' for r in d.ratios)}; "
@@ -39,6 +53,14 @@ async def suite(args: argparse.Namespace) -> list[str]:
         ratio = await scale.auth_vs_open(b, args.seconds, args.rounds)
         rows.append(_row("authed / open rps", ratio, ">= 0.9", ratio >= 0.9, "bcrypt cost 10, hash_cache on"))
         print(rows[-1], flush=True)
+        for dead in await upstream_failure.one_of_three_dead(b, args.seconds, args.rounds):
+            rows.append(
+                _row(f"1 of 3 upstreams dead / all 3 live rps, {dead.layout} layout", dead.ratio, ">= 0.9, 0 failed",
+                     dead.ratio >= 0.9 and dead.failed == 0,
+                     f"median of rounds {', '.join(f'{r:.2f}' for r in dead.ratios)}; "
+                     f"{dead.failed} of {dead.requests:,} requests failed")
+            )  # fmt: skip
+            print(rows[-1], flush=True)
         r = await scale.reloads_under_traffic(b, args.reload_routes, args.reloads)
         rows.append(
             _row(f"Caddy RSS after {r.reloads} reloads under traffic / steady", r.ratio, "<= 1.5", r.ratio <= 1.5,
@@ -100,12 +122,73 @@ async def suite(args: argparse.Namespace) -> list[str]:
                  f"{u.ours_s * 1000:.0f} / {u.raw_s * 1000:.0f} ms")
         )  # fmt: skip
         print(rows[-1], flush=True)
+    g = await remote_admin.measure(args.remote_routes, args.rounds + 1)
+    limit = 1.1 * g.local_s + 0.020
+    rows.append(
+        _row(f"/load through the mTLS admin gate / over the local socket, {g.routes:,} routes", g.ratio,
+             "<= 1.1x + 20 ms", g.gate_s <= limit, f"{g.gate_s * 1000:.0f} / {g.local_s * 1000:.0f} ms")
+    )  # fmt: skip
+    print(rows[-1], flush=True)
     return rows
+
+
+async def scale_suite(sizes: list[int], rounds: int) -> list[str]:
+    """The rows of `at_scale`, one size after another in one run; the raw `/load` growth compares the sizes."""
+    rows: list[str] = []
+    measured: list[at_scale.Size] = []
+    for size in sizes:
+        # A load of 100,000 hosts takes about a minute: two rounds there, more where rounds are cheap.
+        s, d = await at_scale.measure(size, rounds if size < 100_000 else 2, with_diff=size == sizes[-1])
+        measured.append(s)
+        printed = len(rows)
+        raw = f"raw /load {s.raw_median_s:.2f} s"
+        rss = f"driver RSS {s.driver_rss_mb:,.0f} MB, Caddy RSS {s.caddy_rss_mb:,.0f} MB"
+        rows += [
+            _row(f"update-to-serving / raw /load, {size:,} hosts", s.serving_ratio, "<= 1.1", s.serving_ratio <= 1.1,
+                 f"{s.ours_median_s:.2f} / {s.raw_median_s:.2f} s (rounds {_seconds(s.ours_s)} / {_seconds(s.raw_s)})"),
+            _row(f"driver CPU / Caddy /load, {size:,} hosts, one changed", s.cpu_ratio, "<= 0.10", s.cpu_ratio <= 0.10,
+                 f"{s.driver_cpu_s * 1000:,.0f} ms / POST /load {_seconds(s.raw_post_s)} s"),
+            _row(f"cold start / (1.5 x raw /load + cold validation), {size:,} hosts", s.cold_start_ratio, "<= 1.0",
+                 s.cold_start_ratio <= 1.0,
+                 f"`coretraffic run --routes` to serving {s.cold_start_s:.2f} s; {raw}; `coretraffic check` "
+                 f"{s.cold_validation_s:.2f} s; {rss}"),
+        ]  # fmt: skip
+        if size >= 100_000:
+            rows.append(
+                _row(f"driver RSS / 1 GB, {size:,} hosts", s.driver_rss_mb / 1024, "<= 1.0", s.driver_rss_mb <= 1024,
+                     rss)
+            )  # fmt: skip
+        if d is not None:
+            rows.append(
+                _row(f"`coretraffic diff` / reading /config/ alone, {d.hosts:,} hosts, 30 changed", d.diff_s / d.read_s,
+                     "diff < 15 s", d.diff_s < 15.0, f"diff {d.diff_s:.2f} s; read alone {d.read_s:.2f} s; {d.summary}")
+            )  # fmt: skip
+        print("\n".join(rows[printed:]), flush=True)
+    first, last = measured[0], measured[-1]
+    growth = last.raw_median_s / first.raw_median_s
+    limit = 12 * last.hosts / first.hosts / 10
+    rows.append(
+        _row(f"raw /load, {last.hosts:,} / {first.hosts:,} hosts", growth, f"<= {limit:.0f}", growth <= limit,
+             ", ".join(f"{m.hosts:,}: {m.raw_median_s:.2f} s" for m in measured))
+    )  # fmt: skip
+    print(rows[-1], flush=True)
+    k = await at_scale.rsa_against_ec(sizes[0], rounds)
+    rows.append(
+        _row(f"raw /load RSA-only / EC, {k.hosts:,} hosts", k.ratio, "reported", True,
+             f"{statistics.median(k.rsa_s):.2f} / {statistics.median(k.ec_s):.2f} s")
+    )  # fmt: skip
+    print(rows[-1], flush=True)
+    return rows
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few seconds per measurement, small sets (for CI)")
+    parser.add_argument("--scale", action="store_true", help="only the rows from 10,000 to 100,000 hosts")
     args = parser.parse_args()
     full = not args.smoke
     args.sizes = [100, 1000, 10000] if full else [200]
@@ -117,11 +200,15 @@ def main() -> None:
     args.cost_routes = 10000 if full else 500
     args.diff_routes = 10000 if full else 500
     args.ocsp_certificates = 200 if full else 50
+    args.remote_routes = 1000 if full else 100
     require_h2load()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")
     print("| measurement | ratio | goal | | detail |\n|---|---:|---|---|---|", flush=True)
-    asyncio.run(suite(args))
+    if not args.scale:
+        asyncio.run(suite(args))
+    if args.scale or args.smoke:
+        asyncio.run(scale_suite([10_000, 30_000, 100_000] if args.scale else [100, 300], 4 if args.scale else 1))
 
 
 if __name__ == "__main__":

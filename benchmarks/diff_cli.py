@@ -62,18 +62,18 @@ async def measure(bed: Bed, size: int, repeats: int) -> DiffTime:
     with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
         routes_file = Path(tmp) / "routes.json"
         routes_file.write_text(json.dumps(desired))
-        all_added_s, _ = await _diff(bed, routes_file)  # the bed's Caddy runs nothing yet
+        all_added_s, _ = await time_diff(bed, routes_file)  # the bed's Caddy runs nothing yet
         await bed.load(bed.render(bed.routes(configs)))
         ours, floor = [], []
         for _ in range(repeats):
-            seconds, summary = await _diff(bed, routes_file)
+            seconds, summary = await time_diff(bed, routes_file)
             assert summary == f"10 added, 10 removed, 10 changed, 0 rejected, {size - 20} unchanged", summary
             ours.append(seconds)
-            floor.append(await _floor(bed.caddy.admin_address))
+            floor.append(await time_config_read(bed.caddy.admin_address))
     return DiffTime(size, ours, floor, all_added_s)
 
 
-async def _diff(bed: Bed, routes_file: Path) -> tuple[float, str]:
+async def time_diff(bed: Bed, routes_file: Path) -> tuple[float, str]:
     """Wall time of one `coretraffic diff` process, and its summary line."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
@@ -89,7 +89,7 @@ async def _diff(bed: Bed, routes_file: Path) -> tuple[float, str]:
     return seconds, out.decode().splitlines()[-1]
 
 
-async def _floor(address: AdminAddress) -> float:
+async def time_config_read(address: AdminAddress) -> float:
     started = time.perf_counter()
     url = "http://localhost" if address.socket_path else f"http://{address.listen}"
     process = await asyncio.create_subprocess_exec(

@@ -11,16 +11,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import json
 import re
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from benchmarks import material
 from coretraffic import __version__
 from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
@@ -29,7 +34,10 @@ from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render, serialise, with_admin_listen
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, validate_route_set
-from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.pki import DemoCA, KeyType, demo_route, route_config
+
+# Batches of new hosts from this size on take their certificates from `material` (issued once, kept on disk).
+ISSUED_ON_DISK_FROM = 1000
 
 
 def free_port() -> int:
@@ -89,14 +97,35 @@ async def h2load(port: int, host: str, seconds: float, *, clients: int = 32, aut
     return Load(float(rps.group(1)), int(done.group(1)), int(done.group(1)) - int(codes.group(1)))
 
 
+async def until_serving(client: httpx.AsyncClient, port: int, host: str, deadline_s: float = 60) -> None:
+    give_up = time.monotonic() + deadline_s
+    while time.monotonic() < give_up:
+        try:
+            response = await client.get(
+                f"https://127.0.0.1:{port}/", headers={"Host": host}, extensions={"sni_hostname": host}
+            )
+            if response.status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"{host} did not answer within {deadline_s} s")
+
+
+def as_received(configs: list[dict[str, Any]]) -> Any:
+    """Fresh objects, as a Coreflow message parses into: nothing shared with earlier sets."""
+    return json.loads(json.dumps(configs))
+
+
 class Bed:
     """One Caddy, its upstream and a route-set factory; configs are rendered with the real renderer."""
 
-    def __init__(self, caddy: CaddyProcess, admin: CaddyAdmin, upstream_port: int) -> None:
+    def __init__(self, caddy: CaddyProcess, admin: CaddyAdmin, upstream_ports: list[int]) -> None:
         self.caddy = caddy
         self.admin = admin
         self.https_port = free_port()
-        self.upstream_port = upstream_port
+        self.upstream_port = upstream_ports[0]
+        self.upstream_ports = upstream_ports  # the same upstream on each: for hosts with several upstreams
         self.settings = RenderSettings(
             version=__version__,
             http_port=free_port(),
@@ -105,21 +134,27 @@ class Bed:
         )
         self.hasher = BcryptHasher()
         self._ca = DemoCA()
-        self._configs: dict[str, dict[str, Any]] = {}
+        self._configs: dict[tuple[str, KeyType], dict[str, Any]] = {}
 
     @property
     def ca(self) -> DemoCA:
         """The CA that issued every host's certificate: what a client of this bed trusts."""
         return self._ca
 
-    def configs(self, hosts: list[str], upstream_port: int | None = None) -> list[dict[str, Any]]:
+    def configs(
+        self, hosts: list[str], upstream_port: int | None = None, *, key_type: KeyType = "ec"
+    ) -> list[dict[str, Any]]:
         """Wire configs for `hosts` proxying to `upstream_port` (the bed's upstream by default); certificates are
-        made once per host and reused."""
+        made once per host and reused, large batches kept on disk."""
         port = self.upstream_port if upstream_port is None else upstream_port
-        for host in hosts:
-            if host not in self._configs:
-                self._configs[host] = demo_route(self._ca, host, self.upstream_port)
-        return [{**self._configs[host], "destinationPorts": [port]} for host in hosts]
+        missing = [host for host in hosts if (host, key_type) not in self._configs]
+        if len(missing) >= ISSUED_ON_DISK_FROM:
+            for host, certificate in zip(missing, material.issued(missing, key_type), strict=True):
+                self._configs[host, key_type] = route_config(host, certificate, self.upstream_port)
+        for host in missing:
+            if (host, key_type) not in self._configs:
+                self._configs[host, key_type] = demo_route(self._ca, host, self.upstream_port, key_type=key_type)
+        return [{**self._configs[host, key_type], "destinationPorts": [port]} for host in hosts]
 
     def routes(self, configs: list[dict[str, Any]]) -> tuple[Route, ...]:
         validation = validate_route_set(configs, datetime.datetime.now(datetime.UTC))
@@ -144,14 +179,15 @@ class Bed:
         return int(match.group(1)) / 1024
 
 
-async def start_upstream(state_dir: Path) -> tuple[CaddyProcess, int]:
-    """A Caddy of its own answering 200 "ok": fast, and never reloaded with the config under test (an upstream
-    inside the same Caddy would have its connections closed by every reload, which real upstreams do not)."""
+async def start_upstream(state_dir: Path, listeners: int = 3) -> tuple[CaddyProcess, list[int]]:
+    """A Caddy of its own answering 200 "ok" on `listeners` ports: fast, and never reloaded with the config under
+    test (an upstream inside the same Caddy would have its connections closed by every reload, which real upstreams
+    do not)."""
     upstream = CaddyProcess(state_dir)
     await upstream.start()
-    port = free_port()
+    ports = [free_port() for _ in range(listeners)]
     server = {
-        "listen": [f"127.0.0.1:{port}"],
+        "listen": [f"127.0.0.1:{port}" for port in ports],
         "automatic_https": {"disable": True},
         "routes": [{"handle": [{"handler": "static_response", "body": "ok"}]}],
     }
@@ -161,18 +197,18 @@ async def start_upstream(state_dir: Path) -> tuple[CaddyProcess, int]:
         await admin.load(serialise(config))
     finally:
         await admin.aclose()
-    return upstream, port
+    return upstream, ports
 
 
 @asynccontextmanager
 async def bed() -> AsyncIterator[Bed]:
     with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
-        upstream, upstream_port = await start_upstream(Path(tmp) / "upstream")
+        upstream, upstream_ports = await start_upstream(Path(tmp) / "upstream")
         caddy = CaddyProcess(Path(tmp) / "state")
         await caddy.start()
         admin = CaddyAdmin(caddy.admin_address)
         try:
-            yield Bed(caddy, admin, upstream_port)
+            yield Bed(caddy, admin, upstream_ports)
         finally:
             await admin.aclose()
             await caddy.stop()

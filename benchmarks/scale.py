@@ -32,6 +32,7 @@ class Dispatch:
     worst_rps: float
     ratios: list[float]  # worst host / one-route rps, one per round
     flat_ratio: float | None
+    own_ports_ratio: float | None  # every host on upstream ports no other host uses: the buckets map ports too
 
     @property
     def ratio(self) -> float:
@@ -40,14 +41,20 @@ class Dispatch:
 
 async def dispatch(bed: Bed, size: int, seconds: float, rounds: int, with_flat: bool) -> Dispatch:
     names = hosts(size)
-    worst = max(names)  # last in every layout: sorted by (upstream count, name), one upstream each
+    worst = max(names)  # last in every layout: one upstream each, buckets sorted by name
     one = bed.render(bed.routes(bed.configs(names[:1])))
     routes = bed.routes(bed.configs(names))
     layouts = {"ours": bed.render(routes)}
     if with_flat:
         layouts["flat"] = bed.render(routes, flat=True)
-    measured: dict[str, list[float]] = {"one": [], "ours": [], "flat": []}
-    ratios: dict[str, list[float]] = {"ours": [], "flat": []}
+        # Only the worst host is asked for: the others' ports need no listener.
+        spread = [
+            {**config, "destinationPorts": [40_000 + i]} if config["hostName"] != worst else config
+            for i, config in enumerate(bed.configs(names))
+        ]
+        layouts["own_ports"] = bed.render(bed.routes(spread))
+    measured: dict[str, list[float]] = {"one": [], "ours": [], "flat": [], "own_ports": []}
+    ratios: dict[str, list[float]] = {"ours": [], "flat": [], "own_ports": []}
     for _ in range(rounds):
         for name, config in layouts.items():
             # Each layout right after a one-route run: the ratio of a pair is immune to slow drift of the machine.
@@ -57,7 +64,9 @@ async def dispatch(bed: Bed, size: int, seconds: float, rounds: int, with_flat: 
             measured[name].append((await h2load(bed.https_port, worst, seconds)).rps)
             ratios[name].append(measured[name][-1] / measured["one"][-1])
     flat = statistics.median(ratios["flat"]) if ratios["flat"] else None
-    return Dispatch(size, statistics.median(measured["one"]), statistics.median(measured["ours"]), ratios["ours"], flat)
+    own_ports = statistics.median(ratios["own_ports"]) if ratios["own_ports"] else None
+    one_rps, worst_rps = statistics.median(measured["one"]), statistics.median(measured["ours"])
+    return Dispatch(size, one_rps, worst_rps, ratios["ours"], flat, own_ports)
 
 
 async def auth_vs_open(bed: Bed, seconds: float, rounds: int) -> float:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from benchmarks.harness import bed, hosts
+from benchmarks.harness import as_received, bed, hosts, until_serving
 from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import validate_route_set
 from coretraffic.reconcile.reconciler import Reconciler
@@ -39,26 +37,6 @@ class Row:
         return (self.ours_s - self.raw_s) * 1000
 
 
-async def _until_serving(client: httpx.AsyncClient, port: int, host: str, deadline_s: float = 60) -> None:
-    give_up = time.monotonic() + deadline_s
-    while time.monotonic() < give_up:
-        try:
-            response = await client.get(
-                f"https://127.0.0.1:{port}/", headers={"Host": host}, extensions={"sni_hostname": host}
-            )
-            if response.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.005)
-    raise TimeoutError(f"{host} did not answer within {deadline_s} s")
-
-
-def _as_received(configs: list[dict[str, Any]]) -> Any:
-    """Fresh objects, as a Coreflow message parses into: nothing shared with earlier sets."""
-    return json.loads(json.dumps(configs))
-
-
 async def measure(size: int, repeats: int) -> Row:
     async with bed() as b:
         shared = b.configs(hosts(size - 1))
@@ -67,14 +45,14 @@ async def measure(size: int, repeats: int) -> Row:
         client = httpx.AsyncClient(verify=False, timeout=5)
         now = datetime.datetime.now(datetime.UTC)
         try:
-            await reconciler.submit(validate_route_set(_as_received([*shared, *b.configs(["warm.bench.test"])]), now))
+            await reconciler.submit(validate_route_set(as_received([*shared, *b.configs(["warm.bench.test"])]), now))
             ours, raw = [], []
             for round_ in range(repeats):
                 # Ours: a whole new document, as Coreflow sends it, with one new host.
-                document = _as_received([*shared, *b.configs([f"ours{round_}.bench.test"])])
+                document = as_received([*shared, *b.configs([f"ours{round_}.bench.test"])])
                 started = time.perf_counter()
                 reconciler.submit_nowait(validate_route_set(document, datetime.datetime.now(datetime.UTC)))
-                await _until_serving(client, b.https_port, f"ours{round_}.bench.test")
+                await until_serving(client, b.https_port, f"ours{round_}.bench.test")
                 ours.append(time.perf_counter() - started)
                 await reconciler.wait_idle()
 
@@ -83,7 +61,7 @@ async def measure(size: int, repeats: int) -> Row:
                 body = serialise(b.render(raw_routes))
                 started = time.perf_counter()
                 # Polled while the load runs, exactly as on our side: the probes cost Caddy the same on both.
-                serving = asyncio.create_task(_until_serving(client, b.https_port, f"raw{round_}.bench.test"))
+                serving = asyncio.create_task(until_serving(client, b.https_port, f"raw{round_}.bench.test"))
                 await b.admin.load(body)
                 await serving
                 raw.append(time.perf_counter() - started)

@@ -66,7 +66,11 @@ class CaddyError(CoretrafficError):
 
 
 class CaddyUnavailable(CaddyError):
-    """Caddy did not answer, or answered 5xx: worth trying again."""
+    """Caddy did not answer, or answered 5xx (`status`): worth trying again."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LoadInDoubt(CaddyUnavailable):

@@ -27,8 +27,22 @@ class Settings(BaseSettings):
     coreflow_url: str = Field("http://coreflow:3000", description="Coreflow's URL (http -> ws, https -> wss)")
     caddy_admin: str | None = Field(
         None,
-        description="admin API of an existing Caddy (unix//path or http://127.0.0.1:2019); "
-        "without it coretraffic starts the bundled Caddy",
+        description="admin API of an existing Caddy (unix//path, http://127.0.0.1:2019, or https://host:port "
+        "through its admin gate, with mutual TLS); without it coretraffic starts the bundled Caddy",
+    )
+    admin_client_cert: Path | None = Field(
+        None, description="the driver's client certificate (PEM) for an https admin address"
+    )
+    admin_client_key: Path | None = Field(None, description="the private key (PEM) of --admin-client-cert")
+    admin_ca: Path | None = Field(
+        None,
+        validate_default=True,
+        description="CA certificate(s) (PEM) an https admin address's server certificate must be signed by",
+    )
+    remote_admin_listen: str = Field(
+        "unix//shared/admin.sock",
+        description="the admin address a Caddy behind an https admin gate keeps for itself: every config loaded "
+        "through the gate carries it, so the gate can still reach it",
     )
     state_dir: Path = Field(default_factory=default_state_dir, description="private state of the spawned Caddy")
     base_config: Path | None = Field(None, description="operator's Caddyfile (or .json) the servers merge into")
@@ -78,6 +92,25 @@ class Settings(BaseSettings):
     def _caddy_admin_is_an_admin_address(cls, value: str | None) -> str | None:
         return admin_listen_address(value) if value else None
 
+    @field_validator("admin_ca")
+    @classmethod
+    def _https_admin_has_its_tls_material(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if not str(info.data.get("caddy_admin") or "").startswith("https://"):
+            return value
+        given = {**info.data, "admin_ca": value}
+        missing = [f"--{n.replace('_', '-')}" for n in _MUTUAL_TLS_FILES if given.get(n) is None]
+        if missing:
+            raise ValueError(f"an https --caddy-admin needs {', '.join(missing)} (mutual TLS) too")
+        return value
+
+    @field_validator("remote_admin_listen")
+    @classmethod
+    def _remote_admin_listen_is_local_to_that_caddy(cls, value: str) -> str:
+        address = admin_listen_address(value)
+        if address.startswith("https://"):
+            raise ValueError("a Caddy's own admin address is a unix socket or loopback host:port, not https")
+        return address
+
     @field_validator("https_port")
     @classmethod
     def _https_port_is_not_the_http_port(cls, value: int, info: ValidationInfo) -> int:
@@ -99,11 +132,17 @@ class Settings(BaseSettings):
         return value
 
 
+# What an https admin address needs, in the order the error names them.
+_MUTUAL_TLS_FILES = ("admin_client_cert", "admin_client_key", "admin_ca")
+
+
 def admin_listen_address(text: str) -> str:
-    """An `--caddy-admin` value in Caddy's own notation (`unix//abs/path` or `host:port`), or a ValueError.
+    """An `--caddy-admin` value in Caddy's own notation (`unix//abs/path` or `host:port`), or `https://host:port`
+    for a Caddy behind an admin gate; a ValueError otherwise.
 
     Accepted: `unix//abs/path` (Caddy's notation; a `|mode` suffix is for Caddy's side and dropped), `host:port`
-    and `http://host:port` on a loopback address. Plain HTTP elsewhere would send private keys across a network.
+    and `http://host:port` on a loopback address, `https://host:port` anywhere. Plain HTTP elsewhere would send
+    private keys across a network.
     """
     if text.startswith("unix:"):
         raise ValueError(f"{text!r} is a URL; Caddy writes a unix socket as unix//{text.partition(':')[2].lstrip('/')}")
@@ -117,10 +156,12 @@ def admin_listen_address(text: str) -> str:
     if text.startswith("."):
         raise ValueError(f"{text!r} is a relative path; write the socket as unix//absolute/path")
     scheme, separator, rest = text.partition("://")
-    if separator and scheme != "http":
-        raise ValueError(f"expected unix//path, host:port or http://host:port, got {text!r}")
+    if separator and scheme not in ("http", "https"):
+        raise ValueError(f"expected unix//path, host:port, http://host:port or https://host:port, got {text!r}")
     address = (rest if separator else text).rstrip("/")
     host, _ = host_port(address)
+    if scheme == "https":
+        return f"https://{address}"
     if not _is_loopback(host):
         raise ValueError(f"{host} is not a loopback address: the admin API in plain HTTP only on loopback or a socket")
     return address

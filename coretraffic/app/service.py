@@ -14,8 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from coretraffic.app.wiring import admin_address, make_renderer
-from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.app.wiring import admin_client, make_renderer
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
 from coretraffic.observe.status import ApplyStats, StatusServer
@@ -42,7 +41,7 @@ async def run_driver(
     process = None if settings.caddy_admin else CaddyProcess(settings.state_dir)
     renderer = make_renderer(settings)  # before Caddy starts: a bad base config fails fast
     stats = ApplyStats()
-    target = CaddyTarget(CaddyAdmin(admin_address(settings)), renderer, process, on_result=stats.observe)
+    target = CaddyTarget(admin_client(settings), renderer, process, on_result=stats.observe)
     driver = Driver([target], [_source(settings, target.reconciler)])
     tcp_migrate_req = read_tcp_migrate_req()
     warn_when_off(tcp_migrate_req)

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 
 from coretraffic import __version__
 from coretraffic.caddy.adapt import load_base_config
-from coretraffic.caddy.admin import AdminAddress
+from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddy.admin_tls import transport_for
 from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render
@@ -27,19 +28,22 @@ def go_duration(seconds: float) -> str:
 
 def admin_address(settings: Settings) -> AdminAddress:
     """The admin API coretraffic drives: `--caddy-admin`, or the socket of the Caddy it spawns."""
+    if settings.caddy_admin and settings.caddy_admin.startswith("https://"):
+        return AdminAddress(settings.caddy_admin, own_listen=settings.remote_admin_listen)
     if settings.caddy_admin:
         return AdminAddress(settings.caddy_admin)
     return spawned_admin_address(settings.state_dir)
 
 
-def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
-    """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made).
+def admin_client(settings: Settings) -> CaddyAdmin:
+    """A client of that admin API; an https one refused here, at start, without readable mutual-TLS material."""
+    address = admin_address(settings)
+    return CaddyAdmin(address, transport_for(address, settings))
 
-    The JSON names no admin address: whoever loads it into a Caddy adds that Caddy's (`render.with_admin_listen`).
-    """
-    caddy_binary = find_caddy_binary()
-    base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
-    render_settings = RenderSettings(
+
+def renderer_settings(settings: Settings) -> RenderSettings:
+    """What render needs of the settings, durations in Go's notation."""
+    return RenderSettings(
         version=__version__,
         http_port=settings.http_port,
         https_port=settings.https_port,
@@ -52,6 +56,16 @@ def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
         upstream_fail_duration=go_duration(settings.upstream_fail_duration),
         stream_close_delay=go_duration(settings.stream_close_delay),
     )
+
+
+def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
+    """The route set -> Caddy JSON function for these settings (base config loaded, password hasher made).
+
+    The JSON names no admin address: whoever loads it into a Caddy adds that Caddy's (`render.with_admin_listen`).
+    """
+    caddy_binary = find_caddy_binary()
+    base = load_base_config(settings.base_config, caddy_binary, settings.http_port, settings.https_port)
+    render_settings = renderer_settings(settings)
     hasher = BcryptHasher(settings.bcrypt_cost)
 
     def render_routes(routes: Sequence[Route]) -> JSON:

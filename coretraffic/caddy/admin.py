@@ -1,4 +1,4 @@
-"""Caddy's admin API, over a unix socket or loopback TCP (httpx).
+"""Caddy's admin API, over a unix socket, loopback TCP, or mutual TLS to a remote Caddy's admin gate (httpx).
 
 The edge where the driver talks to the data plane: `load` a whole config, read the config back, ask whether a
 given `@id` exists, list the upstreams Caddy counts failures against. Errors are sorted into what the reconciler
@@ -10,6 +10,7 @@ retrying will not help).
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ READ_CONFIG_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 PROBE_TIMEOUT = httpx.Timeout(5.0)
 # Failures after which the request cannot have reached Caddy: anything else during a load leaves it in doubt.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# What an admin gate answers when its connection to Caddy failed: before the load reached Caddy or after, it
+# cannot tell (docs/caddy.md, "Remote admin"), so a load it answers so is in doubt.
+_GATE_LOST_IT = (502, 504)
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,41 @@ class LoadTimeout:
 
 @dataclass(frozen=True)
 class AdminAddress:
-    """Where the admin API listens, in Caddy's own notation (`unix//path` or `host:port`)."""
+    """Where the driver reaches a Caddy's admin API, and the admin address every config loaded into it carries.
+
+    `listen` is Caddy's own notation (`unix//path` or `host:port`), or `https://host:port` for a remote Caddy's
+    admin gate (docs/caddy.md, "Remote admin"): that Caddy keeps its admin API on `own_listen`, a socket the
+    gate proxies to, and a load that moved it elsewhere would cut the gate off.
+    """
 
     listen: str  # as `settings.admin_listen_address` checked and wrote it
+    own_listen: str | None = None  # behind a gate: that Caddy's own admin address; None: `listen` itself
 
     @property
     def socket_path(self) -> str | None:
         return self.listen.removeprefix("unix/") if self.listen.startswith("unix/") else None
+
+    @property
+    def is_remote(self) -> bool:
+        """Reached over mutual TLS through an admin gate."""
+        return self.listen.startswith("https://")
+
+    @property
+    def config_listen(self) -> str:
+        """The `admin.listen` of every config loaded into this Caddy (`render.with_admin_listen`)."""
+        return self.own_listen or self.listen
+
+    @property
+    def base_url(self) -> str:
+        if self.socket_path is not None:
+            return "http://localhost"
+        return self.listen if self.is_remote else f"http://{self.listen}"
+
+
+def plain_transport(address: AdminAddress) -> httpx.AsyncHTTPTransport:
+    """The connection to a local admin API (a unix socket or loopback TCP)."""
+    # verify=False: plain HTTP, and loading the CA bundle for TLS it never uses costs ~40 ms a client.
+    return httpx.AsyncHTTPTransport(uds=address.socket_path, verify=False)
 
 
 class CaddyAdmin:
@@ -59,17 +91,16 @@ class CaddyAdmin:
         *,
         load_timeout: LoadTimeout = LoadTimeout(),
     ) -> None:
-        """`transport` replaces the connection to `address` (tests: `httpx.MockTransport` as a fake Caddy)."""
+        """`transport` replaces the connection to `address`: mutual TLS for a remote one (`admin_tls.transport_for`),
+        or in tests `httpx.MockTransport` as a fake Caddy."""
         self.address = address
         self.load_timeout = load_timeout
-        socket_path = address.socket_path
-        base_url = "http://localhost" if socket_path is not None else f"http://{address.listen}"
         if transport is None:
-            # verify=False: the admin API is plain HTTP here, and loading the CA bundle for TLS it never uses
-            # costs ~40 ms a client.
-            transport = httpx.AsyncHTTPTransport(uds=socket_path, verify=False)
+            if address.is_remote:
+                raise ValueError(f"{address.listen}: a remote admin address needs its mutual-TLS transport")
+            transport = plain_transport(address)
         # No Origin header is ever sent: Caddy rejects a disallowed one.
-        self._client = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=PROBE_TIMEOUT)
+        self._client = httpx.AsyncClient(transport=transport, base_url=address.base_url, timeout=PROBE_TIMEOUT)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -87,6 +118,8 @@ class CaddyAdmin:
         except CaddyUnavailable as exc:
             if isinstance(exc.__cause__, httpx.TransportError) and not isinstance(exc.__cause__, _NOT_SENT):
                 raise LoadInDoubt(str(exc)) from exc.__cause__
+            if self.address.is_remote and exc.status in _GATE_LOST_IT:
+                raise LoadInDoubt(str(exc)) from exc
             raise
 
     async def get_config(self) -> Any:
@@ -122,10 +155,12 @@ class CaddyAdmin:
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, ssl.SSLError) as exc:
+            # ssl.SSLError: in TLS 1.3 a gate that refuses the driver's certificate says so on the first read.
             raise CaddyUnavailable(f"Caddy admin API at {self.address.listen} unreachable: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise CaddyUnavailable(f"Caddy admin API answered HTTP {response.status_code}: {_error_text(response)}")
+        status = response.status_code
+        if status >= 500:
+            raise CaddyUnavailable(f"Caddy admin API answered HTTP {status}: {_error_text(response)}", status)
         if response.status_code >= 400:
             raise CaddyRejected(response.status_code, _error_text(response))
         return response

@@ -22,6 +22,7 @@ import sysconfig
 from pathlib import Path
 
 from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.caddyjson.layout import REQUEST_ERRORS_LOGGER
 from coretraffic.errors import CaddyStartError, CaddyUnavailable
 
 log = logging.getLogger("coretraffic.caddy")
@@ -194,5 +195,14 @@ def _caddy_level(line: str) -> int:
         return logging.INFO
     if logger == "admin" and str(entry.get("address", "")).startswith("unix/") and "open interface" in str(message):
         return logging.DEBUG  # Caddy says this of every unix socket; ours is private to the 0700 state dir
+    if logger == REQUEST_ERRORS_LOGGER:
+        # Every request error (at debug: the error routes handled it): a host's upstreams failing is a warning, a
+        # refused password or a bad request is detail.
+        return logging.WARNING if _status(entry) >= 500 else logging.DEBUG
     # Caddy's info lines (start-up, each load's servers and storage) are detail: coretraffic logs its own summary.
     return {"warn": logging.WARNING, "error": logging.ERROR}.get(level, logging.DEBUG)
+
+
+def _status(entry: dict[str, object]) -> int:
+    status = entry.get("status")
+    return status if isinstance(status, int) else 500

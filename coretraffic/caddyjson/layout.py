@@ -45,7 +45,12 @@ _PEM_PAIR = re.compile(r"PEM pair (\d+)")
 _HTTPS_ROUTE = re.compile(rf"server {HTTPS_SERVER}: .*?route (\d+)")
 
 
-# Placeholders a bucket route's `map` fills per host: upstream N's address and port, read by its `a` sources.
+# The Caddy log render adds for request errors, and the Caddy logger it takes them from.
+REQUEST_ERRORS_LOG = "coretraffic_request_errors"
+REQUEST_ERRORS_LOGGER = "http.log.error"
+
+# Placeholders a bucket route's `map` fills per host: upstream N's address (and its port, where the bucket's hosts
+# do not share their ports), read by the bucket's `a` source N.
 UPSTREAM_SLOT_PREFIX = "coretraffic_upstream_"
 
 
@@ -54,7 +59,7 @@ def upstream_slot(index: int, part: str) -> str:
 
 
 def split_dial(dial: str) -> tuple[str, str]:
-    """`10.0.0.1:8080` or `[::1]:8080` -> (address without brackets, port), as a bucket's map outputs them."""
+    """`10.0.0.1:8080` or `[::1]:8080` -> (address without brackets, port), as a bucket's map and sources hold them."""
     address, _, port = dial.rpartition(":")
     return address.removeprefix("[").removesuffix("]"), port
 

@@ -18,9 +18,7 @@ import os
 import sys
 from typing import Any
 
-from coretraffic.app.parallel import validate_on_cores
-from coretraffic.app.wiring import admin_address, make_renderer
-from coretraffic.caddy.admin import AdminAddress, CaddyAdmin
+from coretraffic.app.wiring import admin_address, admin_client, make_renderer
 from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.cli.routes import required_routes
 from coretraffic.diff.plan import Plan, plan_diff
@@ -28,6 +26,7 @@ from coretraffic.diff.report import format_json, format_text
 from coretraffic.diff.unified import full_diff
 from coretraffic.errors import CaddyError, UserError
 from coretraffic.settings import Settings
+from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -45,9 +44,9 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
         # Caddy serialises its config (11 MB at 10,000 routes) while the routes are validated (about 1 s).
         validation, running = await asyncio.gather(
             validate_on_cores(document, datetime.datetime.now(datetime.UTC)),
-            _running_config(address),
+            _running_config(settings),
         )
-        desired = with_admin_listen(renderer(validation.routes), address.listen)  # as `run` would load it
+        desired = with_admin_listen(renderer(validation.routes), address.config_listen)  # as `run` would load it
     except (UserError, CaddyError, json.JSONDecodeError) as exc:  # the last: Caddy's answer was not JSON
         print(f"coretraffic: diff: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
@@ -56,8 +55,8 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
     return EXIT_CHANGES if plan.has_changes else EXIT_SAME
 
 
-async def _running_config(address: AdminAddress) -> Any:
-    admin = CaddyAdmin(address)
+async def _running_config(settings: Settings) -> Any:
+    admin = admin_client(settings)
     try:
         return await admin.get_config()
     finally:

@@ -21,7 +21,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from coretraffic import __version__
-from coretraffic.app.parallel import validate_on_cores
 from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, make_renderer
 from coretraffic.caddyjson.redact import redact
@@ -34,6 +33,7 @@ from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.logs import setup_logging
 from coretraffic.observe.status import fetch_status, status_text
 from coretraffic.settings import Settings, default_state_dir
+from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
 
 EXIT_USAGE = 2
@@ -49,13 +49,14 @@ _UPSTREAMS = (
     "upstream_fail_duration",
     "stream_close_delay",
 )
+_ADMIN = ("caddy_admin", "admin_client_cert", "admin_client_key", "admin_ca", "remote_admin_listen")
 _DATA_PLANE = ("base_config", "http_port", "https_port", "listen_host", "http3", "ocsp_stapling", *_UPSTREAMS)
 _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "run": tuple(Settings.model_fields),
     "demo": ("state_dir", *_DATA_PLANE, "bcrypt_cost", "log_level", "log_format", "status_addr"),
     "check": ("routes",),
-    "render": ("routes", "caddy_admin", "state_dir", *_DATA_PLANE, "bcrypt_cost"),
-    "diff": ("routes", "caddy_admin", "state_dir", *_DATA_PLANE),
+    "render": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE, "bcrypt_cost"),
+    "diff": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE),
     "status": ("status_addr",),
 }
 
@@ -202,7 +203,7 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
     # As `run` would load it: with the admin address of the Caddy it drives.
-    config: Any = with_admin_listen(make_renderer(settings)(validation.routes), admin_address(settings).listen)
+    config: Any = with_admin_listen(make_renderer(settings)(validation.routes), admin_address(settings).config_listen)
     if not args.show_secrets:
         config = redact(config)
     print(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False))

@@ -13,10 +13,10 @@ import hashlib
 import ipaddress
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar
 
 import idna
 from cryptography import x509
@@ -31,6 +31,7 @@ from coretraffic.errors import FieldError
 Severity = Literal["error", "warning"]
 P = ParamSpec("P")
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # used with fullmatch: '$' would allow a final \n
 # What Go's crypto/tls accepts; cryptography also parses DSA and Ed448 keys, which Caddy would reject.
@@ -105,7 +106,64 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
 
     Raises `RouteSetError` only when the document as a whole is unusable.
     """
-    return assemble(validate_configs(route_set_items(document), now))
+    configs = route_set_items(document)
+    _begin_route_set()
+    return assemble(validate_configs(configs, now))
+
+
+def known(raw: Any) -> bool:
+    """Whether this config's result is kept from the route set being validated or the one before it."""
+    key = _content_key(raw)
+    return key is not None and _validated_contents.holds(key)
+
+
+def keep_results(configs: Sequence[Any], outcomes: Outcomes) -> None:
+    """Begin a route set whose configs were checked elsewhere (`validate_configs` in forked workers): their
+    results are kept as if checked here, so that the next set finds them."""
+    _begin_route_set()
+    for raw, route in zip(configs, outcomes.routes, strict=True):
+        key = _content_key(raw)
+        if route is not None and key is not None:
+            _validated_contents.keep(key, route)
+            _checked_pairs.keep((key[4], key[3]), route.certificate)
+
+
+def _begin_route_set() -> None:
+    for cache in _SET_CACHES:
+        cache.next_set()
+
+
+class _SetCache(Generic[K, T]):
+    """Results of the configs of the route set being validated and of the set before it, by content.
+
+    Coreflow resends every unchanged host with every update, so a result is wanted again by the next set or not
+    at all. Two sets' worth holds every host's result whatever the set's size, and lets go of hosts that left; a
+    fixed-size LRU smaller than the set evicts each entry just before the next set asks for it (16,384 entries
+    made every set of 30,000 hosts validate cold). A failed check (an exception) is not kept.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[K, T] = {}
+        self._previous: dict[K, T] = {}
+
+    def get(self, key: K, compute: Callable[[K], T]) -> T:
+        if key in self._current:
+            return self._current[key]
+        value = self._previous.pop(key) if key in self._previous else compute(key)
+        self._current[key] = value
+        return value
+
+    def holds(self, key: K) -> bool:
+        return key in self._current or key in self._previous
+
+    def keep(self, key: K, value: T) -> None:
+        """`value` for `key` in this set, unless the set has one already (the first config for a host wins)."""
+        self._previous.pop(key, None)
+        self._current.setdefault(key, value)
+
+    def next_set(self) -> None:
+        """A new route set begins: what the last one did not ask for again is let go."""
+        self._previous, self._current = self._current, {}
 
 
 @dataclass
@@ -191,7 +249,7 @@ def _pydantic_problems(label: str, exc: ValidationError) -> list[Problem]:
 
 def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]]:
     key = _content_key(raw)
-    route = _validate_content(key) if key is not None else _validate_config(raw)
+    route = _validated_contents.get(key, _validate_content) if key is not None else _validate_config(raw)
     certificate = route.certificate
     warnings = []
     if now < certificate.not_before:
@@ -229,7 +287,6 @@ def _content_key(raw: Any) -> _ContentKey | None:
     return (name, tuple(ips), tuple(ports), key, cert, auth_key)  # type: ignore[return-value]
 
 
-@functools.lru_cache(maxsize=16384)
 def _validate_content(key: _ContentKey) -> Route:
     name, ips, ports, private_key, public_key, auth = key
     raw: dict[str, Any] = {
@@ -387,9 +444,13 @@ def _name_covers(pattern: str, host: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=16384)
 def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
     """Parse both PEMs and prove they belong together. Cached: the same pair comes in every route set."""
+    return _checked_pairs.get((certificate_pem, key_pem), _check_pem_pair)
+
+
+def _check_pem_pair(pair: tuple[str, str]) -> Certificate:
+    certificate_pem, key_pem = pair
     if any(kind != "CERTIFICATE" for kind in _PEM_BLOCK.findall(certificate_pem)):
         # A private key pasted here would otherwise travel on as if it were public.
         raise FieldError("publicKey", "must hold only CERTIFICATE blocks (it holds another kind, e.g. a key)")
@@ -426,6 +487,11 @@ def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
         not_after=leaf.not_valid_after_utc,
         chain_pem="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain),
     )
+
+
+_validated_contents: _SetCache[_ContentKey, Route] = _SetCache()
+_checked_pairs: _SetCache[tuple[str, str], Certificate] = _SetCache()
+_SET_CACHES = (_validated_contents, _checked_pairs)
 
 
 def _check_chain_order(chain: Sequence[x509.Certificate]) -> None:

@@ -17,6 +17,7 @@ locks and await Caddy's admin API directly, and four read-only paths do not warr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import json
@@ -24,6 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -60,6 +62,8 @@ _MAX_HEADER_LINES = 100
 # Loads take 2 ms (10 routes) to 2.4 s (10,000 routes) on a quiet box, minutes when Caddy struggles.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/status")
+_HOSTS_SHOWN = 10  # per failing upstream address in /status; all of them count
+_HOST_SERIES_MAX = 100  # hosts with a failing upstream labelled in /metrics: bounded, whatever fails
 # A client that goes away, is too slow, or sends something that is not a small HTTP/1.x request head.
 _DROPPED = (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
 T = TypeVar("T")
@@ -94,12 +98,24 @@ class ApplyStats:
             self.serving_hosts = len(result.applied_hosts)
 
 
+@dataclass(frozen=True)
+class FailingUpstream:
+    address: str  # ip:port as Caddy dials it
+    fails: int  # failures Caddy currently counts against it
+    hosts: tuple[str, ...]  # the hosts of the applied set that use it
+
+    def document(self) -> dict[str, Any]:
+        shown = list(self.hosts[:_HOSTS_SHOWN])
+        return {"address": self.address, "fails": self.fails, "hosts": shown, "hosts_total": len(self.hosts)}
+
+
 class _DriverCollector:
     """Metrics read from the running parts at scrape time, so the parts never depend on Prometheus."""
 
     def __init__(self, view: DriverView, stats: ApplyStats) -> None:
         self._view = view
         self._stats = stats
+        self.failing_upstreams: list[FailingUpstream] | None = None  # read just before each scrape; None: not read
 
     def collect(self) -> Iterable[Metric]:
         stats, target = self._stats, _the_one(self._view.targets)
@@ -141,11 +157,30 @@ class _DriverCollector:
             )
         for source in self._view.sources:
             yield from map(_metric, source.readings())
+        if self.failing_upstreams is not None:
+            yield from _failing_upstream_metrics(self.failing_upstreams)
         marker = target.applied_marker
         if marker is not None:
             yield InfoMetricFamily(
                 "coretraffic_config", "The config marker @id Caddy was last given", {"config_id": marker}
             )
+
+
+def _failing_upstream_metrics(failing: list[FailingUpstream]) -> Iterable[Metric]:
+    yield _gauge(
+        "coretraffic_failing_upstreams",
+        "Upstream addresses Caddy currently counts failures against (out of the selection for the fail duration)",
+        len(failing),
+    )
+    per_host = collections.Counter(host for upstream in failing for host in upstream.hosts)
+    by_host = GaugeMetricFamily(
+        "coretraffic_host_failing_upstreams",
+        f"Failing upstream addresses per host (the {_HOST_SERIES_MAX} hosts with most)",
+        labels=["host"],
+    )
+    for host, count in sorted(per_host.items(), key=lambda item: (-item[1], item[0]))[:_HOST_SERIES_MAX]:
+        by_host.add_metric([host], count)
+    yield by_host
 
 
 def _the_one(parts: Sequence[T]) -> T:
@@ -174,7 +209,8 @@ class StatusServer:
         self._stats = stats
         self._tcp_migrate_req = tcp_migrate_req
         self._registry = stats.registry
-        self._registry.register(_DriverCollector(view, stats))
+        self._collector = _DriverCollector(view, stats)
+        self._registry.register(self._collector)
         self._registry.register(MigrateReqCollector(tcp_migrate_req))
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self._registry.register(standard)
@@ -226,6 +262,8 @@ class StatusServer:
                 ready = f"ready: caddy runs config {self._target.applied_marker}"
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK, problem or ready)
             case "/metrics":
+                failing, problem = await self._failing_upstreams()
+                self._collector.failing_upstreams = None if problem else failing
                 return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._registry)
             case "/status":
                 document = await self.status_document()
@@ -263,22 +301,24 @@ class StatusServer:
             return f"caddy admin API does not answer: {exc or 'timeout'}"
         return "" if runs else "caddy does not run the applied config (it is being re-applied)"
 
-    async def _failing_upstreams(self) -> dict[str, Any]:
+    async def _failing_upstreams(self) -> tuple[list[FailingUpstream], str]:
         """The upstream addresses Caddy currently counts failures against (passive health: out of the selection
         for the fail duration), or why they could not be read."""
         try:
             async with asyncio.timeout(CADDY_PROBE_TIMEOUT_S):
                 listed = await self._target.upstreams()
         except (TimeoutError, CaddyUnavailable, CaddyRejected) as exc:
-            return {"failing": [], "problem": str(exc) or "timeout"}
+            return [], str(exc) or "timeout"
         failing = [
-            {"address": str(u.get("address")), "fails": int(u.get("fails") or 0)} for u in listed if u.get("fails")
+            FailingUpstream(str(u.get("address")), int(u.get("fails") or 0), tuple(u.get("hosts", ())))
+            for u in listed
+            if u.get("fails")
         ]
-        return {"failing": sorted(failing, key=lambda u: u["address"]), "problem": ""}
+        return sorted(failing, key=lambda u: u.address), ""
 
     async def status_document(self) -> dict[str, Any]:
         stats, target = self._stats, self._target
-        caddy_problem, not_ready, upstreams = await asyncio.gather(
+        caddy_problem, not_ready, (failing, upstreams_problem) = await asyncio.gather(
             self._caddy_problem(), self._not_ready(), self._failing_upstreams()
         )
         caddy: dict[str, Any] = {
@@ -316,7 +356,7 @@ class StatusServer:
                 "warnings": [str(p) for p in last.warnings],
             },
             "caddy": caddy,
-            "upstreams": upstreams,
+            "upstreams": {"failing": [u.document() for u in failing], "problem": upstreams_problem},
             "source": _the_one(self._view.sources).description(),
             "kernel": {"tcp_migrate_req": self._tcp_migrate_req},
         }
@@ -391,7 +431,7 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
     if upstreams["problem"]:
         yield f"upstreams: not read: {upstreams['problem']}"
     elif upstreams["failing"]:
-        failing = ", ".join(f"{u['address']} ({u['fails']} fails)" for u in upstreams["failing"])
+        failing = ", ".join(map(_failing_upstream_text, upstreams["failing"]))
         yield f"upstreams: {len(upstreams['failing'])} failing: {failing}"
     migrate = doc["kernel"]["tcp_migrate_req"]
     effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
@@ -411,3 +451,11 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
         if problems:
             yield f"{title}:"
             yield from (f"  {problem}" for problem in problems)
+
+
+def _failing_upstream_text(upstream: dict[str, Any]) -> str:
+    """One entry of `/status`'s `upstreams.failing` as `coretraffic status` prints it."""
+    hosts = ", ".join(upstream["hosts"])
+    more = upstream["hosts_total"] - len(upstream["hosts"])
+    hosts += f" and {more} more" if more > 0 else ""
+    return f"{upstream['address']} ({counted(upstream['fails'], 'fail')}{'; ' + hosts if hosts else ''})"

@@ -53,7 +53,8 @@ class TargetView(Protocol):
     async def has_id(self, object_id: str) -> bool: ...
 
     async def upstreams(self) -> list[dict[str, Any]]:
-        """Caddy's upstream addresses with their current fail counts (`address`, `num_requests`, `fails`)."""
+        """Caddy's upstream addresses with their current fail counts (`address`, `num_requests`, `fails`) and the
+        hosts of the applied set that use each (`hosts`)."""
         ...
 
 

@@ -92,6 +92,14 @@ class _Applied:
     marker: str | None
     etag: str
 
+    @functools.cached_property
+    def hosts_by_upstream(self) -> dict[str, tuple[str, ...]]:
+        by_upstream: dict[str, list[str]] = {}
+        for route in self.validation.routes:
+            for dial in route.upstreams:
+                by_upstream.setdefault(dial, []).append(route.host)
+        return {dial: tuple(hosts) for dial, hosts in by_upstream.items()}
+
 
 class Reconciler:
     def __init__(
@@ -151,6 +159,10 @@ class Reconciler:
     def foreign_parts(self) -> tuple[str, ...]:
         """The servers and apps in Caddy that are not coretraffic's and are carried over, as last read."""
         return tuple(sorted(self._foreign or ()))
+
+    def hosts_of_upstream(self, address: str) -> tuple[str, ...]:
+        """The hosts of the set last applied that have `address` (`ip:port`) among their upstreams."""
+        return self._applied.hosts_by_upstream.get(address, ()) if self._applied else ()
 
     @property
     def applied_marker(self) -> str | None:
@@ -256,7 +268,7 @@ class Reconciler:
         # more than the rendering itself (BENCHMARKS.md). Nothing here makes cycles worth collecting.
         gc.disable()
         try:
-            config = with_admin_listen(self._render(routes), self._admin.address.listen)
+            config = with_admin_listen(self._render(routes), self._admin.address.config_listen)
             config, left_out = keep_foreign(config, foreign)
             return config, serialise(config), left_out
         finally:

@@ -89,4 +89,5 @@ class CaddyTarget:
         return await self.admin.has_id(object_id)
 
     async def upstreams(self) -> list[dict[str, Any]]:
-        return await self.admin.upstreams()
+        listed = await self.admin.upstreams()
+        return [{**u, "hosts": self.reconciler.hosts_of_upstream(str(u.get("address")))} for u in listed]

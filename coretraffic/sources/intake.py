@@ -9,8 +9,8 @@ import datetime
 import logging
 from typing import Any
 
-from coretraffic.core.validate import validate_route_set
 from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
+from coretraffic.sources.parallel import validate_on_cores
 
 log = logging.getLogger("coretraffic")
 
@@ -21,8 +21,9 @@ async def submit_route_set(reconciler: Reconciler, document: Any) -> asyncio.Fut
     Raises `RouteSetError` (and queues nothing) when the document as a whole is unusable.
     """
     now = datetime.datetime.now(datetime.UTC)
-    # PEM parsing is CPU work: off the event loop, so heartbeats and health checks stay answered.
-    validation = await asyncio.to_thread(validate_route_set, document, now)
+    # PEM parsing is CPU work: off the event loop (in a thread, or in forked workers for a mostly new set), so
+    # heartbeats and health checks stay answered.
+    validation = await validate_on_cores(document, now)
     for problem in validation.problems:
         level = logging.WARNING if problem.severity == "warning" else logging.ERROR
         log.log(level, "route %s: %s", problem.severity, problem)

@@ -20,9 +20,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 KeyType = Literal["ec", "rsa"]
+# What a leaf may be used for (its Extended Key Usage): a TLS server, a TLS client, or (None) anything.
+Usage = Literal["server", "client"] | None
+_USAGE_OIDS = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
 
 
 def new_key(key_type: KeyType = "ec") -> CertificateIssuerPrivateKeyTypes:
@@ -116,8 +119,13 @@ class DemoCA:
         not_after: datetime.datetime | None = None,
         key: CertificateIssuerPrivateKeyTypes | None = None,
         key_type: KeyType = "ec",
+        usage: Usage = None,
     ) -> IssuedCertificate:
-        """A leaf for `names`; with `key`, for that key (say one RSA key reused, as generating one is slow)."""
+        """A leaf for `names`; with `key`, for that key (say one RSA key reused, as generating one is slow).
+
+        `usage` limits it to TLS servers or TLS clients (Extended Key Usage): Go refuses a server-only certificate
+        presented as a client's, so the admin gate's own certificate cannot drive another gate.
+        """
         names = list(names)
         key = key or new_key(key_type)
         issuer, signer = self._signer()
@@ -133,6 +141,8 @@ class DemoCA:
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
         )
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([_USAGE_OIDS[usage]]), critical=False)
         leaf = self._leaf_extensions(builder).sign(signer, hashes.SHA256())
         return IssuedCertificate(_pem([leaf, *self._chain()]), _pem_key(key))
 
@@ -189,7 +199,11 @@ def demo_route(
     key: CertificateIssuerPrivateKeyTypes | None = None,
 ) -> dict[str, Any]:
     """A config in Coreflow's wire format for `host`, proxied to 127.0.0.1:`upstream_port` (`key`: as `issue`)."""
-    issued = ca.issue([host], key_type=key_type, key=key)
+    return route_config(host, ca.issue([host], key_type=key_type, key=key), upstream_port)
+
+
+def route_config(host: str, issued: IssuedCertificate, upstream_port: int) -> dict[str, Any]:
+    """A config in Coreflow's wire format for `host` with the certificate `issued`, proxied to 127.0.0.1."""
     return {
         "hostName": host,
         "destinationIps": ["127.0.0.1"],

@@ -68,8 +68,8 @@ async def bed(caddy: CaddyProcess, admin: CaddyAdmin, short_tmp: Path) -> AsyncI
     """The spawned Caddy with a static upstream in a Caddy of its own: a Python upstream would share the test's
     CPU (and GIL) with the load client and the reconciler, and be what gives first; an upstream inside the Caddy
     under test would have its connections closed by every reload, which a real upstream does not."""
-    upstream, port = await start_upstream(short_tmp / "upstream")
-    yield Bed(caddy, admin, port)
+    upstream, ports = await start_upstream(short_tmp / "upstream")
+    yield Bed(caddy, admin, ports)
     await upstream.stop()
 
 

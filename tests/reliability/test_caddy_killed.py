@@ -118,7 +118,7 @@ async def external(short_tmp: Path) -> AsyncIterator[ExternalCaddy]:
 
 @pytest.fixture
 async def upstream_port(short_tmp: Path) -> AsyncIterator[int]:
-    process, port = await start_upstream(short_tmp / "upstream")
+    process, (port,) = await start_upstream(short_tmp / "upstream", listeners=1)
     yield port
     await process.stop()
 

@@ -68,7 +68,7 @@ async def route_changes(changes: int, websockets: int, workers: int) -> RouteCha
         admin = CaddyAdmin(caddy.admin_address)
         try:
             async with echo_upstream() as echo_port:
-                bed = Bed(caddy, admin, echo_port)
+                bed = Bed(caddy, admin, [echo_port])
 
                 def renderer(routes: Sequence[Route]) -> JSON:
                     config = render(routes, bed.settings, BaseConfig(), bed.hasher)

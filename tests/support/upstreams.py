@@ -1,5 +1,6 @@
-"""Upstreams that fail on purpose, on 127.0.0.1: refused, frozen (accepts, never answers), closing after reading
-the request, or answering; each counts what it received, so a test can tell whether a request was sent twice."""
+"""Upstreams that fail on purpose, on a loopback address (127.0.0.1 unless told): refused, frozen (accepts, never
+answers), closing after reading the request, slow, or answering; each counts what it received, so a test can tell
+whether a request was sent twice."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from tests.support.ports import free_port
 
 @dataclass
 class Upstream:
-    """An HTTP/1.1 upstream whose `behaviour` is `ok` (200 naming its port), `freeze` or `close_after_read`."""
+    """An HTTP/1.1 upstream whose `behaviour` is `ok` (200 naming its port, after `delay` seconds), `freeze` or
+    `close_after_read`."""
 
     behaviour: str = "ok"
+    delay: float = 0.0
+    address: str = "127.0.0.1"
+    listen_port: int = 0  # 0: any free port
     received: list[tuple[str, bytes]] = field(default_factory=list)  # (method, body) of every request read
     _server: asyncio.Server | None = None
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -25,7 +30,7 @@ class Upstream:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> Upstream:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.address, self.listen_port)
         return self
 
     async def stop(self) -> None:
@@ -57,6 +62,8 @@ class Upstream:
                 self.received.append((method, await reader.readexactly(length)))
                 if self.behaviour == "close_after_read":
                     return
+                if self.delay:
+                    await asyncio.sleep(self.delay)  # a slow application, not synchronisation
                 body = str(self.port).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()

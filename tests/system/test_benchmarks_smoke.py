@@ -36,6 +36,8 @@ def test_smoke_run_prints_every_measurement() -> None:
     assert [m.split(",")[0].split(" /")[0] for m in measured] == [
         "worst host",
         "authed",
+        "1 of 3 upstreams dead",
+        "1 of 3 upstreams dead",
         "Caddy RSS after 5 reloads under traffic",
         "WebSockets echoing after 5 reloads",
         "Caddy RSS with 10 WebSockets across 5 reloads",
@@ -44,5 +46,11 @@ def test_smoke_run_prints_every_measurement() -> None:
         "`coretraffic diff`",
         "/load of CA-issued",
         "update-to-serving",
+        "/load through the mTLS admin gate",
+        *("update-to-serving", "driver CPU", "cold start") * 2,  # the rows of `--scale`, on two small sizes
+        "`coretraffic diff`",
+        "raw",  # raw /load growth between the sizes
+        "raw",  # RSA-only against EC
     ], completed.stdout
     assert " 0 failed" in completed.stdout  # no request lost to the reloads
+    assert completed.stdout.count("; 0 of ") == 2, completed.stdout  # no request lost to the dead upstream

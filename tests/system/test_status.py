@@ -22,8 +22,10 @@ from coretraffic.observe.listener_handover import METRIC_VALUES, read_tcp_migrat
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.coreflow import Peer
+from tests.support.dataplane import https_get
 from tests.support.driver import Driver, caddy_pids
-from tests.support.ports import free_port
+from tests.support.ports import Ports, free_port
+from tests.support.upstreams import refused_port
 from tests.support.waiting import wait_until
 
 MISMATCH = "broken.example.test: privateKey: does not match the certificate"
@@ -185,6 +187,38 @@ async def test_a_broken_routes_file_shows_in_status_and_metrics_until_a_good_one
         await wait_until(lambda: _not(problem_shown), 10, "the problem cleared")
         assert await status.metric("coretraffic_source_failing") == 0
         assert await status.metric("coretraffic_source_errors_total") == 2
+    finally:
+        assert driver.stop() == 0
+
+
+async def test_a_failing_upstream_shows_with_its_hosts_in_status_metrics_and_the_command(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, run_args: list[str], status: Status, ports: Ports
+) -> None:
+    dead = refused_port()
+    routes = short_tmp / "routes.json"
+    shared = [{**demo_route(ca, f"{name}.example.test", upstream.port), "destinationPorts": [dead, upstream.port]}
+              for name in ("a", "b")]  # fmt: skip
+    routes.write_text(json.dumps([*shared, demo_route(ca, "c.example.test", upstream.port)]))
+    # A long fail duration: the failure must still be counted when the test reads it.
+    driver = Driver([*run_args, "--routes", str(routes), "--upstream-fail-duration", "120"])
+    try:
+        await wait_until(lambda: _is(200, status, "/readyz"), 30, "ready")
+        assert (await status.document())["upstreams"] == {"failing": [], "problem": ""}
+        for _ in range(2):  # round robin: one of the two tries the dead upstream first
+            assert (await https_get(ca, ports.https, "a.example.test")).status_code == 200
+
+        failing = (await status.document())["upstreams"]["failing"]
+        address = f"127.0.0.1:{dead}"
+        assert failing == [{"address": address, "fails": 1, "hosts": ["a.example.test", "b.example.test"],
+                            "hosts_total": 2}]  # fmt: skip
+        metrics = await status.metrics()
+        assert metrics["coretraffic_failing_upstreams"] == 1
+        assert metrics['coretraffic_host_failing_upstreams{host="a.example.test"}'] == 1
+        assert metrics['coretraffic_host_failing_upstreams{host="b.example.test"}'] == 1
+        assert 'coretraffic_host_failing_upstreams{host="c.example.test"}' not in metrics
+        printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
+        line = f"upstreams: 1 failing: {address} (1 fail; a.example.test, b.example.test)"
+        assert line in printed.stdout.splitlines(), printed.stdout
     finally:
         assert driver.stop() == 0
 

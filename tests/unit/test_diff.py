@@ -115,32 +115,42 @@ def rendered(hosts: list[str], version: str = "1.2.3") -> tuple[JSON, Validation
 
 
 def bucketed(config: JSON, hosts: list[str], upstreams: dict[str, list[str]]) -> JSON:
-    """`config` with `hosts` moved into one shared route whose `map` handler picks each host's upstreams."""
+    """`config` with `hosts` moved into shared routes (one per port list) whose `map` handler picks each host's
+    upstream addresses for the proxy's `a` sources, which hold the ports."""
     bucketed = copy.deepcopy(config)
     routes = bucketed["apps"]["http"]["servers"][HTTPS_SERVER]["routes"]
     template = next(r for r in routes if r.get("@id") == route_id(hosts[0]))
     shared_handlers = [h for h in template["handle"] if h["handler"] != "reverse_proxy"]
-    bucket = {
-        "match": [{"host": hosts}],
-        "handle": [
-            {
-                "handler": "map",
-                "source": "{http.request.host}",
-                "destinations": ["{slot_0_address}", "{slot_0_port}"],
-                "mappings": [
-                    {"@id": route_id(h), "input": h, "outputs": [p for u in upstreams[h] for p in split_dial(u)]}
-                    for h in hosts
-                ],
-            },
-            *shared_handlers,
-            {
-                "handler": "reverse_proxy",
-                "dynamic_upstreams": {"source": "a", "name": "{slot_0_address}", "port": "{slot_0_port}"},
-            },
-        ],
-    }
+    by_ports: dict[tuple[str, ...], list[str]] = {}
+    for host in hosts:
+        by_ports.setdefault(tuple(split_dial(u)[1] for u in upstreams[host]), []).append(host)
+    buckets = [
+        {
+            "match": [{"host": members}],
+            "handle": [
+                {
+                    "handler": "map",
+                    "source": "{http.request.host}",
+                    "destinations": [f"{{slot_{i}}}" for i in range(len(ports))],
+                    "mappings": [
+                        {"@id": route_id(h), "input": h, "outputs": [split_dial(u)[0] for u in upstreams[h]]}
+                        for h in members
+                    ],
+                },
+                *shared_handlers,
+                {
+                    "handler": "reverse_proxy",
+                    "dynamic_upstreams": {
+                        "source": "multi",
+                        "sources": [{"source": "a", "name": f"{{slot_{i}}}", "port": p} for i, p in enumerate(ports)],
+                    },
+                },
+            ],
+        }
+        for ports, members in by_ports.items()
+    ]
     kept = [r for r in routes if r.get("@id") not in {route_id(h) for h in hosts}]
-    bucketed["apps"]["http"]["servers"][HTTPS_SERVER]["routes"] = [bucket, *kept]
+    bucketed["apps"]["http"]["servers"][HTTPS_SERVER]["routes"] = [*buckets, *kept]
     return bucketed
 
 

@@ -29,8 +29,9 @@ from coretraffic.caddyjson.tree import set_in
 from coretraffic.core.validate import BasicAuth, Certificate, Route
 
 SETTINGS = RenderSettings("1.2.3")
-# Far fewer hosts per bucket than in production, so that the bucketed set spreads over several buckets.
-BUCKETED = dataclasses.replace(SETTINGS, bucket_size=7)
+# Far fewer hosts per bucket than in production, so that the bucketed set spreads over several buckets (and a port
+# list needs only two hosts to get buckets of its own).
+BUCKETED = dataclasses.replace(SETTINGS, bucket_size=8)
 NO_CERTIFICATE = Certificate("", (), datetime.datetime.min, datetime.datetime.max, "")  # render never reads it
 PEM_ERROR = "loading app modules: module name 'tls': provision tls: loading certificates: PEM pair {}: bad data"
 ROUTE_ERROR = (
@@ -43,10 +44,10 @@ def hash_password(auth: BasicAuth) -> str:
     return f"$2b$04$hash-of-{auth.user}-{auth.password}"
 
 
-def route(host: str, upstreams: int = 1, user: str | None = None) -> Route:
+def route(host: str, upstreams: int = 1, user: str | None = None, first_port: int = 800) -> Route:
     return Route(
         host=host,
-        upstreams=tuple(f"10.0.{len(host)}.{i}:80{i}" for i in range(upstreams)),
+        upstreams=tuple(f"10.0.{len(host)}.{i}:{first_port + i}" for i in range(upstreams)),
         certificate_pem=f"chain of {host}",
         private_key_pem=f"key of {host}",
         certificate=NO_CERTIFICATE,
@@ -55,9 +56,13 @@ def route(host: str, upstreams: int = 1, user: str | None = None) -> Route:
 
 
 def mixed_set(plain: int) -> list[Route]:
-    """`plain` hosts with one to three upstreams, plus hosts with basic auth and a wildcard host."""
+    """`plain` hosts with one to three upstreams, a quarter of them on ports no other host uses, plus hosts with
+    basic auth and a wildcard host."""
     return [
-        *(route(f"p{i:02}.example.test", upstreams=1 + i % 3) for i in range(plain)),
+        *(
+            route(f"p{i:02}.example.test", 1 + i % 3, first_port=900 + 10 * i if i % 4 == 0 else 800)
+            for i in range(plain)
+        ),
         route("auth.example.test", upstreams=2, user="alice"),
         route("solo-auth.example.test", user="bob"),
         route("*.wild.example.test", upstreams=3),
@@ -88,10 +93,35 @@ def test_a_rendered_set_reads_back_as_it_was_rendered(routes: list[Route], setti
 
 def test_the_bucketed_set_does_share_routes() -> None:
     """Guards the round trip above: its bucketed case must really put plain hosts into map entries."""
-    view = read_config(render(mixed_set(40), BUCKETED, BaseConfig(), hash_password))
+    config = render(mixed_set(40), BUCKETED, BaseConfig(), hash_password)
+    view = read_config(config)
     in_a_map = {host for host, state in view.hosts.items() if "outputs" in state.node}
     assert in_a_map == {f"p{i:02}.example.test" for i in range(40)}
     assert len({state.path[:6] for host, state in view.hosts.items() if host in in_a_map}) > 3  # several buckets
+    sources = [
+        source
+        for r in config["apps"]["http"]["servers"][HTTPS_SERVER]["routes"]
+        for h in r["handle"]
+        if "dynamic_upstreams" in h
+        for source in h["dynamic_upstreams"]["sources"]
+    ]
+    # Both bucket forms: ports shared by the bucket's hosts as constants, and ports mapped per host.
+    assert {source["port"].startswith("{") for source in sources} == {True, False}
+
+
+def test_hosts_whose_upstreams_are_all_ip_addresses_share_buckets_and_dns_names_keep_their_own_route() -> None:
+    dials = {  # written as validation writes them
+        "v4.example.test": ("10.0.0.1:80", "10.0.0.2:80"),
+        "v6.example.test": ("[2001:db8::1]:80",),
+        "zone.example.test": ("[fe80::1%eth0]:80",),
+        "name.example.test": ("backend.svc.test:80",),
+        "digit-label.example.test": ("db1.internal:80",),
+        "mixed.example.test": ("10.0.0.3:80", "backend.svc.test:80"),
+    }
+    routes = [dataclasses.replace(route(host), upstreams=upstreams) for host, upstreams in dials.items()]
+    view = read_config(render([*mixed_set(20), *routes], BUCKETED, BaseConfig(), hash_password))
+    in_a_map = {host for host in dials if "outputs" in view.hosts[host].node}
+    assert in_a_map == {"v4.example.test", "v6.example.test", "zone.example.test"}
 
 
 def with_base_certificate(config: JSON) -> JSON:

@@ -1,4 +1,4 @@
-"""`coretraffic.app.parallel`: validation spread over forked workers gives exactly what `validate_route_set` gives.
+"""`coretraffic.sources.parallel`: validation spread over forked workers gives exactly what `validate_route_set` gives.
 
 Real worker processes (fork); `min_slice` is lowered so that a set of a few dozen configs is split.
 """
@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from coretraffic.app import parallel
 from coretraffic.core.validate import validate_route_set
 from coretraffic.errors import RouteSetError
+from coretraffic.sources import parallel
 from coretraffic.testing.pki import DemoCA, demo_route
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -22,7 +22,7 @@ NOW = datetime.datetime.now(datetime.UTC)
 pytestmark = pytest.mark.skipif(parallel._usable_cores() < 2, reason="needs two cores to fork workers")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def mixed_set() -> list[Any]:
     """Good hosts, with rejected configs and duplicates spread over every slice (positions matter in messages)."""
     ca = DemoCA("parallel test CA")
@@ -41,8 +41,31 @@ def mixed_set() -> list[Any]:
 def test_workers_give_the_same_validation_as_one_process(mixed_set: list[Any]) -> None:
     serial = validate_route_set(mixed_set, NOW)
     assert any(p.host.startswith("#") for p in serial.problems) and any("duplicate" in p.message for p in serial.errors)
+    forget_earlier_sets()  # or the set is known, and validated without workers
     spread = asyncio.run(parallel.validate_on_cores(mixed_set, NOW, min_slice=5))
     assert spread == serial
+    assert all(a is not b for a, b in zip(spread.routes, serial.routes, strict=True))  # made by the workers
+
+
+def forget_earlier_sets() -> None:
+    """Validation keeps the results of the last set and the one before: two empty sets let go of everything."""
+    validate_route_set([], NOW)
+    validate_route_set([], NOW)
+
+
+def test_what_workers_validated_is_known_to_the_next_set(mixed_set: list[Any]) -> None:
+    spread = asyncio.run(parallel.validate_on_cores(mixed_set, NOW, min_slice=5))
+    again = validate_route_set([dict(config) for config in mixed_set], NOW)
+    assert again == spread
+    assert all(a is b for a, b in zip(again.routes, spread.routes, strict=True))  # found, not validated again
+
+
+def test_a_known_set_is_validated_here_without_workers() -> None:
+    ca = DemoCA("parallel test CA")
+    good = [demo_route(ca, f"h{i}.example.test", 9000 + i) for i in range(30)]  # rejected ones are never known
+    known = validate_route_set(good, NOW)
+    again = asyncio.run(parallel.validate_on_cores(good, NOW, min_slice=5))
+    assert all(a is b for a, b in zip(again.routes, known.routes, strict=True))  # workers would send copies
 
 
 def test_reverse_configs_object_and_its_errors_are_as_in_validate(mixed_set: list[Any]) -> None:

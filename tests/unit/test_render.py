@@ -23,6 +23,7 @@ from coretraffic.caddyjson.layout import (
     HTTP_SERVER,
     HTTPS_SERVER,
     NOT_FOUND_ID,
+    REQUEST_ERRORS_LOG,
     VERSION_HEADER,
     certificate_owners,
     config_id,
@@ -284,7 +285,8 @@ def test_base_config_is_merged() -> None:
     assert http_app["grace_period"] == 5000000000
     assert set(http_app["servers"]) == {"srv1", HTTP_SERVER, HTTPS_SERVER}  # the sentinel's server is gone
     assert http_app["servers"]["srv1"]["listen"] == [":9000"]
-    assert config["logging"] == {"logs": {"default": {"level": "WARN"}}}
+    assert config["logging"]["logs"]["default"] == {"level": "WARN"}  # the operator's log, beside render's own
+    assert set(config["logging"]["logs"]) == {"default", REQUEST_ERRORS_LOG}
     for name in (HTTP_SERVER, HTTPS_SERVER):
         assert http_app["servers"][name]["read_header_timeout"] == 10000000000
         assert http_app["servers"][name]["max_header_bytes"] == 16000
@@ -461,6 +463,39 @@ def test_passive_health_only_where_a_host_has_another_upstream_to_go_to() -> Non
     ]
     kinds = {(proxy["load_balancing"]["retries"] > 1, "health_checks" in proxy) for proxy in proxies}
     assert kinds == {(True, True), (False, False)}  # one upstream: never marked down, so one failure is not 503s
+
+
+def plain_route(host: str, ports: tuple[int, ...]) -> Route:
+    template = case_routes("plain")[0]
+    return replace(template, host=host, upstreams=tuple(f"10.1.{i}.{len(host)}:{p}" for i, p in enumerate(ports)))
+
+
+def bucket_sources(config: JSON) -> list[list[str]]:
+    """Per bucket route, the ports of its proxy's `a` sources (a placeholder where each host maps its own)."""
+    return [
+        [source["port"] for source in handler["dynamic_upstreams"]["sources"]]
+        for route in servers(config)[HTTPS_SERVER]["routes"]
+        for handler in route.get("handle", [])
+        if "dynamic_upstreams" in handler
+    ]
+
+
+def test_hosts_sharing_their_ports_share_buckets_whose_ports_are_constants() -> None:
+    # One placeholder per upstream: each one read makes Caddy's map scan its entries.
+    routes = [plain_route(f"h{i:03}.example.test", (8080, 9090)) for i in range(300)]
+    routes += [plain_route(f"w{i:03}.example.test", (3000,)) for i in range(120)]
+    config = render(routes, RenderSettings("1.2.3", bucket_size=100), BaseConfig(), fake_hash)
+    assert sorted(bucket_sources(config)) == [["3000"]] * 2 + [["8080", "9090"]] * 3  # evenly split: 60 + 60
+
+
+def test_hosts_each_on_ports_of_their_own_still_share_a_few_buckets() -> None:
+    # Port lists shared by fewer than a quarter bucket of hosts would be a route each otherwise: the cliff.
+    routes = [plain_route(f"h{i:03}.example.test", (10_000 + i,)) for i in range(300)]
+    routes += [plain_route(f"m{i:03}.example.test", (80, 80 + i % 7)) for i in range(40)]
+    config = render(routes, RenderSettings("1.2.3", bucket_size=100), BaseConfig(), fake_hash)
+    placeholder = "{coretraffic_upstream_0_port}"
+    # Half-size buckets: their maps are read for two placeholders per upstream.
+    assert bucket_sources(config) == [[placeholder]] * 6 + [[placeholder, "{coretraffic_upstream_1_port}"]]
 
 
 def test_every_proxy_keeps_its_upgraded_streams_open_for_the_stream_close_delay() -> None:

@@ -657,3 +657,27 @@ def test_a_name_ending_in_an_all_numeric_label_is_rejected(ca: DemoCA, good: dic
 def test_an_upstream_name_ending_in_an_all_numeric_label_is_rejected(ca: DemoCA, good: dict[str, Any]) -> None:
     validation = check(wire("app.example.test", ca.issue(["app.example.test"]), destinationIps=["999.1.1.1"]), good)
     only_error(validation, "app.example.test", "destinationIps[0]", "IPv4/IPv6 address or a DNS name")
+
+
+# -- results kept from one route set to the next ----------------------------------------------------------------
+
+
+def test_every_host_of_a_set_larger_than_any_fixed_cache_is_found_again_in_the_next(ca: DemoCA) -> None:
+    # One wildcard certificate for 17,000 names: distinct configs (the cache is by content) that cost no key
+    # generation. A fixed-size LRU of fewer entries than the set would miss every one of them on the second pass.
+    issued = ca.issue(["*.many.example.test"])
+    configs = [wire(f"h{i:05}.many.example.test", issued) for i in range(17_000)]
+    first = validate_route_set(configs, NOW)
+    again = validate_route_set([dict(config) for config in configs], NOW)
+    assert len(first.routes) == len(again.routes) == 17_000
+    assert all(a is b for a, b in zip(first.routes, again.routes, strict=True))
+
+
+def test_a_host_the_next_set_leaves_out_is_let_go(ca: DemoCA) -> None:
+    left = wire("left.example.test", ca.issue(["left.example.test"]))
+    stays = wire("stays.example.test", ca.issue(["stays.example.test"]))
+    [kept_left, kept_stays] = check(left, stays).routes
+    assert check(stays).routes == (kept_stays,)
+    [left_again, stays_again] = check(left, stays).routes
+    assert left_again == kept_left and left_again is not kept_left  # validated anew
+    assert stays_again is kept_stays

@@ -1,0 +1,40 @@
+"""Certificates for the large benchmarks, issued once and kept under the system's temp directory.
+
+Issuing 100,000 certificates takes a quarter of a minute, and 10,000 RSA keys would take minutes; a rerun finds
+them on disk instead. Every host still gets a certificate of its own (Caddy's cache holds one entry per
+certificate, and validation caches by content), and every EC host a key of its own; RSA hosts share one key, as
+generating one costs tens of milliseconds. The file is keyed by the host names and the key type, so another list
+of names is issued anew. Certificates are valid for 825 days from the day they were issued; a file older than a
+year is issued again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from coretraffic.testing.pki import DemoCA, IssuedCertificate, KeyType, new_key
+
+CACHE_DIR = Path(tempfile.gettempdir()) / "coretraffic-bench-certificates"
+MAX_AGE_S = 365 * 86400
+
+
+def issued(names: Sequence[str], key_type: KeyType = "ec") -> list[IssuedCertificate]:
+    """A certificate (leaf for one name, self-signed CA) and its key for each of `names`, in order."""
+    digest = hashlib.sha256("\0".join([key_type, *names]).encode()).hexdigest()[:16]
+    path = CACHE_DIR / f"{key_type}-{len(names)}-{digest}.json"
+    if path.exists() and time.time() - path.stat().st_mtime < MAX_AGE_S:
+        return [IssuedCertificate(certificate, key) for certificate, key in json.loads(path.read_text())]
+    ca = DemoCA("coretraffic bench CA")
+    shared_key = new_key("rsa") if key_type == "rsa" else None
+    made = [ca.issue([name], key=shared_key) for name in names]
+    CACHE_DIR.mkdir(mode=0o700, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")  # a concurrent run never reads half a file
+    partial.write_text(json.dumps([[c.certificate_pem, c.private_key_pem] for c in made]))
+    partial.replace(path)
+    return made
