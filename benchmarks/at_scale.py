@@ -3,14 +3,16 @@
 For each size, one fresh Caddy (so its RSS is this size's) and, in this order:
 - cold validation: a `coretraffic check --routes FILE` process, which validates on the machine's cores;
 - cold start: a `coretraffic run --routes FILE` process started against that empty Caddy, from its start to a
-  host answering HTTPS; then the driver's and Caddy's RSS; the driver is stopped, Caddy keeps the set;
+  host answering HTTPS; then the driver's and Caddy's RSS; the driver is stopped, Caddy keeps the set; in rounds
+  alternated with cold validation, Caddy emptied again before each;
 - update-to-serving against raw `/load`, alternated: a set with one new host handed to a reconciler in this
   process (validation of the whole set, render, serialise, `/load`) until the new host answers, against a raw
   `POST /load` of a same-sized config rendered beforehand, polled the same way;
 - the driver's CPU for a set with one host changed (validation, render, serialisation, in process CPU time);
 - at the largest size, `coretraffic diff` of 30 changes against what Caddy runs, next to a bare read of
   `GET /config/`.
-And at the smallest size, a raw `/load` of RSA-only hosts alternated with one of EC hosts.
+Then raw `/load`s of the smallest and the largest size alternated in one Caddy, and at the smallest size a raw
+`/load` of RSA-only hosts alternated with one of EC hosts.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ SERVING_DEADLINE_S = 900.0
 @dataclass(frozen=True)
 class Size:
     hosts: int
-    cold_validation_s: float
-    cold_start_s: float
-    driver_rss_mb: float
+    cold_validation_s: list[float]  # `coretraffic check`, per round
+    cold_start_s: list[float]  # `coretraffic run` to serving, per round, alternated with the checks
+    driver_rss_mb: float  # the last cold start's
     caddy_rss_mb: float
     ours_s: list[float]  # update-to-serving, per round
     raw_s: list[float]  # raw `/load` to serving, per round
@@ -64,7 +66,8 @@ class Size:
 
     @property
     def serving_ratio(self) -> float:
-        return self.ours_median_s / self.raw_median_s
+        # Of each round's pair: a round's two sides run back to back, while rounds drift with the machine's load.
+        return statistics.median(o / r for o, r in zip(self.ours_s, self.raw_s, strict=True))
 
     @property
     def cpu_ratio(self) -> float:
@@ -72,11 +75,11 @@ class Size:
 
     @property
     def cold_start_allowance_s(self) -> float:
-        return 1.5 * self.raw_median_s + self.cold_validation_s
+        return 1.5 * self.raw_median_s + statistics.median(self.cold_validation_s)
 
     @property
     def cold_start_ratio(self) -> float:
-        return self.cold_start_s / self.cold_start_allowance_s
+        return statistics.median(self.cold_start_s) / self.cold_start_allowance_s
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,18 @@ class Diff:
     diff_s: float
     read_s: float
     summary: str
+
+
+@dataclass(frozen=True)
+class Growth:
+    small: int
+    large: int
+    small_s: list[float]
+    large_s: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.large_s) / statistics.median(self.small_s)
 
 
 @dataclass(frozen=True)
@@ -98,19 +113,40 @@ class KeyTypes:
         return statistics.median(self.rsa_s) / statistics.median(self.ec_s)
 
 
-async def measure(size: int, rounds: int, *, with_diff: bool) -> tuple[Size, Diff | None]:
+async def measure(size: int, rounds: int, cold_rounds: int, *, with_diff: bool) -> tuple[Size, Diff | None]:
     async with bed() as b, httpx.AsyncClient(verify=False, timeout=30) as client:
         configs = b.configs(hosts(size))
         with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
             routes_file = Path(tmp) / "routes.json"
             routes_file.write_text(json.dumps(configs))
-            cold_validation = await _check(routes_file)
-            cold_start, driver_rss = await _cold_start(b, client, routes_file, configs[-1]["hostName"])
+            # Alternated, medians: one run of each on a shared machine moves by 2x. Before each cold start but the
+            # first, Caddy is emptied again (a config of only its admin block).
+            checks, starts = [], []
+            for round_ in range(cold_rounds):
+                if round_:
+                    await b.admin.load(serialise({"admin": {"listen": b.caddy.admin_address.listen}}))
+                checks.append(await _check(routes_file))
+                seconds, driver_rss = await _cold_start(b, client, routes_file, configs[-1]["hostName"])
+                starts.append(seconds)
             caddy_rss = b.caddy_rss_mb()
             ours, raw, raw_post, cpu = await _updates(b, client, configs, rounds)
             running = [*configs[:-1], *b.configs([f"raw{rounds - 1}.bench.test"])]  # the last raw round's set
             diff = await _diff(b, running, Path(tmp)) if with_diff else None
-        return Size(size, cold_validation, cold_start, driver_rss, caddy_rss, ours, raw, raw_post, cpu), diff
+        return Size(size, checks, starts, driver_rss, caddy_rss, ours, raw, raw_post, cpu), diff
+
+
+async def raw_load_growth(small: int, large: int, rounds: int) -> Growth:
+    """Raw `/load` of `small` hosts alternated with `large` hosts in one Caddy: the ratio of two sizes measured
+    side by side, immune to the machine's load drifting between the per-size measurements."""
+    async with bed() as b:
+        bodies = {size: serialise(b.render(b.routes(b.configs(hosts(size))))) for size in (small, large)}
+        timings: dict[int, list[float]] = {small: [], large: []}
+        for _ in range(rounds):
+            for size, body in bodies.items():
+                started = time.perf_counter()
+                await b.admin.load(body)
+                timings[size].append(time.perf_counter() - started)
+        return Growth(small, large, timings[small], timings[large])
 
 
 async def rsa_against_ec(size: int, rounds: int) -> KeyTypes:

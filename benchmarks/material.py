@@ -6,19 +6,24 @@ certificate, and validation caches by content), and every EC host a key of its o
 generating one costs tens of milliseconds. The file is keyed by the host names and the key type, so another list
 of names is issued anew. Certificates are valid for 825 days from the day they were issued; a file older than a
 year is issued again.
+
+`python -m benchmarks.material COUNT PORT > routes.json` writes a routes file of COUNT such hosts
+(`h00000.bench.test`, ...) proxied to 127.0.0.1:PORT.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from coretraffic.testing.pki import DemoCA, IssuedCertificate, KeyType, new_key
+from coretraffic.testing.pki import DemoCA, IssuedCertificate, KeyType, new_key, route_config
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "coretraffic-bench-certificates"
 MAX_AGE_S = 365 * 86400
@@ -38,3 +43,20 @@ def issued(names: Sequence[str], key_type: KeyType = "ec") -> list[IssuedCertifi
     partial.write_text(json.dumps([[c.certificate_pem, c.private_key_pem] for c in made]))
     partial.replace(path)
     return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.material", description="print a routes file")
+    parser.add_argument("count", type=int, help="hosts")
+    parser.add_argument("port", type=int, help="upstream port on 127.0.0.1")
+    parser.add_argument("--key-type", choices=["ec", "rsa"], default="ec")
+    args = parser.parse_args()
+    from benchmarks.harness import hosts  # the harness imports this module
+
+    names = hosts(args.count)
+    configs = [route_config(n, c, args.port) for n, c in zip(names, issued(names, args.key_type), strict=True)]
+    json.dump(configs, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
