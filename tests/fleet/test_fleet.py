@@ -59,13 +59,21 @@ def caddies_in(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {caddy["admin"]: caddy for caddy in document.get("caddies", [])}
 
 
+async def converged(status_port: int) -> bool:
+    """Every Caddy runs the set. Readiness alone is not that: it allows a Caddy 10 s behind (fleet readiness)."""
+    if not await ready(status_port):
+        return False
+    caddies = caddies_in(await status_document(status_port))
+    return bool(caddies) and all(c["runs_latest_set"] for c in caddies.values())
+
+
 async def test_three_pods_serve_the_set_and_one_killed_and_restarted_empty_is_healed_within_2_s(
     pods: list[Pod], ca: DemoCA, ca_file: Path, ports: Ports, status_port: int, short_tmp: Path
 ) -> None:
     routes = routes_file(short_tmp / "routes.json", ca, "one.fleet.test")
     driver = Driver(driver_args(ports, status_port, [pod.name for pod in pods], "--routes", str(routes)))
     try:
-        await wait_until(lambda: ready(status_port), 60, "the fleet ready")
+        await wait_until(lambda: converged(status_port), 60, "every Caddy running the set")
         assert await all_serve(pods, ca_file, ports.https, "one.fleet.test")
         caddies = caddies_in(await status_document(status_port))
         assert sorted(caddies) == sorted(pod.name for pod in pods)
@@ -97,7 +105,7 @@ async def test_a_frozen_pod_does_not_delay_the_others_next_set_and_catches_up_wh
     routes = routes_file(short_tmp / "routes.json", ca, "one.fleet.test")
     driver = Driver(driver_args(ports, status_port, [pod.name for pod in pods], "--routes", str(routes)))
     try:
-        await wait_until(lambda: ready(status_port), 60, "the fleet ready")
+        await wait_until(lambda: converged(status_port), 60, "every Caddy running the set")
         frozen, others = pods[2], pods[:2]
         frozen.freeze()
         routes_file(short_tmp / "next.json", ca, "one.fleet.test", "two.fleet.test").replace(routes)
@@ -234,7 +242,7 @@ async def test_two_caddies_behind_admin_gates_found_by_dns_over_mutual_tls_conve
         ]  # fmt: skip
         driver = Driver(driver_args(ports, status_port, [], *remote, "--routes", str(routes)))
         try:
-            await wait_until(lambda: ready(status_port), 60, "the fleet behind its gates ready")
+            await wait_until(lambda: converged(status_port), 60, "every Caddy behind its gate running the set")
             caddies = caddies_in(await status_document(status_port))
             assert sorted(caddies) == [f"https://{host}:{gate_port}" for host in gate_hosts]
             assert all(c["runs_latest_set"] and c["problem"] == "" for c in caddies.values())
