@@ -22,7 +22,6 @@ import datetime
 import gc
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 import httpx
 
 from benchmarks.diff_cli import time_config_read, time_diff
-from benchmarks.harness import Bed, as_received, bed, hosts, until_serving
+from benchmarks.harness import Bed, as_received, bed, hosts, rss_mb, until_serving
 from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import validate_route_set
 from coretraffic.reconcile.reconciler import Reconciler
@@ -200,13 +199,11 @@ async def _cold_start(b: Bed, client: httpx.AsyncClient, routes_file: Path, prob
     try:
         await until_serving(client, b.https_port, probe, SERVING_DEADLINE_S)
         seconds = time.perf_counter() - started
-        status = Path(f"/proc/{process.pid}/status").read_text()
+        rss = rss_mb(process.pid)
     finally:
         process.terminate()
         await process.wait()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    assert match is not None
-    return seconds, int(match.group(1)) / 1024
+    return seconds, rss
 
 
 async def _updates(

@@ -173,10 +173,15 @@ class Bed:
         await self.admin.load(serialise(config))
 
     def caddy_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.caddy.pid}/status").read_text()
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        assert match is not None
-        return int(match.group(1)) / 1024
+        assert self.caddy.pid is not None, "Caddy is not running"
+        return rss_mb(self.caddy.pid)
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of process `pid`, in MB."""
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    assert match is not None
+    return int(match.group(1)) / 1024
 
 
 async def start_upstream(state_dir: Path, listeners: int = 3) -> tuple[CaddyProcess, list[int]]:

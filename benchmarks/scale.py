@@ -12,7 +12,6 @@ import asyncio
 import datetime
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import Bed, Load, free_port, h2load, hosts
+from benchmarks.harness import Bed, Load, free_port, h2load, hosts, rss_mb
 from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import validate_route_set
 
@@ -177,10 +176,8 @@ async def _driver_rss_mb(bed: Bed, configs: list[dict[str, object]]) -> float:
                 async for line in process.stderr:
                     if b"apply applied" in line or b"apply unchanged" in line:
                         break
-            status = Path(f"/proc/{process.pid}/status").read_text()
+            rss = rss_mb(process.pid)
         finally:
             process.terminate()
             await process.wait()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    assert match is not None
-    return int(match.group(1)) / 1024
+    return rss

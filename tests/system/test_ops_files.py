@@ -18,6 +18,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,30 @@ def test_pod_hands_queued_connections_over_on_reloads() -> None:
     assert not spec.get("hostNetwork"), "a network sysctl cannot be set on a pod in the node's network namespace"
 
 
+def remapper(spec: dict[str, Any], dirs: dict[str, Path]) -> Callable[[str], str]:
+    """A container's paths rewritten onto the temp dirs that stand for its volumes (by volume name)."""
+    mounts = {m["mountPath"]: str(dirs[m["name"]]) for m in spec["volumeMounts"]}
+
+    def remap(text: str) -> str:
+        for mount, directory in mounts.items():
+            text = directory if text == mount else text.replace(f"{mount}/", f"{directory}/")
+        return text
+
+    return remap
+
+
+def local_driver_env(routes_json: Path, ports: Ports, status_port: int, state_dir: Path) -> dict[str, str]:
+    """What a driver container run here takes instead of the cluster's: a routes file, free loopback ports."""
+    return {
+        "CORETRAFFIC_ROUTES": str(routes_json),  # instead of Coreflow
+        "CORETRAFFIC_HTTP_PORT": str(ports.http),
+        "CORETRAFFIC_HTTPS_PORT": str(ports.https),
+        "CORETRAFFIC_LISTEN_HOST": "127.0.0.1",
+        "CORETRAFFIC_STATUS_ADDR": f"127.0.0.1:{status_port}",
+        "CORETRAFFIC_STATE_DIR": str(state_dir),
+    }
+
+
 async def test_pod_containers_run_together_as_written(
     short_tmp: Path, ports: Ports, routes_json: Path, ca: DemoCA
 ) -> None:
@@ -260,13 +285,7 @@ async def test_pod_containers_run_together_as_written(
 
     def local(name: str) -> tuple[list[str], dict[str, str]]:
         spec = container(name)
-        mounts = {m["mountPath"]: str(volumes[m["name"]]) for m in spec["volumeMounts"]}
-
-        def remap(text: str) -> str:
-            for mount, directory in mounts.items():
-                text = directory if text == mount else text.replace(f"{mount}/", f"{directory}/")
-            return text
-
+        remap = remapper(spec, volumes)
         argv = [remap(arg) for arg in [*spec["command"], *spec.get("args", [])]]
         declared = {**stage.env, **{e["name"]: remap(e["value"]) for e in spec.get("env", [])}}
         return argv, run_env(declared, stage.copies)
@@ -274,14 +293,7 @@ async def test_pod_containers_run_together_as_written(
     caddy_argv, caddy_env = local("caddy")
     driver_argv, driver_env = local("driver")
     status_port = free_port()
-    driver_env.update(
-        CORETRAFFIC_ROUTES=str(routes_json),  # instead of Coreflow
-        CORETRAFFIC_HTTP_PORT=str(ports.http),
-        CORETRAFFIC_HTTPS_PORT=str(ports.https),
-        CORETRAFFIC_LISTEN_HOST="127.0.0.1",
-        CORETRAFFIC_STATUS_ADDR=f"127.0.0.1:{status_port}",
-        CORETRAFFIC_STATE_DIR=str(short_tmp / "driver-state"),
-    )
+    driver_env.update(local_driver_env(routes_json, ports, status_port, short_tmp / "driver-state"))
     caddy = subprocess.Popen(caddy_argv, env=caddy_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     driver = subprocess.Popen(driver_argv, env=driver_env, stderr=subprocess.DEVNULL)
     try:
@@ -491,16 +503,6 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     for key, source in (("tls.crt", files.driver_cert), ("tls.key", files.driver_key), ("ca.crt", files.ca)):
         (driver_tls / key).write_text(source.read_text())
 
-    def remapper(spec: dict[str, Any], dirs: dict[str, Path]) -> Any:
-        mounts = {m["mountPath"]: str(dirs[m["name"]]) for m in spec["volumeMounts"]}
-
-        def remap(text: str) -> str:
-            for mount, directory in mounts.items():
-                text = directory if text == mount else text.replace(f"{mount}/", f"{directory}/")
-            return text
-
-        return remap
-
     caddy = pod_container(caddy_set, "caddy")
     remap = remapper(caddy, volumes)
     caddy_argv = [remap(arg) for arg in [*caddy["command"], *caddy["args"]]]
@@ -520,12 +522,7 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
         CORETRAFFIC_CADDY_ADMIN_DNS=f"{discovered.rpartition(':')[0]}:{gate_port}",  # the free port, not 2021
         CORETRAFFIC_CADDY_ADMIN_DNS_SERVER=f"127.0.0.1:{dns.port}",  # instead of the cluster's DNS
         CORETRAFFIC_REMOTE_ADMIN_LISTEN=own_socket,  # the pod's /shared, here a temp dir
-        CORETRAFFIC_ROUTES=str(routes_json),  # instead of Coreflow
-        CORETRAFFIC_HTTP_PORT=str(ports.http),
-        CORETRAFFIC_HTTPS_PORT=str(ports.https),
-        CORETRAFFIC_LISTEN_HOST="127.0.0.1",
-        CORETRAFFIC_STATUS_ADDR=f"127.0.0.1:{status_port}",
-        CORETRAFFIC_STATE_DIR=str(short_tmp / "driver-state"),
+        **local_driver_env(routes_json, ports, status_port, short_tmp / "driver-state"),
     )
     caddy_process = subprocess.Popen(caddy_argv, env=caddy_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
