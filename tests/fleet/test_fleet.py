@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,24 @@ async def converged(status_port: int) -> bool:
     return bool(caddies) and all(c["runs_latest_set"] for c in caddies.values())
 
 
-async def test_three_pods_serve_the_set_and_one_killed_and_restarted_empty_is_healed_within_2_s(
-    pods: list[Pod], ca: DemoCA, ca_file: Path, ports: Ports, status_port: int, short_tmp: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def driving_the_pods(
+    pods: Sequence[Pod], ca: DemoCA, ports: Ports, status_port: int, short_tmp: Path
+) -> AsyncIterator[Path]:
+    """A driver for `pods` from a routes file (yielded) of one host, once every pod runs it."""
     routes = routes_file(short_tmp / "routes.json", ca, "one.fleet.test")
     driver = Driver(driver_args(ports, status_port, [pod.name for pod in pods], "--routes", str(routes)))
     try:
         await wait_until(lambda: converged(status_port), 60, "every Caddy running the set")
+        yield routes
+    finally:
+        assert driver.stop() == 0, driver.output
+
+
+async def test_three_pods_serve_the_set_and_one_killed_and_restarted_empty_is_healed_within_2_s(
+    pods: list[Pod], ca: DemoCA, ca_file: Path, ports: Ports, status_port: int, short_tmp: Path
+) -> None:
+    async with driving_the_pods(pods, ca, ports, status_port, short_tmp):
         assert await all_serve(pods, ca_file, ports.https, "one.fleet.test")
         caddies = caddies_in(await status_document(status_port))
         assert sorted(caddies) == sorted(pod.name for pod in pods)
@@ -95,17 +106,12 @@ async def test_three_pods_serve_the_set_and_one_killed_and_restarted_empty_is_he
         print(f"healed {healed_s:.2f} s after answering; the other pods served {probes} probes meanwhile")
         heals = caddies_in(await status_document(status_port))[victim.name]["heals"]
         assert heals == 1
-    finally:
-        assert driver.stop() == 0, driver.output
 
 
 async def test_a_frozen_pod_does_not_delay_the_others_next_set_and_catches_up_when_thawed(
     pods: list[Pod], ca: DemoCA, ca_file: Path, ports: Ports, status_port: int, short_tmp: Path
 ) -> None:
-    routes = routes_file(short_tmp / "routes.json", ca, "one.fleet.test")
-    driver = Driver(driver_args(ports, status_port, [pod.name for pod in pods], "--routes", str(routes)))
-    try:
-        await wait_until(lambda: converged(status_port), 60, "every Caddy running the set")
+    async with driving_the_pods(pods, ca, ports, status_port, short_tmp) as routes:
         frozen, others = pods[2], pods[:2]
         frozen.freeze()
         routes_file(short_tmp / "next.json", ca, "one.fleet.test", "two.fleet.test").replace(routes)
@@ -126,8 +132,6 @@ async def test_a_frozen_pod_does_not_delay_the_others_next_set_and_catches_up_wh
         frozen.thaw()
         await wait_until(lambda: all_serve(pods, ca_file, ports.https, "two.fleet.test"), 60, "the thawed pod")
         await wait_until(lambda: ready(status_port), 30, "the fleet ready again")
-    finally:
-        assert driver.stop() == 0, driver.output
 
 
 async def test_the_coreflow_reply_names_the_caddy_that_does_not_serve_the_set(
