@@ -279,15 +279,17 @@ def _ports(route: Route) -> tuple[str, ...]:
 
 def _bucket_route(bucket: Sequence[Route], settings: RenderSettings) -> JSON:
     count = len(bucket[0].upstreams)
-    ports: Sequence[str] | None = _ports(bucket[0]) if len({_ports(r) for r in bucket}) == 1 else None
     addresses = [upstream_slot(i, "address") for i in range(count)]
-    if ports is None:
-        slots = [slot for i in range(count) for slot in (addresses[i], upstream_slot(i, "port"))]
-        outputs = {r.host: [part for dial in r.upstreams for part in split_dial(dial)] for r in bucket}
-        ports = [upstream_slot(i, "port") for i in range(count)]
-    else:
+    port_lists = {_ports(r) for r in bucket}
+    ports: Sequence[str]
+    if len(port_lists) == 1:  # the bucket's ports are constants of its sources: the map fills addresses only
+        (ports,) = port_lists
         slots = addresses
         outputs = {r.host: [split_dial(dial)[0] for dial in r.upstreams] for r in bucket}
+    else:
+        ports = [upstream_slot(i, "port") for i in range(count)]
+        slots = [slot for pair in zip(addresses, ports, strict=True) for slot in pair]
+        outputs = {r.host: [part for dial in r.upstreams for part in split_dial(dial)] for r in bucket}
     # Exact inputs first: the usual lower-case Host finds its entry with plain string compares. The map compares
     # case-sensitively while Caddy's host matcher does not, so a mixed-case Host falls through to the
     # case-insensitive patterns after them: slower, but it reaches its own host and no other.
