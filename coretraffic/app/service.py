@@ -20,7 +20,8 @@ from coretraffic.app.discovery import DnsDiscovery
 from coretraffic.app.wiring import AdminClients, make_renderer
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
-from coretraffic.observe.status import ApplyStats, StatusServer
+from coretraffic.observe.metrics import ApplyStats
+from coretraffic.observe.status import StatusServer
 from coretraffic.reconcile.fleet import Fleet
 from coretraffic.reconcile.reconciler import ConfigRenderer
 from coretraffic.reconcile.render_once import RenderOnce

@@ -32,7 +32,7 @@ from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation, normalise_host_name
 from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.logs import setup_logging
-from coretraffic.observe.status import fetch_status, status_text
+from coretraffic.observe.status_text import fetch_status, status_text
 from coretraffic.settings import Settings, default_state_dir
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document

@@ -4,11 +4,11 @@
 - `/readyz`: 200 when the fleet is ready (`_not_ready`): with one Caddy, once a route set has been applied and
   Caddy still holds its marker `@id`; with several, when they all run the newest set, but for one that has not
   for less than FLEET_GRACE_S. Else 503 naming the Caddies and why.
-- `/metrics`: Prometheus text format (prometheus-client): routes, applies, failures, Coreflow, Caddy restarts;
-  everything about a Caddy carries a `target` label (its admin address).
+- `/metrics`: Prometheus text format (prometheus-client; what it holds: `metrics`): routes, applies, failures,
+  Coreflow, Caddy restarts; everything about a Caddy carries a `target` label (its admin address).
 - `/status`: JSON with each Caddy's last apply; rejected hosts as Problem strings only, never a secret; the
   upstream addresses each Caddy currently counts failures against; the DNS names Caddies are found by.
-  `coretraffic status` fetches and prints it.
+  `coretraffic status` fetches and prints it (`status_text`).
 
 It only reads, through the protocols of `view`: each Caddy target's counters, marker and admin API, (through the
 reconcilers' `on_result` observer, `ApplyStats`) each apply's result, each route source's own description and
@@ -21,39 +21,31 @@ not warrant a web framework.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from coretraffic import __version__
-from coretraffic.core.readings import Reading
-from coretraffic.core.text import counted
-from coretraffic.core.validate import Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
 from coretraffic.observe.listener_handover import MigrateReq, MigrateReqCollector
+from coretraffic.observe.metrics import ApplyStats, DriverCollector, FailingUpstream
 from coretraffic.observe.view import DriverView, TargetView
-from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.settings import host_port
 
 log = logging.getLogger("coretraffic.status")
@@ -66,192 +58,16 @@ FLEET_GRACE_S = 10.0
 # A client that sends no complete request head in this time is dropped; only GET heads are expected.
 _REQUEST_TIMEOUT_S = 5.0
 _MAX_HEADER_LINES = 100
-# Loads take 2 ms (10 routes) to 2.4 s (10,000 routes) on a quiet box, minutes when Caddy struggles.
-_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/status")
-_HOSTS_SHOWN = 10  # per failing upstream address in /status; all of them count
-_HOST_SERIES_MAX = 100  # hosts with a failing upstream labelled in /metrics: bounded, whatever fails
 # A client that goes away, is too slow, or sends something that is not a small HTTP/1.x request head.
 _DROPPED = (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
 T = TypeVar("T")
-
-
-@dataclass
-class TargetStats:
-    """One Caddy's applies, as its reconciler's `on_result` observer saw them."""
-
-    outcomes: dict[str, int] = field(default_factory=lambda: {"applied": 0, "unchanged": 0, "failed": 0})
-    last: ApplyResult | None = None
-    last_at: float = 0.0
-    last_success_at: float = 0.0
-    serving_hosts: int = 0
-
-
-class ApplyStats:
-    """What each reconciler's `on_result` observer learns from each apply, kept for `/metrics` and `/status`."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.duration = Histogram(
-            "coretraffic_apply_duration_seconds",
-            "Time from taking a route set to Caddy's final answer (rendering, loads, isolating rejected hosts)",
-            labelnames=["target"],
-            buckets=_DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self.desired_hosts = 0
-        self.targets: dict[str, TargetStats] = {}
-
-    def observe(self, target: str, result: ApplyResult, validation: Validation) -> None:
-        now = time.time()
-        self.duration.labels(target).observe(result.duration_s)
-        stats = self.targets.setdefault(target, TargetStats())
-        stats.outcomes[result.outcome] += 1
-        stats.last, stats.last_at = result, now
-        self.desired_hosts = len({r.host for r in validation.routes} | {p.host for p in validation.errors})
-        if result.outcome != "failed":  # a failed apply changed nothing: Caddy serves the previous set
-            stats.last_success_at = now
-            stats.serving_hosts = len(result.applied_hosts)
-
-    def of(self, target: str) -> TargetStats:
-        return self.targets.get(target) or TargetStats()
-
-    def keep_only(self, targets: Iterable[str]) -> None:
-        """Forget the Caddies that left the fleet: they are no longer shown."""
-        for name in self.targets.keys() - set(targets):
-            del self.targets[name]
-            with contextlib.suppress(KeyError):
-                self.duration.remove(name)
-
-
-@dataclass(frozen=True)
-class FailingUpstream:
-    address: str  # ip:port as Caddy dials it
-    fails: int  # failures Caddy currently counts against it
-    hosts: tuple[str, ...]  # the hosts of the applied set that use it
-
-    def document(self) -> dict[str, Any]:
-        shown = list(self.hosts[:_HOSTS_SHOWN])
-        return {"address": self.address, "fails": self.fails, "hosts": shown, "hosts_total": len(self.hosts)}
-
-
-class _DriverCollector:
-    """Metrics read from the running parts at scrape time, so the parts never depend on Prometheus."""
-
-    def __init__(self, view: DriverView, stats: ApplyStats) -> None:
-        self._view = view
-        self._stats = stats
-        # Read just before each scrape, per Caddy; one whose upstreams could not be read is left out.
-        self.failing_upstreams: dict[str, list[FailingUpstream]] = {}
-
-    def collect(self) -> Iterable[Metric]:
-        stats, targets = self._stats, self._view.targets
-        yield InfoMetricFamily("coretraffic_build", "The running coretraffic", {"version": __version__})
-        yield GaugeMetricFamily("coretraffic_caddies", "Caddies in the fleet (given and discovered)", len(targets))
-        yield GaugeMetricFamily(
-            "coretraffic_routes_desired", "Hosts in the last route set received", stats.desired_hosts
-        )
-        for name, text, gauge in _CADDY_GAUGES:
-            gauges = GaugeMetricFamily(name, text, labels=["target"])
-            for target in targets:
-                gauges.add_metric([target.name], gauge(target, stats.of(target.name)))
-            yield gauges
-        for name, text, counter in _CADDY_COUNTERS:
-            counters = CounterMetricFamily(name, text, labels=["target"])
-            for target in targets:
-                value = counter(target, stats.of(target.name))
-                if value is not None:
-                    counters.add_metric([target.name], value)
-            yield counters
-        applies = CounterMetricFamily("coretraffic_applies", "Applies by outcome", labels=["target", "outcome"])
-        failures = CounterMetricFamily(
-            "coretraffic_apply_failures",
-            "caddy_rejected: Caddy refused a whole route set (the previous one kept serving); "
-            "caddy_unavailable: a load found Caddy unreachable, timing out or answering 5xx (retried)",
-            labels=["target", "reason"],
-        )
-        config = InfoMetricFamily("coretraffic_config", "The config marker @id Caddy was last given", labels=["target"])
-        for target in targets:
-            of = stats.of(target.name)
-            for outcome, count in of.outcomes.items():
-                applies.add_metric([target.name, outcome], count)
-            failures.add_metric([target.name, "caddy_rejected"], of.outcomes["failed"])
-            failures.add_metric([target.name, "caddy_unavailable"], target.retries)
-            if target.applied_marker is not None:
-                config.add_metric([target.name], {"config_id": target.applied_marker})
-        yield from (applies, failures, config)
-        for source in self._view.sources:
-            yield from map(_metric, source.readings())
-        yield from _failing_upstream_metrics(self.failing_upstreams)
-
-
-def _behind_s(target: TargetView) -> float:
-    behind = target.behind_since
-    return 0.0 if behind is None else time.monotonic() - behind
-
-
-# Per Caddy, labelled `target`: name, help, value.
-_CADDY_GAUGES: tuple[tuple[str, str, Callable[[TargetView, TargetStats], float]], ...] = (
-    ("coretraffic_routes_applied", "Hosts Caddy was last told to serve", lambda _, of: of.serving_hosts),
-    (
-        "coretraffic_routes_rejected",
-        "Hosts of the last route set left out (invalid, or refused by Caddy)",
-        lambda _, of: len({p.host for p in of.last.rejected}) if of.last else 0,
-    ),
-    (
-        "coretraffic_last_successful_apply_timestamp_seconds",
-        "Unix time of the last apply after which Caddy ran the route set (0: none yet)",
-        lambda _, of: of.last_success_at,
-    ),
-    (
-        "coretraffic_caddy_behind_seconds",
-        "Seconds for which the Caddy has not run the latest route set given to it (0: it runs it)",
-        lambda target, _: _behind_s(target),
-    ),
-)
-_CADDY_COUNTERS: tuple[tuple[str, str, Callable[[TargetView, TargetStats], float | None]], ...] = (
-    ("coretraffic_caddy_loads", "Configs Caddy accepted through /load", lambda target, _: target.loads),
-    (
-        "coretraffic_caddy_heals",
-        "Re-applies after Caddy lost the applied config (restarted, emptied or edited by hand)",
-        lambda target, _: target.heals,
-    ),
-    (
-        "coretraffic_caddy_restarts",
-        "Times the spawned Caddy exited and was started again (spawned Caddies only)",
-        lambda target, _: target.restarts,
-    ),
-)
-
-
-def _failing_upstream_metrics(failing: dict[str, list[FailingUpstream]]) -> Iterable[Metric]:
-    count = GaugeMetricFamily(
-        "coretraffic_failing_upstreams",
-        "Upstream addresses Caddy currently counts failures against (out of the selection for the fail duration)",
-        labels=["target"],
-    )
-    by_host = GaugeMetricFamily(
-        "coretraffic_host_failing_upstreams",
-        f"Failing upstream addresses per host (per Caddy, the {_HOST_SERIES_MAX} hosts with most)",
-        labels=["target", "host"],
-    )
-    for target, upstreams in failing.items():
-        count.add_metric([target], len(upstreams))
-        per_host = collections.Counter(host for upstream in upstreams for host in upstream.hosts)
-        for host, hosts in sorted(per_host.items(), key=lambda item: (-item[1], item[0]))[:_HOST_SERIES_MAX]:
-            by_host.add_metric([target, host], hosts)
-    yield from (count, by_host)
 
 
 def _the_one(parts: Sequence[T]) -> T:
     # One source today; how /status shows several is for the change that brings them.
     (part,) = parts
     return part
-
-
-def _metric(reading: Reading) -> Metric:
-    kind = GaugeMetricFamily if reading.kind == "gauge" else CounterMetricFamily
-    return kind(reading.name, reading.help, value=reading.value)
 
 
 class StatusServer:
@@ -262,7 +78,7 @@ class StatusServer:
         self._stats = stats
         self._tcp_migrate_req = tcp_migrate_req
         self._registry = stats.registry
-        self._collector = _DriverCollector(view, stats)
+        self._collector = DriverCollector(view, stats)
         self._registry.register(self._collector)
         self._registry.register(MigrateReqCollector(tcp_migrate_req))
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -515,91 +331,3 @@ def _iso(timestamp: float) -> str | None:
     if not timestamp:
         return None
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
-
-
-# -- `coretraffic status` --------------------------------------------------------------------------------------
-
-
-def fetch_status(address: str) -> dict[str, Any]:
-    """The `/status` document of the driver whose status server listens on `address`."""
-    host, port = host_port(address)
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # listening on all addresses: ask over loopback
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"
-    try:
-        response = httpx.get(url, timeout=10.0)
-        response.raise_for_status()
-        document: dict[str, Any] = response.json()
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        raise StatusError(f"no status from {url}: {exc}") from None
-    return document
-
-
-def status_text(document: dict[str, Any]) -> str:
-    """`/status` for a person reading a terminal."""
-    return "\n".join(_status_lines(document))
-
-
-def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
-    ready = "ready" if doc["ready"] else f"NOT READY: {doc['not_ready_because']}"
-    yield f"coretraffic {doc['version']}: {ready}"
-    source = doc["source"]
-    if "coreflow" in source:
-        state = "connected" if source["connected"] else "NOT CONNECTED"
-        yield f"source:  coreflow {source['coreflow']} {state}, {source['reconnects']} reconnects"
-    else:
-        yield f"source:  routes file {source['routes_file']}"
-        problem = source.get("problem")
-        if problem:
-            yield f"  PROBLEM since {problem['since']}: {problem['error']}; {problem['effect']}"
-    for discovery in doc["discovery"]:
-        found = ", ".join(discovery["instances"]) or "none"
-        yield f"discovery: {discovery['dns']}: {found}" + (
-            f"; PROBLEM: {discovery['problem']}" if discovery["problem"] else ""
-        )
-        yield from (f"  not driven: {line}" for line in discovery["not_driven"])
-    migrate = doc["kernel"]["tcp_migrate_req"]
-    effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
-    yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
-    yield f"routes:  {doc['routes']['desired']} desired"
-    for caddy in doc["caddies"]:
-        yield from _caddy_lines(caddy)
-
-
-def _caddy_lines(caddy: dict[str, Any]) -> Iterator[str]:
-    health = "answering" if caddy["healthy"] else f"NOT ANSWERING: {caddy['problem']}"
-    spawned = f"spawned, {caddy['restarts']} restarts" if caddy["spawned"] else "external"
-    current = "runs the latest set" if caddy["runs_latest_set"] else f"BEHIND: {caddy['not_running_it_because']}"
-    yield f"caddy {caddy['admin']}: {health}; {current}"
-    yield f"  {spawned}; {caddy['loads']} loads, {caddy['load_retries']} retried, {caddy['heals']} heals"
-    if caddy["not_managed"]:
-        yield f"  not coretraffic's, left alone: {', '.join(caddy['not_managed'])}"
-    upstreams = caddy["upstreams"]
-    if upstreams["problem"]:
-        yield f"  upstreams: not read: {upstreams['problem']}"
-    elif upstreams["failing"]:
-        failing = ", ".join(map(_failing_upstream_text, upstreams["failing"]))
-        yield f"  upstreams: {len(upstreams['failing'])} failing: {failing}"
-    routes = caddy["routes"]
-    yield f"  routes: {routes['applied']} applied, {routes['rejected']} rejected"
-    yield f"  config: {caddy['config_id'] or '-'} (last successful apply: {caddy['last_successful_apply'] or 'never'})"
-    last = caddy["last_apply"]
-    if last is None:
-        yield "  last apply: none yet"
-        return
-    yield (
-        f"  last apply: {last['outcome']} at {last['at']} in {last['duration_s']} s, "
-        f"{counted(last['hosts_served'], 'host')} served; caddy: {last['caddy_answer']}"
-    )
-    for title, problems in (("rejected", last["rejected"]), ("warnings", last["warnings"])):
-        if problems:
-            yield f"  {title}:"
-            yield from (f"    {problem}" for problem in problems)
-
-
-def _failing_upstream_text(upstream: dict[str, Any]) -> str:
-    """One entry of `/status`'s `upstreams.failing` as `coretraffic status` prints it."""
-    hosts = ", ".join(upstream["hosts"])
-    more = upstream["hosts_total"] - len(upstream["hosts"])
-    hosts += f" and {more} more" if more > 0 else ""
-    return f"{upstream['address']} ({counted(upstream['fails'], 'fail')}{'; ' + hosts if hosts else ''})"

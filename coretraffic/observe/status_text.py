@@ -1,0 +1,98 @@
+"""`coretraffic status`: the `/status` document of a running driver, fetched and printed for a person."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from coretraffic.core.text import counted
+from coretraffic.errors import StatusError
+from coretraffic.settings import host_port
+
+
+def fetch_status(address: str) -> dict[str, Any]:
+    """The `/status` document of the driver whose status server listens on `address`."""
+    host, port = host_port(address)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # listening on all addresses: ask over loopback
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"
+    try:
+        response = httpx.get(url, timeout=10.0)
+        response.raise_for_status()
+        document: dict[str, Any] = response.json()
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        raise StatusError(f"no status from {url}: {exc}") from None
+    return document
+
+
+def status_text(document: dict[str, Any]) -> str:
+    """`/status` for a person reading a terminal."""
+    return "\n".join(_status_lines(document))
+
+
+def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
+    ready = "ready" if doc["ready"] else f"NOT READY: {doc['not_ready_because']}"
+    yield f"coretraffic {doc['version']}: {ready}"
+    source = doc["source"]
+    if "coreflow" in source:
+        state = "connected" if source["connected"] else "NOT CONNECTED"
+        yield f"source:  coreflow {source['coreflow']} {state}, {source['reconnects']} reconnects"
+    else:
+        yield f"source:  routes file {source['routes_file']}"
+        problem = source.get("problem")
+        if problem:
+            yield f"  PROBLEM since {problem['since']}: {problem['error']}; {problem['effect']}"
+    for discovery in doc["discovery"]:
+        found = ", ".join(discovery["instances"]) or "none"
+        yield f"discovery: {discovery['dns']}: {found}" + (
+            f"; PROBLEM: {discovery['problem']}" if discovery["problem"] else ""
+        )
+        yield from (f"  not driven: {line}" for line in discovery["not_driven"])
+    migrate = doc["kernel"]["tcp_migrate_req"]
+    effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
+    yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
+    yield f"routes:  {doc['routes']['desired']} desired"
+    for caddy in doc["caddies"]:
+        yield from _caddy_lines(caddy)
+
+
+def _caddy_lines(caddy: dict[str, Any]) -> Iterator[str]:
+    health = "answering" if caddy["healthy"] else f"NOT ANSWERING: {caddy['problem']}"
+    spawned = f"spawned, {caddy['restarts']} restarts" if caddy["spawned"] else "external"
+    current = "runs the latest set" if caddy["runs_latest_set"] else f"BEHIND: {caddy['not_running_it_because']}"
+    yield f"caddy {caddy['admin']}: {health}; {current}"
+    yield f"  {spawned}; {caddy['loads']} loads, {caddy['load_retries']} retried, {caddy['heals']} heals"
+    if caddy["not_managed"]:
+        yield f"  not coretraffic's, left alone: {', '.join(caddy['not_managed'])}"
+    upstreams = caddy["upstreams"]
+    if upstreams["problem"]:
+        yield f"  upstreams: not read: {upstreams['problem']}"
+    elif upstreams["failing"]:
+        failing = ", ".join(map(_failing_upstream_text, upstreams["failing"]))
+        yield f"  upstreams: {len(upstreams['failing'])} failing: {failing}"
+    routes = caddy["routes"]
+    yield f"  routes: {routes['applied']} applied, {routes['rejected']} rejected"
+    yield f"  config: {caddy['config_id'] or '-'} (last successful apply: {caddy['last_successful_apply'] or 'never'})"
+    last = caddy["last_apply"]
+    if last is None:
+        yield "  last apply: none yet"
+        return
+    yield (
+        f"  last apply: {last['outcome']} at {last['at']} in {last['duration_s']} s, "
+        f"{counted(last['hosts_served'], 'host')} served; caddy: {last['caddy_answer']}"
+    )
+    for title, problems in (("rejected", last["rejected"]), ("warnings", last["warnings"])):
+        if problems:
+            yield f"  {title}:"
+            yield from (f"    {problem}" for problem in problems)
+
+
+def _failing_upstream_text(upstream: dict[str, Any]) -> str:
+    """One entry of `/status`'s `upstreams.failing` as `coretraffic status` prints it."""
+    hosts = ", ".join(upstream["hosts"])
+    more = upstream["hosts_total"] - len(upstream["hosts"])
+    hosts += f" and {more} more" if more > 0 else ""
+    return f"{upstream['address']} ({counted(upstream['fails'], 'fail')}{'; ' + hosts if hosts else ''})"
