@@ -11,34 +11,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import itertools
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import idna
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 
+from coretraffic.core import certificates
+from coretraffic.core.certificates import Certificate, check_pem_pair
 from coretraffic.core.models import BasicAuthentication, ReverseProxyConfig, route_set_items
+from coretraffic.core.set_cache import SetCache
+from coretraffic.core.text import printable
 from coretraffic.errors import FieldError
 
 Severity = Literal["error", "warning"]
 P = ParamSpec("P")
 T = TypeVar("T")
-K = TypeVar("K", bound=Hashable)
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # used with fullmatch: '$' would allow a final \n
-# What Go's crypto/tls accepts; cryptography also parses DSA and Ed448 keys, which Caddy would reject.
-_TLS_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
 _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
-_MAX_SHOWN = 80  # longest hostName quoted back in a message: hostile input may be megabytes long
 
 
 @dataclass(frozen=True)
@@ -61,18 +55,6 @@ class BasicAuth:
     # A digest of the host's private key: what makes its bcrypt salt unique to the host yet the same on every
     # render (`passwords`).
     salt_key: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """What the rest of the driver needs to know about a checked certificate (never the key)."""
-
-    sha256: str
-    names: tuple[str, ...]
-    not_before: datetime
-    not_after: datetime
-    # The chain re-encoded from what was parsed: anything else the PEM text carried never reaches Caddy.
-    chain_pem: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -125,45 +107,12 @@ def keep_results(configs: Sequence[Any], outcomes: Outcomes) -> None:
         key = _content_key(raw)
         if route is not None and key is not None:
             _validated_contents.keep(key, route)
-            _checked_pairs.keep((key[4], key[3]), route.certificate)
+            certificates.remember(key[4], key[3], route.certificate)
 
 
 def _begin_route_set() -> None:
-    for cache in _SET_CACHES:
-        cache.next_set()
-
-
-class _SetCache(Generic[K, T]):
-    """Results of the configs of the route set being validated and of the set before it, by content.
-
-    Coreflow resends every unchanged host with every update, so a result is wanted again by the next set or not
-    at all. Two sets' worth holds every host's result whatever the set's size, and lets go of hosts that left; a
-    fixed-size LRU smaller than the set evicts each entry just before the next set asks for it (16,384 entries
-    made every set of 30,000 hosts validate cold). A failed check (an exception) is not kept.
-    """
-
-    def __init__(self) -> None:
-        self._current: dict[K, T] = {}
-        self._previous: dict[K, T] = {}
-
-    def get(self, key: K, compute: Callable[[K], T]) -> T:
-        if key in self._current:
-            return self._current[key]
-        value = self._previous.pop(key) if key in self._previous else compute(key)
-        self._current[key] = value
-        return value
-
-    def holds(self, key: K) -> bool:
-        return key in self._current or key in self._previous
-
-    def keep(self, key: K, value: T) -> None:
-        """`value` for `key` in this set, unless the set has one already (the first config for a host wins)."""
-        self._previous.pop(key, None)
-        self._current.setdefault(key, value)
-
-    def next_set(self) -> None:
-        """A new route set begins: what the last one did not ask for again is let go."""
-        self._previous, self._current = self._current, {}
+    _validated_contents.next_set()
+    certificates.next_set()
 
 
 @dataclass
@@ -234,8 +183,7 @@ def _host_label(raw: Any, index: int) -> str:
     name = raw.get("hostName") if isinstance(raw, dict) else None
     if not isinstance(name, str) or not name:
         return f"#{index}"
-    shown = name.encode("unicode_escape").decode("ascii")
-    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "..."
+    return printable(name)
 
 
 def _pydantic_problems(label: str, exc: ValidationError) -> list[Problem]:
@@ -260,6 +208,7 @@ def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]
 
 
 _ContentKey = tuple[str, tuple[str, ...], tuple[int, ...], str, str, tuple[str, str, str] | None]
+_validated_contents: SetCache[_ContentKey, Route] = SetCache()
 
 
 def _content_key(raw: Any) -> _ContentKey | None:
@@ -442,92 +391,3 @@ def _name_covers(pattern: str, host: str) -> bool:
         head, _, tail = host.partition(".")
         return bool(head) and tail == pattern[2:]
     return False
-
-
-def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
-    """Parse both PEMs and prove they belong together. Cached: the same pair comes in every route set."""
-    return _checked_pairs.get((certificate_pem, key_pem), _check_pem_pair)
-
-
-def _check_pem_pair(pair: tuple[str, str]) -> Certificate:
-    certificate_pem, key_pem = pair
-    if any(kind != "CERTIFICATE" for kind in _PEM_BLOCK.findall(certificate_pem)):
-        # A private key pasted here would otherwise travel on as if it were public.
-        raise FieldError("publicKey", "must hold only CERTIFICATE blocks (it holds another kind, e.g. a key)")
-    try:
-        chain = x509.load_pem_x509_certificates(certificate_pem.encode())
-    except ValueError:
-        raise FieldError("publicKey", "is not a PEM certificate (chain)") from None
-    leaf = chain[0]
-    try:
-        # The RSA consistency check costs ~40 ms a key (7 minutes for 10,000 hosts). Skipping it is safe here: the
-        # public half must still equal the certificate's, and Caddy checks the key itself at load, where a bad
-        # one becomes that host's rejection ("PEM pair N").
-        key = serialization.load_pem_private_key(key_pem.encode(), password=None, unsafe_skip_rsa_key_validation=True)
-    except TypeError:
-        raise FieldError("privateKey", "is encrypted; a key without a passphrase is needed") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise FieldError("privateKey", "is not a PEM private key") from None
-    if not isinstance(key, _TLS_KEY_TYPES):
-        raise FieldError("privateKey", "is not a key type Caddy can serve (RSA, ECDSA or Ed25519)")
-    if key.public_key() != leaf.public_key():
-        position = next((i for i, c in enumerate(chain) if c.public_key() == key.public_key()), None)
-        if position is not None:
-            raise FieldError(
-                "publicKey",
-                f"the certificate of privateKey is #{position + 1} of {len(chain)} in the chain; "
-                "the leaf must come first",
-            )
-        raise FieldError("privateKey", "does not match the certificate in publicKey")
-    _check_chain_order(chain)
-    return Certificate(
-        sha256=leaf.fingerprint(hashes.SHA256()).hex(),
-        names=_certificate_names(leaf),
-        not_before=leaf.not_valid_before_utc,
-        not_after=leaf.not_valid_after_utc,
-        chain_pem="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain),
-    )
-
-
-_validated_contents: _SetCache[_ContentKey, Route] = _SetCache()
-_checked_pairs: _SetCache[tuple[str, str], Certificate] = _SetCache()
-_SET_CACHES = (_validated_contents, _checked_pairs)
-
-
-def _check_chain_order(chain: Sequence[x509.Certificate]) -> None:
-    """After the leaf, each certificate must be the issuer of the one before it (a root at the end may follow).
-
-    Names and key identifiers, not signatures: this finds a misordered chain or a stray certificate; trust is for
-    the clients to decide, and a signature check would cost 0.1 ms a host (a second for 10,000 cold hosts).
-    """
-    for position, (child, parent) in enumerate(itertools.pairwise(chain), 1):
-        if child.issuer != parent.subject or not _key_ids_agree(child, parent):
-            raise FieldError(
-                "publicKey",
-                f"certificate #{position + 1} of {len(chain)} in the chain ({_subject(parent)}) is not the issuer of "
-                f"#{position} ({_subject(child)}); after the leaf, each certificate must issue the one before it",
-            )
-
-
-def _key_ids_agree(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    """False only when both certificates name the issuing key and the names differ."""
-    try:
-        authority = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-        subject = parent.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return True
-    return authority is None or authority == subject
-
-
-def _subject(certificate: x509.Certificate) -> str:
-    shown = certificate.subject.rfc4514_string().encode("unicode_escape").decode("ascii")
-    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "..."
-
-
-def _certificate_names(leaf: x509.Certificate) -> tuple[str, ...]:
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        # Without a SAN, TLS stacks fall back to the subject's common name.
-        return tuple(str(attr.value) for attr in leaf.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME))
-    return tuple(san.get_values_for_type(x509.DNSName))

@@ -32,7 +32,8 @@ from coretraffic.caddyjson.ownership import foreign_parts, keep_foreign
 from coretraffic.caddyjson.readback import HostState, handlers, read_config
 from coretraffic.caddyjson.redact import value_text
 from coretraffic.caddyjson.tree import Path, get_in, replaced
-from coretraffic.core.validate import Certificate, Validation, check_pem_pair, normalise_host_name
+from coretraffic.core.certificates import Certificate, check_pem_pair
+from coretraffic.core.validate import Validation, normalise_host_name
 from coretraffic.errors import FieldError
 
 # bcrypt work spent verifying desired passwords against running hashes, in rounds (2**cost per check): about 2 s

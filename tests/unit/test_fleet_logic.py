@@ -11,7 +11,8 @@ import pytest
 
 from coretraffic import cli
 from coretraffic.caddyjson.layout import JSON
-from coretraffic.core.validate import Certificate, Problem, Route
+from coretraffic.core.certificates import Certificate
+from coretraffic.core.validate import Problem, Route
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.reconcile.render_once import RenderOnce
 from coretraffic.settings import AdminAddress, DnsTarget, Settings, parse_dns_target

@@ -26,7 +26,8 @@ from coretraffic.caddyjson.layout import (
 from coretraffic.caddyjson.readback import read_config
 from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.caddyjson.tree import set_in
-from coretraffic.core.validate import BasicAuth, Certificate, Route
+from coretraffic.core.certificates import Certificate
+from coretraffic.core.validate import BasicAuth, Route
 
 SETTINGS = RenderSettings("1.2.3")
 # Far fewer hosts per bucket than in production, so that the bucketed set spreads over several buckets (and a port

@@ -26,7 +26,8 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON
 from coretraffic.caddyjson.render import RenderSettings, render
-from coretraffic.core.validate import Certificate, Problem, Route, Validation
+from coretraffic.core.certificates import Certificate
+from coretraffic.core.validate import Problem, Route, Validation
 from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
 from coretraffic.settings import AdminAddress
 from coretraffic.sources.coreflow.handler import reply_for
