@@ -105,7 +105,10 @@ def _scan(
         copied: JSON = {}
         holds = False
         for key, value in node.items():
-            if isinstance(value, dict | list):
+            if key == "mappings" and isinstance(value, list):
+                value, inner = _scan_mappings(value, (*path, key), route, found)
+                holds |= inner
+            elif isinstance(value, dict | list):
                 value, inner = _scan(value, (*path, key), route, found)
                 holds |= inner
             copied[key] = value
@@ -122,6 +125,21 @@ def _scan(
             kept.append(item)
         return kept, holds
     return node, False
+
+
+def _scan_mappings(
+    entries: list[Any], path: Path, route: JSON | None, found: dict[str, tuple[JSON, JSON | None, Path]]
+) -> tuple[list[Any], bool]:
+    """`_scan` of a `map` handler's entries, which are flat data (input, outputs) and may each be a host's: looked
+    at one level deep, and kept uncopied (two entries a host: most of the nodes of a config)."""
+    kept = []
+    for index, entry in enumerate(entries):
+        host = route_id_host(entry.get("@id")) if isinstance(entry, dict) else None
+        if host is None:
+            kept.append(entry)
+        else:
+            found[host] = (entry, route, (*path, index))
+    return kept, len(kept) < len(entries)
 
 
 @dataclass(frozen=True)
