@@ -1,5 +1,5 @@
 """`python -m coretraffic`: the same entry point as the `coretraffic` console script."""
 
-from coretraffic.cli import main
+from coretraffic.cli import console_script
 
-raise SystemExit(main())
+console_script()
