@@ -165,7 +165,11 @@ class Settings(BaseSettings):
         description="the admin address a Caddy behind an https admin gate keeps for itself: every config loaded "
         "through the gate carries it, so the gate can still reach it",
     )
-    state_dir: Path = Field(default_factory=default_state_dir, description="private state of the spawned Caddy")
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="private state: the spawned Caddy's, and the certificates the driver checked (which diff, "
+        "check and render read)",
+    )
     base_config: Path | None = Field(None, description="operator's Caddyfile (or .json) the servers merge into")
     http_port: int = Field(7999, ge=1, le=65535, description="port of the HTTP -> HTTPS redirect server")
     https_port: int = Field(8000, ge=1, le=65535, description="port of the HTTPS server")

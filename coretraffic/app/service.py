@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coretraffic.app.discovery import DnsDiscovery
-from coretraffic.app.wiring import AdminClients, make_renderer
+from coretraffic.app.wiring import AdminClients, checked_pairs_record, make_renderer
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
 from coretraffic.observe.metrics import ApplyStats
@@ -28,6 +28,7 @@ from coretraffic.reconcile.render_once import RenderOnce
 from coretraffic.reconcile.target import CaddyTarget
 from coretraffic.settings import AdminAddress, Settings, parse_dns_target
 from coretraffic.sources.coreflow.source import CoreflowSource
+from coretraffic.sources.intake import Intake
 from coretraffic.sources.routes_file import RoutesFileSource
 from coretraffic.sources.source import RouteSource
 
@@ -95,9 +96,10 @@ def _target(
 
 
 def _source(settings: Settings, fleet: Fleet) -> RouteSource:
+    intake = Intake(fleet, checked_pairs_record(settings))
     if settings.routes is None:
-        return CoreflowSource(settings.coreflow_url, fleet)
-    return RoutesFileSource(settings.routes, fleet)
+        return CoreflowSource(settings.coreflow_url, intake)
+    return RoutesFileSource(settings.routes, intake)
 
 
 async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None) -> None:

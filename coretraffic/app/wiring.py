@@ -20,12 +20,19 @@ from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route
 from coretraffic.errors import UsageError
 from coretraffic.settings import AdminAddress, Settings
+from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
 
 
 def go_duration(seconds: float) -> str:
     """`seconds` as a Go duration string Caddy parses: `3600s`, `0.5s`, never an exponent (`{:g}` gives
     `1e+06s` for 1,000,000)."""
     return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
+
+
+def checked_pairs_record(settings: Settings) -> CheckedPairsFile:
+    """Where `run` keeps the certificates it checked (in the state directory, also when it drives existing
+    Caddies), and where the one-shot commands and the driver's next start find them."""
+    return CheckedPairsFile(settings.state_dir / FILE_NAME)
 
 
 def admin_address(settings: Settings) -> AdminAddress:

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from coretraffic.app.wiring import admin_address, admin_client, make_renderer
+from coretraffic.app.wiring import admin_address, admin_client, checked_pairs_record, make_renderer
 from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.cli.routes import required_routes
 from coretraffic.diff.plan import Plan, plan_diff
@@ -41,9 +41,10 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
         # checked against the running hashes instead; at the configured cost each authed host would cost 60 ms.
         renderer = make_renderer(settings.model_copy(update={"bcrypt_cost": 4}))
         document = read_routes_document(routes)
+        now = datetime.datetime.now(datetime.UTC)
         # Caddy serialises its config (11 MB at 10,000 routes) while the routes are validated (about 1 s).
         validation, running = await asyncio.gather(
-            validate_on_cores(document, datetime.datetime.now(datetime.UTC)),
+            validate_on_cores(document, now, record=checked_pairs_record(settings)),
             _running_config(settings),
         )
         desired = with_admin_listen(renderer(validation.routes), address.config_listen)  # as `run` would load it

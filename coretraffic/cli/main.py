@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from coretraffic import __version__
 from coretraffic.app.state_lock import state_dir_lock
-from coretraffic.app.wiring import admin_address, make_renderer
+from coretraffic.app.wiring import admin_address, checked_pairs_record, make_renderer
 from coretraffic.caddyjson.redact import redact
 from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.cli.diff import run_diff
@@ -55,7 +55,7 @@ _DATA_PLANE = ("base_config", "http_port", "https_port", "listen_host", "http3",
 _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "run": tuple(Settings.model_fields),
     "demo": ("state_dir", *_DATA_PLANE, "bcrypt_cost", "log_level", "log_format", "status_addr"),
-    "check": ("routes",),
+    "check": ("routes", "state_dir"),
     "render": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE, "bcrypt_cost"),
     "diff": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE),
     "status": ("status_addr",),
@@ -165,13 +165,15 @@ def _issued_host(name: str) -> str:
 
 def _validated_routes_file(settings: Settings) -> Validation:
     document = read_routes_document(required_routes(settings))
-    return asyncio.run(validate_on_cores(document, datetime.datetime.now(datetime.UTC)))
+    now = datetime.datetime.now(datetime.UTC)
+    return asyncio.run(validate_on_cores(document, now, record=checked_pairs_record(settings)))
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from coretraffic.app.service import run_driver  # here: the other commands need not load the driver's parts
 
-    # Only a spawned Caddy keeps its state there; a driver of an existing Caddy writes nothing to it.
+    # Only a spawned Caddy keeps its state there; a driver of an existing Caddy writes only its checked
+    # certificates to it (each write replaces the file whole, so two such drivers may share it).
     held = state_dir_lock(settings.state_dir) if settings.spawns_caddy else contextlib.nullcontext()
     with held, contextlib.suppress(asyncio.CancelledError):
         asyncio.run(run_driver(settings))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -97,7 +97,7 @@ def remember(certificate_pem: str, key_pem: str, certificate: Certificate) -> No
     _checked_pairs.keep((certificate_pem, key_pem), certificate)
 
 
-def checked_pairs() -> Iterator[tuple[tuple[str, str], Certificate]]:
+def checked_pairs() -> list[tuple[tuple[str, str], Certificate]]:
     """The pairs of the route set being validated, with their results (rejected pairs are not among them)."""
     return _checked_pairs.current()
 

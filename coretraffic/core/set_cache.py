@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -37,9 +37,10 @@ class SetCache(Generic[K, T]):
         self._previous.pop(key, None)
         self._current.setdefault(key, value)
 
-    def current(self) -> Iterator[tuple[K, T]]:
-        """The results the set being validated has asked for or been given so far."""
-        return iter(self._current.items())
+    def current(self) -> list[tuple[K, T]]:
+        """The results the set being validated has asked for or been given so far (a copy: another thread may
+        be validating)."""
+        return list(self._current.items())
 
     def next_set(self) -> None:
         """A new route set begins: what the last one did not ask for again is let go."""

@@ -94,9 +94,10 @@ def validate_route_set(document: Any, now: datetime) -> Validation:
 
 
 def known(raw: Any) -> bool:
-    """Whether this config's result is kept from the route set being validated or the one before it."""
+    """Whether checking this config is cheap: its result, or its certificate pair's, is kept from the route set
+    being validated or the one before it."""
     key = _content_key(raw)
-    return key is not None and _validated_contents.holds(key)
+    return key is not None and (_validated_contents.holds(key) or certificates.known_pair(key[4], key[3]))
 
 
 def keep_results(configs: Sequence[Any], outcomes: Outcomes) -> None:
@@ -197,7 +198,13 @@ def _pydantic_problems(label: str, exc: ValidationError) -> list[Problem]:
 
 def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]]:
     key = _content_key(raw)
-    route = _validated_contents.get(key, _validate_content) if key is not None else _validate_config(raw)
+    if key is None:
+        route = _validate_config(raw)
+    else:
+        route = _validated_contents.get(key, _validate_content)
+        # Found by content, its pair was not asked for: kept in this set all the same, so that the set's pairs
+        # are all there for `certificates.checked_pairs` (what `CheckedPairsFile` writes).
+        certificates.remember(key[4], key[3], route.certificate)
     certificate = route.certificate
     warnings = []
     if now < certificate.not_before:
@@ -306,7 +313,7 @@ def _basic_auth(authentication: BasicAuthentication, key_pem: str) -> BasicAuth:
     return BasicAuth(user, password, hashlib.sha256(key_pem.encode()).digest())
 
 
-@functools.lru_cache(maxsize=65536)  # the same names come in every route set
+@functools.lru_cache(maxsize=1 << 18)  # the same names come in every set: room for all of 100,000 hosts
 def normalise_host_name(name: str) -> str:
     """A DNS name as Caddy should match it: lower case, A-labels, optionally one leading `*.`."""
     wildcard = name.startswith("*.")

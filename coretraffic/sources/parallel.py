@@ -8,8 +8,9 @@ exactly what `validate_route_set` gives, and keeps them (`validate.keep_results`
 its unchanged hosts as if they had been validated here. Forked, not spawned: a worker inherits the imports and
 the parsed route set instead of paying for them again.
 
-A set whose configs are mostly known (every later set `run` gets) is validated in a thread: its results are
-found in the cache, which is cheaper than forking. The fork is made from the event loop's thread; `run`'s other
+A set whose configs are mostly known (every later set `run` gets, or one whose pairs a `CheckedPairsFile`
+holds) is validated in a thread: its results are found in the cache, which is cheaper than forking and sending
+100,000 routes back. The fork is made from the event loop's thread; `run`'s other
 threads are the loop's executor's (idle while a set is validated: intake is the one user), and a worker touches
 nothing but the configs and the validation caches.
 """
@@ -36,6 +37,7 @@ from coretraffic.core.validate import (
     validate_configs,
     validate_route_set,
 )
+from coretraffic.sources.checked_pairs_file import CheckedPairsFile
 
 # Configs per slice: below about this many, a worker costs more than it saves. Several slices per worker even
 # out a worker that the (shared) machine slows down.
@@ -50,9 +52,16 @@ MAX_WORKERS = 4
 _configs: Sequence[Any] = ()  # in a worker: the route set, inherited through the fork rather than pickled
 
 
-async def validate_on_cores(document: Any, now: datetime, *, min_slice: int = MIN_SLICE) -> Validation:
-    """`validate_route_set(document, now)`, on up to MAX_WORKERS of the usable cores when enough of it is new."""
+async def validate_on_cores(
+    document: Any, now: datetime, *, record: CheckedPairsFile | None = None, min_slice: int = MIN_SLICE
+) -> Validation:
+    """`validate_route_set(document, now)`, on up to MAX_WORKERS of the usable cores when enough of it is new.
+
+    With a `record`, the pairs it holds are not checked again (`CheckedPairsFile.recall`).
+    """
     configs = route_set_items(document)
+    if record is not None:
+        await asyncio.to_thread(record.recall, configs)
     workers = min(_usable_cores(), MAX_WORKERS, _new_configs(configs) // min_slice)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return await asyncio.to_thread(validate_route_set, configs, now)

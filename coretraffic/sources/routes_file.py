@@ -23,7 +23,7 @@ from typing import Any
 
 from coretraffic.core.readings import Reading
 from coretraffic.errors import RouteSetError, RoutesFileError
-from coretraffic.sources.intake import RouteSetSink, submit_route_set
+from coretraffic.sources.intake import Intake
 
 log = logging.getLogger("coretraffic.routes_file")
 intake_log = logging.getLogger("coretraffic")  # where intake reports what became of a route set
@@ -94,9 +94,9 @@ async def watch_routes_file(
 class RoutesFileSource:
     """Applies the routes file at `path` to the fleet of Caddies, now and after every change (`RouteSource`)."""
 
-    def __init__(self, path: Path, fleet: RouteSetSink) -> None:
+    def __init__(self, path: Path, intake: Intake) -> None:
         self._path = path
-        self._fleet = fleet
+        self._intake = intake
         self._problem: str | None = None
         self._problem_since = 0.0
         self._errors = 0
@@ -104,7 +104,7 @@ class RoutesFileSource:
     async def run(self) -> None:
         async def submit(document: Any) -> None:
             try:
-                await submit_route_set(self._fleet, document)  # each reconciler logs the outcome
+                await self._intake.submit(document)  # each reconciler logs the outcome
             except RouteSetError as exc:
                 intake_log.error("route set rejected as a whole: %s; keeping the last good config", exc)
                 self._observe_problem(f"routes file {self._path} is not a route set: {exc}")

@@ -30,7 +30,7 @@ from coretraffic.errors import FramingError, RouteSetError, RoutesFileError
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.coreflow import framing
 from coretraffic.sources.coreflow.handler import reply_for
-from coretraffic.sources.intake import submit_route_set
+from coretraffic.sources.intake import Intake
 from coretraffic.sources.routes_file import parse_routes_document
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import OneCaddy
@@ -178,7 +178,7 @@ async def test_hostile_configs_beside_good_ones_reach_caddy_and_cost_no_good_hos
         for name in POOL[1].names
     ]
     # Through intake, as Coreflow and the routes file feed it: problems are logged (and the log is searched).
-    applied = await submit_route_set(OneCaddy(reconciler), [*good, *hostile])
+    applied = await Intake(OneCaddy(reconciler)).submit([*good, *hostile])
     result = await applied[OneCaddy.name]
     assert result.outcome in ("applied", "unchanged"), result.summary()
     event(f"{result.outcome}, hostile hosts served: {min(len(result.applied_hosts) - len(good), 2)}")
@@ -198,11 +198,11 @@ async def test_unusable_documents_change_nothing(reconciler: Reconciler, upstrea
         "privateKey": POOL[0].key,
         "publicKey": POOL[0].certificate,
     }
-    assert (await (await submit_route_set(OneCaddy(reconciler), [good]))[OneCaddy.name]).ok
+    assert (await (await Intake(OneCaddy(reconciler)).submit([good]))[OneCaddy.name]).ok
     loads = reconciler.loads
     for document in (None, 7, "[]", {"routes": [good]}, {"reverseConfigs": {"0": good}}, {"reverseConfigs": None}):
         with pytest.raises(RouteSetError):
-            await submit_route_set(OneCaddy(reconciler), document)
+            await Intake(OneCaddy(reconciler)).submit(document)
     assert reconciler.loads == loads
     assert await serves(POOL_CA, ports.https, "a.example.test")
 

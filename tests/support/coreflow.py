@@ -19,6 +19,7 @@ import pytest
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.sources.coreflow import CoreflowClient
 from coretraffic.sources.coreflow.handler import make_update_routing_handler
+from coretraffic.sources.intake import Intake
 from tests.support import paths
 from tests.support.caddy import OneCaddy
 
@@ -254,7 +255,7 @@ OK = {"outcome": "response", "response": {"status": "ok", "errorText": ""}}
 
 @contextlib.asynccontextmanager
 async def connected(peer: Peer, reconciler: Reconciler, deadline_s: float = 10.0) -> AsyncIterator[CoreflowClient]:
-    client = CoreflowClient(peer.url, make_update_routing_handler(OneCaddy(reconciler), deadline_s))
+    client = CoreflowClient(peer.url, make_update_routing_handler(Intake(OneCaddy(reconciler)), deadline_s))
     task = asyncio.create_task(client.run())
     try:
         await peer.status(until_tagged=True, wait_s=10)

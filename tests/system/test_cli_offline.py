@@ -6,12 +6,12 @@ directory under the test's tmp_path.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,16 @@ import bcrypt
 import pytest
 
 from coretraffic import __version__
+from coretraffic.core.certificates import checked_pairs
+from coretraffic.core.validate import validate_route_set
+from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
 from coretraffic.testing.pki import DemoCA, IssuedCertificate
 
 CANARY = "CANARY-SECRET-9f8e"
 TIMEOUT_S = 60
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Run:
     returncode: int
     stdout: str
@@ -154,6 +157,22 @@ def test_check_shows_every_problem_of_a_host(env: dict[str, str], tmp_path: Path
         "authentication.pass",
     ]
     assert run.stdout.splitlines()[-1] == "0 hosts valid, 5 errors, 0 warnings"
+
+
+def test_check_takes_what_the_driver_checked_from_the_state_directory(
+    env: dict[str, str], tmp_path: Path, ca: DemoCA
+) -> None:
+    """The record of checked certificates is trusted as the driver wrote it: a forged one shows in the result."""
+    host = "app.example.test"
+    path = routes_file(tmp_path, [wire(host, ca.issue([host]))])
+    assert coretraffic(env, "check", "--routes", str(path)) == Run(0, "1 host valid, 0 errors, 0 warnings\n", "")
+    validate_route_set(json.loads(path.read_text()), datetime.datetime.now(datetime.UTC))
+    forged = [(pair, dataclasses.replace(found, names=("forged.example.test",))) for pair, found in checked_pairs()]
+    CheckedPairsFile(Path(env["CORETRAFFIC_STATE_DIR"]) / FILE_NAME).save(forged)
+    run = coretraffic(env, "check", "--routes", str(path))
+    assert run.stdout.splitlines()[0] == (
+        f"error: {host}: publicKey: certificate does not cover {host} (it names forged.example.test)"
+    )
 
 
 def test_check_reads_the_routes_file_from_the_environment(env: dict[str, str], tmp_path: Path) -> None:

@@ -48,6 +48,10 @@ async def test_run_serves_good_routes_names_the_bad_one_and_follows_the_file(
         # A changed file is applied; an invalid one keeps the last good config serving.
         routes_file.write_text(json.dumps([*good, demo_route(ca, "added.example.test", upstream.port)]))
         await wait_until(lambda: serves(ca, ports.https, "added.example.test"), 10, "the change applied")
+        # The certificates it checked are kept for the next process (the broken pair is not among them).
+        record = Path(driver_args[1]) / "checked-certificates.json"
+        await wait_until(partial(holds_pairs, record, 4), 10, "the checked certificates kept")
+        assert "PRIVATE KEY" not in record.read_text()
         routes_file.write_text("{ not json")
         await wait_until(lambda: driver.said("is not valid JSON (line 1, column 3)"), 10, "the bad file reported")
         assert await serves(ca, ports.https, "added.example.test")
@@ -56,6 +60,10 @@ async def test_run_serves_good_routes_names_the_bad_one_and_follows_the_file(
     finally:
         assert driver.stop() == 0
     assert caddy_pids(state_dir) == []  # SIGTERM stopped the Caddy it started
+
+
+async def holds_pairs(record: Path, count: int) -> bool:
+    return record.exists() and len(json.loads(record.read_text())["pairs"]) == count
 
 
 async def test_demo_command_serves_https_with_its_certificate(short_tmp: Path, ports: Ports) -> None:

@@ -18,7 +18,7 @@ from coretraffic.core.text import counted
 from coretraffic.errors import RouteSetError
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.coreflow.session import RoutingHandler
-from coretraffic.sources.intake import RouteSetSink, submit_route_set
+from coretraffic.sources.intake import Intake
 
 log = logging.getLogger("coretraffic.coreflow")
 
@@ -81,12 +81,12 @@ def _problem(result: ApplyResult | None, waiting_because: str, deadline_s: float
     )
 
 
-def make_update_routing_handler(fleet: RouteSetSink, deadline_s: float = REPLY_DEADLINE_S) -> RoutingHandler:
+def make_update_routing_handler(intake: Intake, deadline_s: float = REPLY_DEADLINE_S) -> RoutingHandler:
     async def handle_update_routing(request: Any) -> dict[str, Any]:
         if not isinstance(request, dict):
             return error(f"malformed updateRouting request: expected an object, got {type(request).__name__}")
         try:
-            submitted = await submit_route_set(fleet, request)
+            submitted = await intake.submit(request)
         except RouteSetError as exc:
             return error(f"malformed updateRouting request: {exc}; nothing was changed")
         # shield: a timed-out reply must not cancel an apply, which goes on retrying.
@@ -97,6 +97,6 @@ def make_update_routing_handler(fleet: RouteSetSink, deadline_s: float = REPLY_D
         for wait in waits.values():
             if not wait.done():
                 wait.cancel()  # the shield only: the apply inside goes on
-        return fleet_reply(results, {name: fleet.unavailable_because(name) for name in results}, deadline_s)
+        return fleet_reply(results, {name: intake.unavailable_because(name) for name in results}, deadline_s)
 
     return handle_update_routing

@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 from coretraffic.core.readings import Reading
 from coretraffic.sources.coreflow.handler import make_update_routing_handler
 from coretraffic.sources.coreflow.session import CoreflowClient
-from coretraffic.sources.intake import RouteSetSink
+from coretraffic.sources.intake import Intake
 
 
 class CoreflowSource:
-    def __init__(self, url: str, fleet: RouteSetSink) -> None:
+    def __init__(self, url: str, intake: Intake) -> None:
         self._url = url
-        self._client = CoreflowClient(url, make_update_routing_handler(fleet))
+        self._client = CoreflowClient(url, make_update_routing_handler(intake))
 
     async def run(self) -> None:
         await self._client.run()
