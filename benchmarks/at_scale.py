@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.diff_cli import time_config_read, time_diff
+from benchmarks.diff_cli import left_by_run, time_config_read, time_diff
 from benchmarks.harness import Bed, as_received, bed, hosts, rss_mb, until_serving
 from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import validate_route_set
@@ -85,6 +85,7 @@ class Size:
 class Diff:
     hosts: int
     diff_s: float
+    cold_s: float  # from an empty state directory: every certificate checked
     read_s: float
     summary: str
 
@@ -124,8 +125,9 @@ async def measure(size: int, rounds: int, cold_rounds: int, *, with_diff: bool) 
             for round_ in range(cold_rounds):
                 if round_:
                     await b.admin.load(serialise({"admin": {"listen": b.caddy.admin_address.listen}}))
-                checks.append(await _check(routes_file))
-                seconds, driver_rss = await _cold_start(b, client, routes_file, configs[-1]["hostName"])
+                checks.append(await _check(routes_file, Path(tmp) / f"check {round_}"))
+                probe = configs[-1]["hostName"]
+                seconds, driver_rss = await _cold_start(b, client, routes_file, probe, Path(tmp) / f"run {round_}")
                 starts.append(seconds)
             caddy_rss = b.caddy_rss_mb()
             ours, raw, raw_post, cpu = await _updates(b, client, configs, rounds)
@@ -163,35 +165,48 @@ async def rsa_against_ec(size: int, rounds: int) -> KeyTypes:
         return KeyTypes(size, timings["rsa"], timings["ec"])
 
 
-def _driver_command(command: str, routes_file: Path, b: Bed | None = None) -> list[str]:
-    """`coretraffic COMMAND --routes FILE`, driving the bed's Caddy on its ports when there is one."""
+def _driver_command(command: str, routes_file: Path, state_dir: Path, b: Bed | None = None) -> list[str]:
+    """`coretraffic COMMAND --routes FILE --state-dir DIR`, driving the bed's Caddy on its ports when there is
+    one. A new DIR each time: the checked certificates an earlier run left there would make the command warm."""
     drive = () if b is None else (
         "--caddy-admin", b.caddy.admin_address.listen, "--listen-host", "127.0.0.1",
         "--http-port", str(b.settings.http_port), "--https-port", str(b.https_port),
     )  # fmt: skip
-    return [sys.executable, "-m", "coretraffic", command, "--routes", str(routes_file), *drive]
+    return [
+        sys.executable,
+        "-m",
+        "coretraffic",
+        command,
+        "--routes",
+        str(routes_file),
+        "--state-dir",
+        str(state_dir),
+        *drive,
+    ]
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}, **extra}
 
 
-async def _check(routes_file: Path) -> float:
+async def _check(routes_file: Path, state_dir: Path) -> float:
     """Wall time of `coretraffic check`: a cold process validating the file on the machine's cores."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        *_driver_command("check", routes_file), stdout=asyncio.subprocess.DEVNULL, env=_clean_env()
+        *_driver_command("check", routes_file, state_dir), stdout=asyncio.subprocess.DEVNULL, env=_clean_env()
     )
     if await process.wait() != 0:
         raise RuntimeError(f"coretraffic check exited {process.returncode}")
     return time.perf_counter() - started
 
 
-async def _cold_start(b: Bed, client: httpx.AsyncClient, routes_file: Path, probe: str) -> tuple[float, float]:
+async def _cold_start(
+    b: Bed, client: httpx.AsyncClient, routes_file: Path, probe: str, state_dir: Path
+) -> tuple[float, float]:
     """From starting `coretraffic run --routes` against the empty Caddy to `probe` answering; the driver's RSS."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        *_driver_command("run", routes_file, b),
+        *_driver_command("run", routes_file, state_dir, b),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         env=_clean_env(CORETRAFFIC_STATUS_ADDR=""),
@@ -250,7 +265,8 @@ async def _updates(
 
 
 async def _diff(b: Bed, configs: Sequence[dict[str, Any]], tmp: Path) -> Diff:
-    """`coretraffic diff` of 30 changes to the running `configs`, and a bare read of the running config."""
+    """`coretraffic diff` of 30 changes to the running `configs`, beside the driver's state directory and from an
+    empty one, and a bare read of the running config."""
     desired: list[Any] = as_received(list(configs))
     for config in desired[:10]:
         config["destinationPorts"] = [b.upstream_port + 1]
@@ -258,5 +274,6 @@ async def _diff(b: Bed, configs: Sequence[dict[str, Any]], tmp: Path) -> Diff:
     desired += b.configs(hosts(10, prefix="new"))
     routes_file = tmp / "desired.json"
     routes_file.write_text(json.dumps(desired))
-    seconds, summary = await time_diff(b, routes_file)
-    return Diff(len(configs), seconds, await time_config_read(b.caddy.admin_address), summary)
+    cold_s, _ = await time_diff(b, routes_file, tmp / "empty state")
+    seconds, summary = await time_diff(b, routes_file, left_by_run(configs, tmp / "state"))
+    return Diff(len(configs), seconds, cold_s, await time_config_read(b.caddy.admin_address), summary)

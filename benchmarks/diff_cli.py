@@ -4,24 +4,31 @@ Caddy runs N routes loaded through the real renderer; the routes file moves 10 h
 and adds 10. "Ours" is the command as an operator runs it: a new Python process from start to exit that reads
 and validates the file, renders, reads `GET /config/`, plans and prints. "Floor", alternated with it, is a new
 Python process that only fetches and parses `GET /config/` (httpx and orjson): what reading the running Caddy
-costs before any comparison. Then the same command once against an empty Caddy, where every host is added.
+costs before any comparison. Each run of ours finds in its state directory what `run` leaves there after applying
+the running set (its checked certificates, `sources.checked_pairs_file`), as it would beside a running driver.
+Then the same command once against an empty Caddy, where every host is added, from an empty state directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Bed, hosts
+from coretraffic.core.certificates import checked_pairs
+from coretraffic.core.validate import validate_route_set
 from coretraffic.settings import AdminAddress
+from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
 
 # A bare reader of the running config: the floor. argv: the admin socket ("" for TCP), the admin URL.
 _FLOOR = """
@@ -62,22 +69,31 @@ async def measure(bed: Bed, size: int, repeats: int) -> DiffTime:
     with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
         routes_file = Path(tmp) / "routes.json"
         routes_file.write_text(json.dumps(desired))
-        all_added_s, _ = await time_diff(bed, routes_file)  # the bed's Caddy runs nothing yet
+        all_added_s, _ = await time_diff(bed, routes_file, Path(tmp) / "empty")  # the bed's Caddy runs nothing yet
         await bed.load(bed.render(bed.routes(configs)))
+        state_dir = left_by_run(configs, Path(tmp) / "state")
         ours, floor = [], []
         for _ in range(repeats):
-            seconds, summary = await time_diff(bed, routes_file)
+            seconds, summary = await time_diff(bed, routes_file, state_dir)
             assert summary == f"10 added, 10 removed, 10 changed, 0 rejected, {size - 20} unchanged", summary
             ours.append(seconds)
             floor.append(await time_config_read(bed.caddy.admin_address))
     return DiffTime(size, ours, floor, all_added_s)
 
 
-async def time_diff(bed: Bed, routes_file: Path) -> tuple[float, str]:
-    """Wall time of one `coretraffic diff` process, and its summary line."""
+def left_by_run(configs: Sequence[Any], state_dir: Path) -> Path:
+    """`state_dir` holding what `coretraffic run` leaves there once it has applied `configs`: its record of the
+    certificates it checked (written here by the same code, without a second driver beside the bed's)."""
+    validate_route_set(configs, datetime.datetime.now(datetime.UTC))
+    CheckedPairsFile(state_dir / FILE_NAME).save(checked_pairs())
+    return state_dir
+
+
+async def time_diff(bed: Bed, routes_file: Path, state_dir: Path) -> tuple[float, str]:
+    """Wall time of one `coretraffic diff` process with `state_dir`, and its summary line."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "coretraffic", "diff", "--routes", str(routes_file),
+        sys.executable, "-m", "coretraffic", "diff", "--routes", str(routes_file), "--state-dir", str(state_dir),
         "--caddy-admin", bed.caddy.admin_address.listen, "--listen-host", "127.0.0.1",
         "--http-port", str(bed.settings.http_port), "--https-port", str(bed.https_port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_clean_env(),

@@ -168,7 +168,9 @@ async def _driver_rss_mb(bed: Bed, configs: list[dict[str, object]]) -> float:
             "--caddy-admin", bed.caddy.admin_address.listen, "--listen-host", "127.0.0.1",
             "--http-port", str(free_port()), "--https-port", str(free_port()),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "CORETRAFFIC_LOG_LEVEL": "INFO"},
+            # No status server (its port may be taken) and a state directory of its own.
+            env={**os.environ, "CORETRAFFIC_LOG_LEVEL": "INFO", "CORETRAFFIC_STATUS_ADDR": "",
+                 "CORETRAFFIC_STATE_DIR": str(Path(tmp) / "state")},
         )  # fmt: skip
         assert process.stderr is not None
         try:
