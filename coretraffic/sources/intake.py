@@ -8,16 +8,20 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from coretraffic.core import certificates
+from coretraffic.core.certificates import Certificate
 from coretraffic.core.validate import Validation
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.checked_pairs_file import CheckedPairsFile
 from coretraffic.sources.parallel import validate_on_cores
 
 log = logging.getLogger("coretraffic")
+
+# How long the record of checked certificates waits for the first Caddy to take a set before it is written anyway.
+SAVE_AFTER_S = 120.0
 
 
 class RouteSetSink(Protocol):
@@ -54,11 +58,24 @@ class Intake:
             level = logging.WARNING if problem.severity == "warning" else logging.ERROR
             log.log(level, "route %s: %s", problem.severity, problem)
         submitted = self._fleet.submit_nowait(validation)
-        if self._record is not None:  # after the set is on its way: the write never delays a load
-            saving = asyncio.create_task(asyncio.to_thread(self._record.save, certificates.checked_pairs()))
+        if self._record is not None:
+            saving = asyncio.create_task(self._save(self._record, certificates.checked_pairs(), submitted))
             self._saving.add(saving)
             saving.add_done_callback(self._saving.discard)
         return submitted
+
+    @staticmethod
+    async def _save(
+        record: CheckedPairsFile,
+        pairs: Sequence[tuple[tuple[str, str], Certificate]],
+        submitted: Mapping[str, asyncio.Future[ApplyResult]],
+    ) -> None:
+        """Write the record once the set is rendered and loaded somewhere: writing is Python work in this process,
+        and beside the render (one for every Caddy) it would delay the load. A Caddy that does not answer holds it
+        back for a while only."""
+        if submitted:
+            await asyncio.wait(submitted.values(), timeout=SAVE_AFTER_S, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.to_thread(record.save, pairs)
 
     def unavailable_because(self, name: str) -> str:
         """Why the Caddy `name` has not answered yet (its last error), or ""."""
