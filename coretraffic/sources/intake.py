@@ -20,6 +20,7 @@ from coretraffic.sources.parallel import validate_on_cores
 
 log = logging.getLogger("coretraffic")
 
+_Pairs = Sequence[tuple[tuple[str, str], Certificate]]
 # How long the record of checked certificates waits for the first Caddy to take a set before it is written anyway.
 SAVE_AFTER_S = 120.0
 
@@ -43,7 +44,9 @@ class Intake:
     def __init__(self, fleet: RouteSetSink, record: CheckedPairsFile | None = None) -> None:
         self._fleet = fleet
         self._record = record
-        self._saving: set[asyncio.Task[None]] = set()
+        # The newest set's pairs, not written yet, and its applies; the task that writes them.
+        self._latest: tuple[_Pairs, Mapping[str, asyncio.Future[ApplyResult]]] | None = None
+        self._saver: asyncio.Task[None] | None = None
 
     async def submit(self, document: Any) -> Mapping[str, asyncio.Future[ApplyResult]]:
         """Validate a route set and queue it at every Caddy; each future resolves with the apply that covered it.
@@ -59,23 +62,23 @@ class Intake:
             log.log(level, "route %s: %s", problem.severity, problem)
         submitted = self._fleet.submit_nowait(validation)
         if self._record is not None:
-            saving = asyncio.create_task(self._save(self._record, certificates.checked_pairs(), submitted))
-            self._saving.add(saving)
-            saving.add_done_callback(self._saving.discard)
+            self._latest = (certificates.checked_pairs(), submitted)
+            if self._saver is None or self._saver.done():
+                self._saver = asyncio.create_task(self._save_latest(self._record))
         return submitted
 
-    @staticmethod
-    async def _save(
-        record: CheckedPairsFile,
-        pairs: Sequence[tuple[tuple[str, str], Certificate]],
-        submitted: Mapping[str, asyncio.Future[ApplyResult]],
-    ) -> None:
-        """Write the record once the set is rendered and loaded somewhere: writing is Python work in this process,
-        and beside the render (one for every Caddy) it would delay the load. A Caddy that does not answer holds it
-        back for a while only."""
-        if submitted:
-            await asyncio.wait(submitted.values(), timeout=SAVE_AFTER_S, return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.to_thread(record.save, pairs)
+    async def _save_latest(self, record: CheckedPairsFile) -> None:
+        """Write the record for the newest set once it is rendered and loaded somewhere: writing is Python work in
+        this process, and beside the render (one for every Caddy) it would delay the load. A Caddy that does not
+        answer holds it back for a while only. Only the newest set's pairs wait (a burst keeps one copy)."""
+        while self._latest is not None:
+            pairs, submitted = self._latest
+            if submitted:
+                await asyncio.wait(submitted.values(), timeout=SAVE_AFTER_S, return_when=asyncio.FIRST_COMPLETED)
+            if self._latest[0] is not pairs:
+                continue  # a newer set came meanwhile: that one is written
+            self._latest = None
+            await asyncio.to_thread(record.save, pairs)
 
     def unavailable_because(self, name: str) -> str:
         """Why the Caddy `name` has not answered yet (its last error), or ""."""

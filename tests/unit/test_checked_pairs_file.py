@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import logging
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ import pytest
 from coretraffic.core import certificates
 from coretraffic.core.validate import Validation, validate_route_set
 from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
+from coretraffic.sources.intake import Intake
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.testing.pki import DemoCA, PublicLikeCA, demo_route
+from tests.support.waiting import wait_until
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -195,3 +197,55 @@ def test_an_unwritable_place_is_reported_once_and_costs_nothing_else(
         f"checked certificates: cannot write {blocker / FILE_NAME}: File exists; "
         "certificates are checked again by each new process"
     ]
+
+
+class HeldSink:
+    """A fleet whose applies finish when the test says (`finish`): a fake, as the point is the order of writes."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        self.applies: list[asyncio.Future[Any]] = []
+
+    def submit_nowait(self, validation: Validation) -> dict[str, asyncio.Future[Any]]:
+        self.applies.append(asyncio.get_running_loop().create_future())
+        return {"caddy": self.applies[-1]}
+
+    def unavailable_because(self, name: str) -> str:
+        return ""
+
+    def finish(self) -> None:
+        self.events.append("applied")
+        for apply in self.applies:
+            apply.set_result(None)
+
+
+class WatchedFile(CheckedPairsFile):
+    def __init__(self, path: Path, events: list[Any]) -> None:
+        super().__init__(path)
+        self.events = events
+
+    def save(self, pairs: Sequence[tuple[tuple[str, str], certificates.Certificate]]) -> None:
+        self.events.append(("saved", len(pairs)))
+        super().save(pairs)
+
+
+def test_the_record_waits_for_an_apply_and_a_burst_writes_only_its_newest_set(
+    route_set: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    path = tmp_path / FILE_NAME
+    events: list[Any] = []
+
+    async def written() -> bool:
+        return path.exists()
+
+    async def burst() -> None:
+        sink = HeldSink(events)
+        intake = Intake(sink, WatchedFile(path, events))
+        await intake.submit(route_set[:2])
+        await intake.submit(route_set)
+        await asyncio.to_thread(lambda: None)  # a round through the threads, where an early write would run
+        sink.finish()
+        await wait_until(written, 5, "the record written")
+
+    asyncio.run(burst())
+    assert events == ["applied", ("saved", len(route_set))]
