@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Bed, hosts
-from coretraffic.core.certificates import checked_pairs
-from coretraffic.core.validate import validate_route_set
+from coretraffic.core.validate import checked_pairs, validate_route_set
 from coretraffic.settings import AdminAddress
 from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
 

@@ -2,7 +2,7 @@
 
 Pure. Parsing and matching a pair is most of validation's cost (about 0.2 ms a host), so each pair's result is
 kept for the route set being validated and the one after it (`SetCache`), and can be given from outside
-(`remember`): what `sources.checked_pairs` read from the last run's record on disk.
+(`remember`): what `sources.checked_pairs_file` read from the last run's record on disk.
 """
 
 from __future__ import annotations
@@ -95,11 +95,6 @@ def known_pair(certificate_pem: str, key_pem: str) -> bool:
 def remember(certificate_pem: str, key_pem: str, certificate: Certificate) -> None:
     """Take `certificate` as the result of checking this pair, in the route set being validated."""
     _checked_pairs.keep((certificate_pem, key_pem), certificate)
-
-
-def checked_pairs() -> list[tuple[tuple[str, str], Certificate]]:
-    """The pairs of the route set being validated, with their results (rejected pairs are not among them)."""
-    return _checked_pairs.current()
 
 
 def next_set() -> None:

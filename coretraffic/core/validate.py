@@ -100,6 +100,13 @@ def known(raw: Any) -> bool:
     return key is not None and (_validated_contents.holds(key) or certificates.known_pair(key[4], key[3]))
 
 
+def checked_pairs() -> list[tuple[tuple[str, str], Certificate]]:
+    """The certificate pairs of the route set being validated, with their results: those of its configs found or
+    checked by content (every accepted config of the usual types), which is what `CheckedPairsFile` writes. A copy
+    taken in one go: another thread may be validating."""
+    return [((key[4], key[3]), route.certificate) for key, route in _validated_contents.current()]
+
+
 def keep_results(configs: Sequence[Any], outcomes: Outcomes) -> None:
     """Begin a route set whose configs were checked elsewhere (`validate_configs` in forked workers): their
     results are kept as if checked here, so that the next set finds them."""
@@ -198,13 +205,7 @@ def _pydantic_problems(label: str, exc: ValidationError) -> list[Problem]:
 
 def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]]:
     key = _content_key(raw)
-    if key is None:
-        route = _validate_config(raw)
-    else:
-        route = _validated_contents.get(key, _validate_content)
-        # Found by content, its pair was not asked for: kept in this set all the same, so that the set's pairs
-        # are all there for `certificates.checked_pairs` (what `CheckedPairsFile` writes).
-        certificates.remember(key[4], key[3], route.certificate)
+    route = _validated_contents.get(key, _validate_content) if key is not None else _validate_config(raw)
     certificate = route.certificate
     warnings = []
     if now < certificate.not_before:

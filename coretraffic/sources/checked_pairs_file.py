@@ -79,7 +79,7 @@ class CheckedPairsFile:
         return recalled
 
     def save(self, pairs: Sequence[tuple[tuple[str, str], Certificate]]) -> None:
-        """Write the results of `pairs` (a set's `certificates.checked_pairs()`) if any is not in the file yet.
+        """Write the results of `pairs` (a set's `validate.checked_pairs()`) if any is not in the file yet.
 
         Blocking I/O: call it in a thread. A failure is logged once and costs nothing else.
         """

@@ -11,9 +11,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from coretraffic.core import certificates
 from coretraffic.core.certificates import Certificate
-from coretraffic.core.validate import Validation
+from coretraffic.core.validate import Validation, checked_pairs
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.checked_pairs_file import CheckedPairsFile
 from coretraffic.sources.parallel import validate_on_cores
@@ -62,7 +61,7 @@ class Intake:
             log.log(level, "route %s: %s", problem.severity, problem)
         submitted = self._fleet.submit_nowait(validation)
         if self._record is not None:
-            self._latest = (certificates.checked_pairs(), submitted)
+            self._latest = (checked_pairs(), submitted)
             if self._saver is None or self._saver.done():
                 self._saver = asyncio.create_task(self._save_latest(self._record))
         return submitted

@@ -10,9 +10,9 @@ the parsed route set instead of paying for them again.
 
 A set whose configs are mostly known (every later set `run` gets, or one whose pairs a `CheckedPairsFile`
 holds) is validated in a thread: its results are found in the cache, which is cheaper than forking and sending
-100,000 routes back. The fork is made from the event loop's thread; `run`'s other
-threads are the loop's executor's (idle while a set is validated: intake is the one user), and a worker touches
-nothing but the configs and the validation caches.
+100,000 routes back. The fork is made from the event loop's thread; `run`'s other threads are the loop's
+executor's (idle while a set is validated: intake is the one user), and a worker touches nothing but the configs
+and the validation caches.
 """
 
 from __future__ import annotations

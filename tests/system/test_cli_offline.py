@@ -19,8 +19,7 @@ import bcrypt
 import pytest
 
 from coretraffic import __version__
-from coretraffic.core.certificates import checked_pairs
-from coretraffic.core.validate import validate_route_set
+from coretraffic.core.validate import checked_pairs, validate_route_set
 from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
 from coretraffic.testing.pki import DemoCA, IssuedCertificate
 

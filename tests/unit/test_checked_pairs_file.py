@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from coretraffic.core import certificates
-from coretraffic.core.validate import Validation, validate_route_set
+from coretraffic.core.validate import Validation, checked_pairs, validate_route_set
 from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
 from coretraffic.sources.intake import Intake
 from coretraffic.sources.parallel import validate_on_cores
@@ -61,7 +61,7 @@ def new_process() -> None:
 
 def checked_then_saved(route_set: list[dict[str, Any]], path: Path) -> Validation:
     validation = validate_route_set(route_set, NOW)
-    CheckedPairsFile(path).save(certificates.checked_pairs())
+    CheckedPairsFile(path).save(checked_pairs())
     new_process()
     return validation
 
@@ -132,14 +132,14 @@ def test_saving_the_same_pairs_again_writes_nothing(route_set: list[dict[str, An
     path = tmp_path / FILE_NAME
     record = CheckedPairsFile(path)
     asyncio.run(validate_on_cores(route_set, NOW, record=record))
-    record.save(certificates.checked_pairs())
+    record.save(checked_pairs())
     first = path.stat()
     path.chmod(0o400)  # a second write would replace the file, and with it this mode
     asyncio.run(validate_on_cores([dict(c) for c in route_set], NOW, record=record))
-    record.save(certificates.checked_pairs())
+    record.save(checked_pairs())
     assert path.stat().st_ino == first.st_ino and stat.S_IMODE(path.stat().st_mode) == 0o400
     asyncio.run(validate_on_cores(route_set[:-1], NOW, record=record))
-    record.save(certificates.checked_pairs())  # a host left: nothing new to keep either
+    record.save(checked_pairs())  # a host left: nothing new to keep either
     assert path.stat().st_ino == first.st_ino
 
 
@@ -150,7 +150,7 @@ def test_each_later_set_of_a_running_driver_is_saved_whole(route_set: list[dict[
     added = demo_route(DemoCA(), "added.example.test", 9002)
     for document in (route_set, route_set, [*route_set, added]):
         asyncio.run(validate_on_cores(document, NOW, record=record))
-        record.save(certificates.checked_pairs())
+        record.save(checked_pairs())
     assert len(orjson.loads(path.read_bytes())["pairs"]) == len(route_set) + 1
 
 
@@ -190,9 +190,9 @@ def test_an_unwritable_place_is_reported_once_and_costs_nothing_else(
     record = CheckedPairsFile(blocker / FILE_NAME)  # its directory cannot be made
     validate_route_set(route_set, NOW)
     with caplog.at_level(logging.WARNING, logger="coretraffic"):
-        record.save(certificates.checked_pairs())
+        record.save(checked_pairs())
         validate_route_set([*route_set, demo_route(DemoCA(), "one-more.example.test", 1)], NOW)
-        record.save(certificates.checked_pairs())
+        record.save(checked_pairs())
     assert [r.getMessage() for r in caplog.records] == [
         f"checked certificates: cannot write {blocker / FILE_NAME}: File exists; "
         "certificates are checked again by each new process"
