@@ -141,12 +141,7 @@ async def raw_load_growth(small: int, large: int, rounds: int) -> Growth:
     side by side, immune to the machine's load drifting between the per-size measurements."""
     async with bed() as b:
         bodies = {size: serialise(b.render(b.routes(b.configs(hosts(size))))) for size in (small, large)}
-        timings: dict[int, list[float]] = {small: [], large: []}
-        for _ in range(rounds):
-            for size, body in bodies.items():
-                started = time.perf_counter()
-                await b.admin.load(body)
-                timings[size].append(time.perf_counter() - started)
+        timings = await b.timed_loads(bodies, rounds)
         return Growth(small, large, timings[small], timings[large])
 
 
@@ -156,12 +151,7 @@ async def rsa_against_ec(size: int, rounds: int) -> KeyTypes:
         bodies = {
             kind: serialise(b.render(b.routes(b.configs(hosts(size, kind), key_type=kind)))) for kind in ("rsa", "ec")
         }
-        timings: dict[str, list[float]] = {"rsa": [], "ec": []}
-        for _ in range(rounds):
-            for kind, body in bodies.items():
-                started = time.perf_counter()
-                await b.admin.load(body)
-                timings[kind].append(time.perf_counter() - started)
+        timings = await b.timed_loads(bodies, rounds)
         return KeyTypes(size, timings["rsa"], timings["ec"])
 
 

@@ -17,11 +17,11 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -35,6 +35,8 @@ from coretraffic.caddyjson.render import RenderSettings, render, serialise, with
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.testing.pki import DemoCA, KeyType, demo_route, route_config
+
+K = TypeVar("K", bound=Hashable)
 
 # Batches of new hosts from this size on take their certificates from `material` (issued once, kept on disk).
 ISSUED_ON_DISK_FROM = 1000
@@ -171,6 +173,17 @@ class Bed:
 
     async def load(self, config: JSON) -> None:
         await self.admin.load(serialise(config))
+
+    async def timed_loads(self, bodies: Mapping[K, bytes], rounds: int = 1) -> dict[K, list[float]]:
+        """`POST /load` of each body in turn, `rounds` times over: per body, the seconds until Caddy answered.
+        Alternated, so that the machine's load drifting during the run weighs on every body alike."""
+        timings: dict[K, list[float]] = {key: [] for key in bodies}
+        for _ in range(rounds):
+            for key, body in bodies.items():
+                started = time.perf_counter()
+                await self.admin.load(body)
+                timings[key].append(time.perf_counter() - started)
+        return timings
 
     def caddy_rss_mb(self) -> float:
         assert self.caddy.pid is not None, "Caddy is not running"
