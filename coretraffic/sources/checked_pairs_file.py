@@ -57,26 +57,23 @@ class CheckedPairsFile:
         self._writing = threading.Lock()  # `save` runs in threads; one write at a time
         self._warned = False
 
-    def recall(self, configs: Sequence[Any]) -> int:
-        """Give validation the results this file holds for the pairs of `configs` it does not know; how many.
+    def recall(self, configs: Sequence[Any]) -> None:
+        """Give validation the results this file holds for the pairs of `configs` it does not know.
 
         The file is read on the first call only: after it, the results of every pair it could hold are in memory
         or were never wanted, and a later set's new pairs are new to the file too.
         """
         if self._read:
-            return 0
+            return
         self._read = True
         wanted = [pair for pair in map(_pair, configs) if pair is not None and not certificates.known_pair(*pair)]
         entries = self._entries() if wanted else {}
-        recalled = 0
         for pair in wanted:
             entry = entries.get(_digest(*pair))
             certificate = _certificate(entry, pair[0]) if entry is not None else None
             if certificate is not None:
                 certificates.remember(*pair, certificate)
                 self._written.add(pair)
-                recalled += 1
-        return recalled
 
     def save(self, pairs: Sequence[tuple[tuple[str, str], Certificate]]) -> None:
         """Write the results of `pairs` (a set's `validate.checked_pairs()`) if any is not in the file yet.
