@@ -214,17 +214,30 @@ def _not_found() -> JSON:
 
 
 def _https_routes(routes: Sequence[Route], settings: RenderSettings, hash_password: PasswordHasher) -> list[JSON]:
+    """The hosts' routes in the order Caddy tries them: every exact host before every wildcard.
+
+    Caddy runs the first route whose host matcher matches, and `*.example.com` matches `shop.example.com`: a
+    wildcard tried first would serve an exact host under it with the wildcard's upstreams and auth (or none).
+    Exact first is the rule Caddy applies to certificates and its Caddyfile adapter, nginx and Traefik to hosts.
+    Two wildcards never match the same name (a `*` stands for one label, and validation allows one, leading), so
+    no order among them matters; they are sorted by name for stable bytes.
+    """
     if len(routes) <= settings.flat_max:
-        return [_host_route(r, settings, hash_password) for r in routes]
+        return [_host_route(r, settings, hash_password) for r in sorted(routes, key=_precedence)]
     own_route: list[Route] = []
     bucketable: list[Route] = []
     for route in routes:
         (bucketable if _bucketable(route) else own_route).append(route)
-    buckets = _buckets(bucketable, settings.bucket_size)
+    buckets = _buckets(bucketable, settings.bucket_size)  # exact hosts only (`_bucketable`)
     return [
         *(_bucket_route(bucket, settings) for bucket in buckets),
-        *(_host_route(r, settings, hash_password) for r in own_route),
+        *(_host_route(r, settings, hash_password) for r in sorted(own_route, key=_precedence)),
     ]
+
+
+def _precedence(route: Route) -> tuple[bool, str]:
+    """Exact hosts first, then wildcards; by name within each."""
+    return route.host.startswith("*."), route.host
 
 
 def _buckets(routes: Sequence[Route], size: int) -> list[list[Route]]:

@@ -195,8 +195,9 @@ def test_http_server_redirects_everything_to_https() -> None:
 def test_each_host_route_has_its_id_matcher_version_header_and_upstreams() -> None:
     config = render_case("multi")
     routes = host_routes(config)
-    assert [r["match"] for r in routes] == [[{"host": ["*.wild.example.test"]}], [{"host": ["shop.example.test"]}]]
-    assert [r["@id"] for r in routes] == [route_id("*.wild.example.test"), route_id("shop.example.test")]
+    # Exact hosts before wildcards, whatever their names sort as (`render._precedence`).
+    assert [r["match"] for r in routes] == [[{"host": ["shop.example.test"]}], [{"host": ["*.wild.example.test"]}]]
+    assert [r["@id"] for r in routes] == [route_id("shop.example.test"), route_id("*.wild.example.test")]
     for route in routes:
         assert route["terminal"] is True
         assert handler(route, "headers")["response"]["set"] == {VERSION_HEADER: ["1.2.3"]}
@@ -208,7 +209,7 @@ def test_each_host_route_has_its_id_matcher_version_header_and_upstreams() -> No
             "keep_alive": {"idle_timeout": "5s"},
         }
         assert route["handle"][-1] is proxy
-    wild, shop = routes
+    shop, wild = routes
     assert handler(wild, "reverse_proxy")["upstreams"] == [{"dial": "backend.internal:80"}]
     assert handler(shop, "reverse_proxy")["upstreams"] == [
         {"dial": "10.0.0.2:443"},
@@ -219,7 +220,7 @@ def test_each_host_route_has_its_id_matcher_version_header_and_upstreams() -> No
 
 
 def test_basic_auth_comes_first_with_hash_and_hash_cache() -> None:
-    wild, shop = host_routes(render_case("multi"))
+    shop, wild = host_routes(render_case("multi"))
     assert [h["handler"] for h in wild["handle"]] == ["headers", "reverse_proxy"]
     assert [h["handler"] for h in shop["handle"]] == ["authentication", "headers", "reverse_proxy"]
     basic = handler(shop, "authentication")["providers"]["http_basic"]
@@ -511,3 +512,38 @@ def test_every_proxy_keeps_its_upgraded_streams_open_for_the_stream_close_delay(
         ]
         assert proxies, case
         assert {proxy["stream_close_delay"] for proxy in proxies} == {"42m"}, case
+
+
+def first_route_for(config: JSON, name: str) -> JSON:
+    """The HTTPS route Caddy runs for Host `name`: the first whose host matcher takes it (a `*` label stands for
+    one label, as in Caddy's `MatchHost`)."""
+
+    def takes(pattern: str) -> bool:
+        want, got = pattern.split("."), name.split(".")
+        return len(want) == len(got) and all(w in ("*", g) for w, g in zip(want, got, strict=True))
+
+    return next(
+        r for r in servers(config)[HTTPS_SERVER]["routes"] if any(map(takes, r.get("match", [{}])[0].get("host", [])))
+    )
+
+
+@pytest.mark.parametrize("flat_max", [16, 2], ids=["flat", "bucketed"])
+def test_an_exact_host_wins_over_a_wildcard_above_it_whatever_the_names_sort_as(flat_max: int) -> None:
+    template = case_routes("multi")
+    authed = next(r for r in template if r.basic_auth is not None)
+    routes = [
+        replace(plain_route("*.nc.test", (81,)), basic_auth=authed.basic_auth),  # sorts before every letter
+        replace(plain_route("auth.nc.test", (82,)), basic_auth=authed.basic_auth),
+        plain_route("ec.nc.test", (83,)),
+        plain_route("plain.example.test", (84,)),
+        plain_route("*.example.test", (85,)),
+    ]
+    config = render(routes, RenderSettings("1.2.3", flat_max=flat_max), BaseConfig(), fake_hash)
+    for route in routes:
+        if route.host.startswith("*."):
+            assert first_route_for(config, "other" + route.host[1:]).get("@id") == route_id(route.host)
+            continue
+        chosen = first_route_for(config, route.host)
+        own = chosen.get("@id") == route_id(route.host)
+        in_bucket = any(m.get("@id") == route_id(route.host) for h in chosen["handle"] for m in h.get("mappings", []))
+        assert own or in_bucket, (route.host, chosen.get("@id"))
