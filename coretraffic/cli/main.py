@@ -116,7 +116,11 @@ def _parser() -> argparse.ArgumentParser:
                 help="print a routes-file config for HOST with a certificate from the demo's CA, and exit",
             )
         if name == "check":
-            command.add_argument("--strict", action="store_true", help="exit 1 on warnings too (expired certificates)")
+            command.add_argument(
+                "--strict",
+                action="store_true",
+                help="exit 1 on warnings and notices too (expired certificates, fields the wire format does not have)",
+            )
         if name == "render":
             command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
         if name == "diff":
@@ -195,12 +199,12 @@ def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     validation = _validated_routes_file(settings)
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}")
-    errors, warnings = validation.errors, validation.warnings
+    errors, warnings, notices = validation.errors, validation.warnings, validation.notices
     print(
         f"{counted(len(validation.routes), 'host')} valid, {counted(len(errors), 'error')}, "
-        f"{counted(len(warnings), 'warning')}"
+        f"{counted(len(warnings), 'warning')}, {counted(len(notices), 'notice')}"
     )
-    return 1 if errors or (args.strict and warnings) else 0
+    return 1 if errors or (args.strict and (warnings or notices)) else 0
 
 
 def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,8 +15,9 @@ from coretraffic.errors import RouteSetError
 
 
 class _WireModel(BaseModel):
-    # Coreflow may add fields in newer versions: ignore them rather than reject the route.
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, populate_by_name=True)
+    # Coreflow may add fields in newer versions: ignore them rather than reject the route (`wire_fields` reports
+    # them). Only the wire names populate a field: `password` for `pass` would be a typo read as meant.
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, populate_by_name=False)
 
 
 class BasicAuthentication(_WireModel):

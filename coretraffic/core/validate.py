@@ -25,9 +25,10 @@ from coretraffic.core.certificates import Certificate, check_pem_pair
 from coretraffic.core.models import BasicAuthentication, ReverseProxyConfig, route_set_items
 from coretraffic.core.set_cache import SetCache
 from coretraffic.core.text import printable
+from coretraffic.core.wire_fields import unknown_field_findings
 from coretraffic.errors import FieldError
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "notice"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -37,7 +38,8 @@ _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong with one host's config; `error` drops the host, `warning` only reports."""
+    """Something wrong with one host's config; `error` drops the host, `warning` only reports, and a `notice` (a
+    field the wire format does not have) is shown by `check` but not logged per host."""
 
     host: str
     field: str
@@ -81,6 +83,10 @@ class Validation:
     @property
     def warnings(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity == "warning")
+
+    @property
+    def notices(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "notice")
 
 
 def validate_route_set(document: Any, now: datetime) -> Validation:
@@ -156,6 +162,12 @@ def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> O
             found = tuple(Problem(label, e.field, e.message) for e in group.exceptions if isinstance(e, FieldError))
         else:
             found = tuple(Problem(route.host, f, m, "warning") for f, m in warnings)  # mostly the empty ()
+        fields = tuple(unknown_field_findings(raw))  # mostly the empty (), and cheap: it runs for every config
+        if fields:
+            label = route.host if route is not None else _host_label(raw, index)
+            found += tuple(Problem(label, path, message, kind) for path, message, kind in fields)
+            if any(kind == "error" for _, _, kind in fields):
+                route = None
         outcomes.routes.append(route)
         outcomes.problems.append(found)
     return outcomes

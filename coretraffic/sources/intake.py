@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from coretraffic.core.certificates import Certificate
+from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation, checked_pairs
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.checked_pairs_file import CheckedPairsFile
@@ -56,9 +58,7 @@ class Intake:
         # PEM parsing is CPU work: off the event loop (in a thread, or in forked workers for a mostly new set), so
         # heartbeats and health checks stay answered.
         validation = await validate_on_cores(document, now, record=self._record)
-        for problem in validation.problems:
-            level = logging.WARNING if problem.severity == "warning" else logging.ERROR
-            log.log(level, "route %s: %s", problem.severity, problem)
+        _log_problems(validation)
         submitted = self._fleet.submit_nowait(validation)
         if self._record is not None:
             self._latest = (checked_pairs(), submitted)
@@ -82,3 +82,16 @@ class Intake:
     def unavailable_because(self, name: str) -> str:
         """Why the Caddy `name` has not answered yet (its last error), or ""."""
         return self._fleet.unavailable_because(name)
+
+
+def _log_problems(validation: Validation) -> None:
+    """Errors and warnings one line each; notices (fields the wire format does not have, which a newer Coreflow
+    may send with every host) as one line that counts them by field."""
+    for problem in validation.problems:
+        if problem.severity != "notice":
+            level = logging.WARNING if problem.severity == "warning" else logging.ERROR
+            log.log(level, "route %s: %s", problem.severity, problem)
+    fields = Counter(problem.field for problem in validation.notices)
+    if fields:
+        listed = ", ".join(f"{name} ({counted(count, 'host')})" for name, count in sorted(fields.items()))
+        log.info("fields that are not part of the wire format, ignored: %s", listed)

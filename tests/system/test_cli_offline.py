@@ -95,7 +95,7 @@ def test_version(env: dict[str, str]) -> None:
 def test_check_clean_routes_exits_0(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
     path = routes_file(tmp_path, [wire("app.example.test", ca.issue(["app.example.test"]))])
     run = coretraffic(env, "check", "--routes", str(path))
-    assert run == Run(0, "1 host valid, 0 errors, 0 warnings\n", "")
+    assert run == Run(0, "1 host valid, 0 errors, 0 warnings, 0 notices\n", "")
 
 
 def test_check_prints_problems_and_exits_1(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:
@@ -115,7 +115,7 @@ def test_check_prints_problems_and_exits_1(env: dict[str, str], tmp_path: Path, 
         "error: key.example.test: privateKey: is not a PEM private key",
         "error: auth.example.test: publicKey: certificate does not cover auth.example.test (it names app.example.test)",
         "error: auth.example.test: authentication.user: must be printable, without ':', '{' or '}'",
-        "1 host valid, 4 errors, 0 warnings",
+        "1 host valid, 4 errors, 0 warnings, 0 notices",
     ]
     assert CANARY not in run.stdout + run.stderr
 
@@ -131,7 +131,7 @@ def test_check_exits_0_on_warnings_only_and_1_with_strict(env: dict[str, str], t
     lines = run.stdout.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("warning: app.example.test: publicKey: certificate expired at ")
-    assert lines[1] == "1 host valid, 0 errors, 1 warning"
+    assert lines[1] == "1 host valid, 0 errors, 1 warning, 0 notices"
     strict = coretraffic(env, "check", "--strict", "--routes", path)
     assert (strict.returncode, strict.stdout) == (1, run.stdout)
 
@@ -155,7 +155,7 @@ def test_check_shows_every_problem_of_a_host(env: dict[str, str], tmp_path: Path
         "authentication.user",
         "authentication.pass",
     ]
-    assert run.stdout.splitlines()[-1] == "0 hosts valid, 5 errors, 0 warnings"
+    assert run.stdout.splitlines()[-1] == "0 hosts valid, 5 errors, 0 warnings, 0 notices"
 
 
 def test_check_takes_what_the_driver_checked_from_the_state_directory(
@@ -164,7 +164,9 @@ def test_check_takes_what_the_driver_checked_from_the_state_directory(
     """The record of checked certificates is trusted as the driver wrote it: a forged one shows in the result."""
     host = "app.example.test"
     path = routes_file(tmp_path, [wire(host, ca.issue([host]))])
-    assert coretraffic(env, "check", "--routes", str(path)) == Run(0, "1 host valid, 0 errors, 0 warnings\n", "")
+    assert coretraffic(env, "check", "--routes", str(path)) == Run(
+        0, "1 host valid, 0 errors, 0 warnings, 0 notices\n", ""
+    )
     validate_route_set(json.loads(path.read_text()), datetime.datetime.now(datetime.UTC))
     forged = [(pair, dataclasses.replace(found, names=("forged.example.test",))) for pair, found in checked_pairs()]
     CheckedPairsFile(Path(env["CORETRAFFIC_STATE_DIR"]) / FILE_NAME).save(forged)
@@ -176,7 +178,7 @@ def test_check_takes_what_the_driver_checked_from_the_state_directory(
 
 def test_check_reads_the_routes_file_from_the_environment(env: dict[str, str], tmp_path: Path) -> None:
     env["CORETRAFFIC_ROUTES"] = str(routes_file(tmp_path, []))
-    assert coretraffic(env, "check") == Run(0, "0 hosts valid, 0 errors, 0 warnings\n", "")
+    assert coretraffic(env, "check") == Run(0, "0 hosts valid, 0 errors, 0 warnings, 0 notices\n", "")
 
 
 def test_check_without_routes_is_a_usage_error(env: dict[str, str]) -> None:

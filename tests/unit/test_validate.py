@@ -547,7 +547,7 @@ def test_duplicate_of_a_rejected_config_is_not_a_duplicate(ca: DemoCA, good: dic
     only_error(validation, "app.example.test", "destinationPorts[0]", "is not a port")
 
 
-def test_unknown_extra_fields_are_ignored(ca: DemoCA, good: dict[str, Any]) -> None:
+def test_unknown_extra_fields_are_ignored_and_noticed(ca: DemoCA, good: dict[str, Any]) -> None:
     config = wire("app.example.test", ca.issue(["app.example.test"]), futureField={"x": 1}, priority=3)
     config_with_auth = _with_auth(ca)
     config_with_auth["hostName"] = "auth.example.test"
@@ -557,7 +557,12 @@ def test_unknown_extra_fields_are_ignored(ca: DemoCA, good: dict[str, Any]) -> N
     )
     config_with_auth["authentication"]["realm"] = "future"
     validation = check(config, config_with_auth, good)
-    assert validation.problems == ()
+    assert validation.errors == validation.warnings == ()
+    assert [(n.host, n.field) for n in validation.notices] == [
+        ("app.example.test", "futureField"),
+        ("app.example.test", "priority"),
+        ("auth.example.test", "authentication.realm"),
+    ]
     assert hosts(validation) == ["app.example.test", "auth.example.test", GOOD_HOST]
 
 
