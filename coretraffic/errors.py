@@ -8,7 +8,8 @@
     │   ├── BaseConfigError    the operator's base config cannot be read, adapted or merged
     │   ├── CaddyStartError    the spawned Caddy could not be started
     │   ├── StateDirInUse      another driver holds the state directory
-    │   └── StatusError        the status server cannot listen, or (for `coretraffic status`) does not answer
+    │   ├── StatusError        the status server cannot listen, or (for `coretraffic status`) does not answer
+    │   └── RemovalNotHeld     `confirm-removal` names a removal that is not held back (any more)
     ├── CaddyError             a Caddy admin API call did not succeed
     │   ├── CaddyUnavailable   no answer, a timeout or a 5xx: worth trying again
     │   │   └── LoadInDoubt    a load was sent and its answer never came: Caddy may still be applying it
@@ -59,6 +60,10 @@ class StateDirInUse(UserError):
 
 class StatusError(UserError):
     """The status server cannot listen, or (for `coretraffic status`) does not answer."""
+
+
+class RemovalNotHeld(UserError):
+    """An operator confirmed a held-back removal that is not (or no longer) held back."""
 
 
 class CaddyError(CoretrafficError):

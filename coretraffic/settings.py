@@ -198,6 +198,12 @@ class Settings(BaseSettings):
         description="seconds a WebSocket or other upgraded stream outlives the config it was opened under "
         "(0: a reload closes it); when the delay ends, the old config's remaining streams are closed at once",
     )
+    removal_confirm_after: float = Field(
+        300.0,
+        ge=0,
+        description="seconds after which a set that again removes hosts a mass-removal guard held back removes "
+        "them (more than half of the served hosts, 10 or more, or all of them); 0: never held back",
+    )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
     log_format: Literal["auto", "json", "text"] = Field(

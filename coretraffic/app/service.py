@@ -10,6 +10,7 @@ metrics) from what they report. On SIGTERM/SIGINT it stops the sources and the C
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 from coretraffic.app.discovery import DnsDiscovery
 from coretraffic.app.wiring import AdminClients, checked_pairs_record, make_renderer
 from coretraffic.caddy.process import CaddyProcess
+from coretraffic.core.serving import ServingPolicy
 from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
 from coretraffic.observe.metrics import ApplyStats
 from coretraffic.observe.status import StatusServer
@@ -40,6 +42,7 @@ class Driver:
     fleet: Fleet
     sources: list[RouteSource]
     discoveries: list[DnsDiscovery]
+    serving: Intake  # what the sources' sets may change of what is served (`observe.view.ServingView`)
 
     @property
     def targets(self) -> Sequence[CaddyTarget]:
@@ -69,7 +72,12 @@ async def run_driver(
         )
         for name in settings.caddy_admin_dns
     ]
-    driver = Driver(fleet, [_source(settings, fleet)], discoveries)
+    intake = Intake(
+        fleet,
+        checked_pairs_record(settings),
+        ServingPolicy(datetime.timedelta(seconds=settings.removal_confirm_after)),
+    )
+    driver = Driver(fleet, [_source(settings, intake)], discoveries, intake)
     tcp_migrate_req = read_tcp_migrate_req()
     warn_when_off(tcp_migrate_req)
     status = StatusServer(driver, stats, tcp_migrate_req)
@@ -95,8 +103,7 @@ def _target(
     return CaddyTarget(admin, renderer, process, on_result=functools.partial(stats.observe, admin.address.name))
 
 
-def _source(settings: Settings, fleet: Fleet) -> RouteSource:
-    intake = Intake(fleet, checked_pairs_record(settings))
+def _source(settings: Settings, intake: Intake) -> RouteSource:
     if settings.routes is None:
         return CoreflowSource(settings.coreflow_url, intake)
     return RoutesFileSource(settings.routes, intake)

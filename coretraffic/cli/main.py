@@ -32,7 +32,7 @@ from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation, normalise_host_name
 from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.logs import setup_logging
-from coretraffic.observe.status_text import fetch_status, status_text
+from coretraffic.observe.status_text import confirm_removal, fetch_status, status_text
 from coretraffic.settings import Settings, default_state_dir
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
@@ -59,6 +59,7 @@ _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "render": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE, "bcrypt_cost"),
     "diff": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE),
     "status": ("status_addr",),
+    "confirm-removal": ("status_addr",),
 }
 
 
@@ -105,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
         ("render", _cmd_render, "print the Caddy JSON for a routes file, secrets redacted"),
         ("diff", _cmd_diff, "show what a routes file would change in the running Caddy (exit 0 none, 1 changes)"),
         ("status", _cmd_status, "print a running driver's status from its status server (exit 1 if not ready)"),
+        (
+            "confirm-removal",
+            _cmd_confirm_removal,
+            "apply the removal a running driver holds back (its id is in `status`): the hosts stop being served",
+        ),
     ):
         command = commands.add_parser(name, help=text, description=text)
         command.set_defaults(command=handler, command_name=name, one_shot=name in ("check", "render", "diff"))
@@ -115,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
                 metavar="HOST",
                 help="print a routes-file config for HOST with a certificate from the demo's CA, and exit",
             )
+        if name == "confirm-removal":
+            command.add_argument("id", help="the held-back removal's id, as `coretraffic status` shows it")
         if name == "check":
             command.add_argument(
                 "--strict",
@@ -224,8 +232,17 @@ def _cmd_diff(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.status_addr:
-        raise UsageError("--status-addr (or CORETRAFFIC_STATUS_ADDR) is empty: no status server to ask")
-    document = fetch_status(settings.status_addr)
+    document = fetch_status(_status_addr(settings))
     print(status_text(document))
     return 0 if document["ready"] else 1
+
+
+def _cmd_confirm_removal(settings: Settings, args: argparse.Namespace) -> int:
+    print(confirm_removal(_status_addr(settings), args.id))
+    return 0
+
+
+def _status_addr(settings: Settings) -> str:
+    if not settings.status_addr:
+        raise UsageError("--status-addr (or CORETRAFFIC_STATUS_ADDR) is empty: no status server to ask")
+    return settings.status_addr

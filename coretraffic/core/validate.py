@@ -75,6 +75,10 @@ class Route:
 class Validation:
     routes: tuple[Route, ...]
     problems: tuple[Problem, ...]
+    # Set by `serving.ServingPolicy`: hosts served by their last good version because their new config was
+    # refused, and why hosts this set removes keep serving (empty: none held back).
+    stale: tuple[str, ...] = ()
+    held_back: str = ""
 
     @property
     def errors(self) -> tuple[Problem, ...]:

@@ -136,6 +136,7 @@ class DriverCollector:
         yield from (applies, failures, config)
         for source in self._view.sources:
             yield from map(_metric, source.readings())
+        yield from map(_metric, self._view.serving.readings())
         yield from _failing_upstream_metrics(self.failing_upstreams)
 
 

@@ -7,15 +7,17 @@
 - `/metrics`: Prometheus text format (prometheus-client; what it holds: `metrics`): routes, applies, failures,
   Coreflow, Caddy restarts; everything about a Caddy carries a `target` label (its admin address).
 - `/status`: JSON with each Caddy's last apply; rejected hosts as Problem strings only, never a secret; the
-  upstream addresses each Caddy currently counts failures against; the DNS names Caddies are found by.
-  `coretraffic status` fetches and prints it (`status_text`).
+  upstream addresses each Caddy currently counts failures against; the DNS names Caddies are found by; stale
+  hosts and a held-back removal (`core.serving`). `coretraffic status` fetches and prints it (`status_text`).
+- `POST /removal/confirm?id=ID`: an operator confirms the removal the mass-removal guard holds back as ID
+  (`coretraffic confirm-removal`); 409 when that removal is not held back.
 
 It only reads, through the protocols of `view`: each Caddy target's counters, marker and admin API, (through the
 reconcilers' `on_result` observer, `ApplyStats`) each apply's result, each route source's own description and
-metric readings, and each discovery's description. It never changes what Caddy runs. HTTP is asyncio's own
-server with a minimal HTTP/1.1 responder (GET/HEAD, one request per connection): handlers run on the driver's
-event loop, so they read that state without locks and await the admin APIs directly, and four read-only paths do
-not warrant a web framework.
+metric readings, and each discovery's description. It changes what Caddy runs only when an operator confirms a
+held-back removal, and then only to what the route source asked for. HTTP is asyncio's own server with a minimal
+HTTP/1.1 responder (one request per connection): handlers run on the driver's event loop, so they read that
+state without locks and await the admin APIs directly, and five small paths do not warrant a web framework.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -42,7 +44,7 @@ from prometheus_client import (
 )
 
 from coretraffic import __version__
-from coretraffic.errors import CaddyRejected, CaddyUnavailable, StatusError
+from coretraffic.errors import CaddyRejected, CaddyUnavailable, RemovalNotHeld, StatusError
 from coretraffic.observe.listener_handover import MigrateReq, MigrateReqCollector
 from coretraffic.observe.metrics import ApplyStats, DriverCollector, FailingUpstream
 from coretraffic.observe.view import DriverView, TargetView
@@ -59,6 +61,7 @@ FLEET_GRACE_S = 10.0
 _REQUEST_TIMEOUT_S = 5.0
 _MAX_HEADER_LINES = 100
 _ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/status")
+CONFIRM_REMOVAL_PATH = "/removal/confirm"  # POST ?id=: an operator confirms a held-back removal
 # A client that goes away, is too slow, or sends something that is not a small HTTP/1.x request head.
 _DROPPED = (TimeoutError, ValueError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
 T = TypeVar("T")
@@ -104,8 +107,8 @@ class StatusServer:
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(_REQUEST_TIMEOUT_S):
-                method, path = await _read_request_head(reader)
-            status, content_type, body = await self._respond(method, path)
+                method, path, query = await _read_request_head(reader)
+            status, content_type, body = await self._respond(method, path, query)
             head = (
                 f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
@@ -119,7 +122,11 @@ class StatusServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _respond(self, method: str, path: str) -> tuple[HTTPStatus, str, bytes]:
+    async def _respond(self, method: str, path: str, query: str) -> tuple[HTTPStatus, str, bytes]:
+        if path == CONFIRM_REMOVAL_PATH:
+            if method != "POST":
+                return HTTPStatus.METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", b"only POST\n"
+            return self._confirm_removal(parse_qs(query).get("id", [""])[0])
         if method not in ("GET", "HEAD"):
             return HTTPStatus.METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", b"only GET and HEAD\n"
         match path:
@@ -140,6 +147,14 @@ class StatusServer:
                 return HTTPStatus.OK, "application/json", json.dumps(document, indent=2).encode() + b"\n"
             case _:
                 return _text(HTTPStatus.NOT_FOUND, "not found; try " + " ".join(_ENDPOINTS))
+
+    def _confirm_removal(self, ident: str) -> tuple[HTTPStatus, str, bytes]:
+        """The one path that changes anything: it applies a removal the route source itself asked for and the
+        mass-removal guard held back, named by its id (so that a confirmation is for what the operator saw)."""
+        try:
+            return _text(HTTPStatus.OK, self._view.serving.confirm_removal(ident))
+        except RemovalNotHeld as exc:
+            return _text(HTTPStatus.CONFLICT, str(exc))
 
     # -- what the endpoints say ----------------------------------------------------------------------------
 
@@ -190,6 +205,7 @@ class StatusServer:
             ],
             "discovery": [discovery.description() for discovery in self._view.discoveries],
             "source": _the_one(self._view.sources).description(),
+            "serving": self._view.serving.description(),
             "kernel": {"tcp_migrate_req": self._tcp_migrate_req},  # the driver's own network namespace
         }
 
@@ -312,14 +328,16 @@ async def _failing_upstreams(target: TargetView) -> tuple[list[FailingUpstream],
     return sorted(failing, key=lambda u: u.address), ""
 
 
-async def _read_request_head(reader: asyncio.StreamReader) -> tuple[str, str]:
-    """The method and path of one HTTP/1.x request; its headers are read and ignored."""
+async def _read_request_head(reader: asyncio.StreamReader) -> tuple[str, str, str]:
+    """The method, path and query of one HTTP/1.x request; its headers are read and ignored (a POST's body too:
+    the one POST takes its argument in the query)."""
     method, target, version = (await reader.readuntil(b"\n")).decode("latin-1").split()
     if not version.startswith("HTTP/1."):
         raise ValueError(f"not HTTP/1.x: {version!r}")
     for _ in range(_MAX_HEADER_LINES):
         if (await reader.readuntil(b"\n")).strip() == b"":
-            return method, urlsplit(target).path
+            parts = urlsplit(target)
+            return method, parts.path, parts.query
     raise ValueError("too many header lines")
 
 

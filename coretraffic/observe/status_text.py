@@ -1,4 +1,5 @@
-"""`coretraffic status`: the `/status` document of a running driver, fetched and printed for a person."""
+"""`coretraffic status` and `confirm-removal`: a running driver's status server asked, its answer printed for a
+person."""
 
 from __future__ import annotations
 
@@ -9,16 +10,35 @@ from typing import Any
 import httpx
 
 from coretraffic.core.text import counted
-from coretraffic.errors import StatusError
+from coretraffic.errors import RemovalNotHeld, StatusError
 from coretraffic.settings import host_port
+
+
+def _url(address: str, path: str) -> str:
+    host, port = host_port(address)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # listening on all addresses: ask over loopback
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+
+
+def confirm_removal(address: str, ident: str) -> str:
+    """Confirm the held-back removal `ident` at the driver whose status server listens on `address`; its answer.
+    Raises `RemovalNotHeld` when the driver holds back no such removal."""
+    url = _url(address, "/removal/confirm")
+    try:
+        response = httpx.post(url, params={"id": ident}, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise StatusError(f"no answer from {url}: {exc}") from None
+    if response.status_code == httpx.codes.CONFLICT:
+        raise RemovalNotHeld(response.text.strip())
+    if response.status_code != httpx.codes.OK:
+        raise StatusError(f"{url} answered {response.status_code}: {response.text.strip()[:200]}")
+    return response.text.strip()
 
 
 def fetch_status(address: str) -> dict[str, Any]:
     """The `/status` document of the driver whose status server listens on `address`."""
-    host, port = host_port(address)
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # listening on all addresses: ask over loopback
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"
+    url = _url(address, "/status")
     try:
         response = httpx.get(url, timeout=10.0)
         response.raise_for_status()
@@ -55,6 +75,7 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
     effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
     yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
     yield f"routes:  {doc['routes']['desired']} desired"
+    yield from _serving_lines(doc["serving"])
     for caddy in doc["caddies"]:
         yield from _caddy_lines(caddy)
 
@@ -88,6 +109,28 @@ def _caddy_lines(caddy: dict[str, Any]) -> Iterator[str]:
         if problems:
             yield f"  {title}:"
             yield from (f"    {problem}" for problem in problems)
+
+
+def _serving_lines(serving: dict[str, Any]) -> Iterator[str]:
+    held = serving["removal_held_back"]
+    if held is not None:
+        yield (
+            f"REMOVAL HELD BACK since {held['since']}: {held['hosts']} of {held['served']} hosts keep serving "
+            f"({held['why']})"
+        )
+        yield (
+            f"  applied when a set removes them again after {held['confirmed_by_a_set_after']}, "
+            f"or now with: coretraffic confirm-removal {held['id']}"
+        )
+        yield f"  first hosts: {', '.join(held['first_hosts'])}"
+    for stale in serving["stale"]:
+        version = stale["serving"]
+        expired = "EXPIRED " if version["certificate_expired"] else ""
+        yield (
+            f"STALE {stale['host']} since {stale['since']}: its last good version serves (certificate "
+            f"{version['certificate_sha256'][:16]}, {expired}valid until {version['certificate_not_after']})"
+        )
+        yield from (f"  new config refused: {reason}" for reason in stale["refused_because"])
 
 
 def _failing_upstream_text(upstream: dict[str, Any]) -> str:

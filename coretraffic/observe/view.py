@@ -88,6 +88,18 @@ class SourceView(Protocol):
     def readings(self) -> Sequence[Reading]: ...
 
 
+class ServingView(Protocol):
+    """What the sources' sets may change of what is served (`core.serving`): stale hosts, a held-back removal."""
+
+    def description(self) -> dict[str, Any]: ...
+
+    def readings(self) -> Sequence[Reading]: ...
+
+    def confirm_removal(self, ident: str) -> str:
+        """Apply the held-back removal `ident`; raises `RemovalNotHeld` when it is not held back."""
+        ...
+
+
 class DiscoveryView(Protocol):
     """One DNS name whose records are Caddies."""
 
@@ -103,3 +115,6 @@ class DriverView(Protocol):
 
     @property
     def discoveries(self) -> Sequence[DiscoveryView]: ...
+
+    @property
+    def serving(self) -> ServingView: ...

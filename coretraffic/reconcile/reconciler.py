@@ -64,10 +64,12 @@ class ApplyResult:
     warnings: tuple[Problem, ...]
     duration_s: float
     caddy_answer: str
+    stale: tuple[str, ...] = ()  # served by their last good version: their new config was refused
+    held_back: str = ""  # why hosts the set removes keep serving ("": nothing held back)
 
     @property
     def ok(self) -> bool:
-        return self.outcome != "failed" and not self.rejected
+        return self.outcome != "failed" and not self.rejected and not self.held_back
 
     def summary(self) -> str:
         rejected = sorted({p.host for p in self.rejected})
@@ -75,7 +77,9 @@ class ApplyResult:
             f"{self.outcome}: {counted(len(self.applied_hosts), 'host')} served, {len(rejected)} rejected, "
             f"{counted(len(self.warnings), 'warning')}, {self.duration_s:.3f} s, caddy: {self.caddy_answer}"
         )
-        return text + (f"; rejected: {', '.join(rejected[:20])}" if rejected else "")
+        text += f"; rejected: {', '.join(rejected[:20])}" if rejected else ""
+        text += f"; stale (last good version serving): {', '.join(self.stale[:20])}" if self.stale else ""
+        return text + (f"; {self.held_back}" if self.held_back else "")
 
 
 @dataclass
@@ -291,6 +295,7 @@ class Reconciler:
         started: float,
         answer: str,
     ) -> ApplyResult:
+        served = {r.host for r in routes}
         return ApplyResult(
             outcome=outcome,
             applied_hosts=tuple(r.host for r in routes),
@@ -298,6 +303,8 @@ class Reconciler:
             warnings=validation.warnings,
             duration_s=time.monotonic() - started,
             caddy_answer=answer,
+            stale=tuple(host for host in validation.stale if host in served) if outcome != "failed" else (),
+            held_back=validation.held_back if outcome != "failed" else "",
         )
 
     async def _runs_already(self, body: bytes) -> bool:

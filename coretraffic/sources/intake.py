@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from coretraffic.core.certificates import Certificate
+from coretraffic.core.readings import Reading
+from coretraffic.core.serving import ServingPolicy
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation, checked_pairs
+from coretraffic.errors import RemovalNotHeld
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.checked_pairs_file import CheckedPairsFile
 from coretraffic.sources.parallel import validate_on_cores
@@ -24,6 +27,7 @@ log = logging.getLogger("coretraffic")
 _Pairs = Sequence[tuple[tuple[str, str], Certificate]]
 # How long the record of checked certificates waits for the first Caddy to take a set before it is written anyway.
 SAVE_AFTER_S = 120.0
+DEFAULT_REMOVAL_CONFIRM_AFTER_S = 300.0  # `Settings.removal_confirm_after`
 
 
 class RouteSetSink(Protocol):
@@ -42,9 +46,16 @@ class Intake:
     """The sources' way in: `submit` a route set document; with a `record`, checked certificates are kept on
     disk for the next process (`CheckedPairsFile`)."""
 
-    def __init__(self, fleet: RouteSetSink, record: CheckedPairsFile | None = None) -> None:
+    def __init__(
+        self,
+        fleet: RouteSetSink,
+        record: CheckedPairsFile | None = None,
+        policy: ServingPolicy | None = None,
+    ) -> None:
         self._fleet = fleet
         self._record = record
+        self.policy = policy or ServingPolicy(datetime.timedelta(seconds=DEFAULT_REMOVAL_CONFIRM_AFTER_S))
+        self._validated: Validation | None = None  # the newest set as validated, before the policy's decision
         # The newest set's pairs, not written yet, and its applies; the task that writes them.
         self._latest: tuple[_Pairs, Mapping[str, asyncio.Future[ApplyResult]]] | None = None
         self._saver: asyncio.Task[None] | None = None
@@ -59,7 +70,34 @@ class Intake:
         # heartbeats and health checks stay answered.
         validation = await validate_on_cores(document, now, record=self._record)
         _log_problems(validation)
-        submitted = self._fleet.submit_nowait(validation)
+        self._validated = validation
+        return self._hand_over(validation, now)
+
+    def confirm_removal(self, ident: str) -> str:
+        """Apply the newest set's removal that the guard holds back as `ident` (an operator's confirmation); what
+        happened, for the operator. Raises `RemovalNotHeld` when no such removal is held back."""
+        held = self.policy.held
+        if held is None or held.ident != ident or self._validated is None:
+            now_held = f"the removal held back now is {held.ident}" if held is not None else "none is held back now"
+            raise RemovalNotHeld(f"no removal {ident!r} is held back ({now_held})")
+        log.warning("removal %s of %s confirmed by an operator", ident, counted(len(held.hosts), "host"))
+        self._hand_over(self._validated, datetime.datetime.now(datetime.UTC), confirmed=ident)
+        return f"removal {ident} confirmed: {counted(len(held.hosts), 'host')} are no longer served once applied"
+
+    def _hand_over(
+        self, validation: Validation, now: datetime.datetime, confirmed: str = ""
+    ) -> Mapping[str, asyncio.Future[ApplyResult]]:
+        """The policy's decision for the set (stale hosts kept, a mass removal held back) to every Caddy."""
+        decision = self.policy.decide(validation, now, confirmed=confirmed)
+        for stale in decision.stale:
+            log.warning(
+                "route %s: new config refused, its last good version keeps serving (stale since %s)",
+                stale.host,
+                stale.since.isoformat(timespec="seconds"),
+            )
+        if decision.held is not None:
+            log.error("route set: %s", decision.held.reason())
+        submitted = self._fleet.submit_nowait(decision.validation)
         if self._record is not None:
             self._latest = (checked_pairs(), submitted)
             if self._saver is None or self._saver.done():
@@ -82,6 +120,34 @@ class Intake:
     def unavailable_because(self, name: str) -> str:
         """Why the Caddy `name` has not answered yet (its last error), or ""."""
         return self._fleet.unavailable_because(name)
+
+    # -- what the status server reads (observe.view.ServingView) -------------------------------------------
+
+    def description(self) -> dict[str, Any]:
+        """Stale hosts (since when, which version serves, why the new one was refused) and a held-back removal."""
+        now = datetime.datetime.now(datetime.UTC)
+        held = self.policy.held
+        return {
+            "stale": [stale.document(now) for stale in self.policy.stale],
+            "removal_held_back": held.document() if held is not None else None,
+        }
+
+    def readings(self) -> tuple[Reading, ...]:
+        held = self.policy.held
+        return (
+            Reading(
+                "coretraffic_hosts_stale",
+                "Hosts served by their last good version because their newest config was refused",
+                "gauge",
+                len(self.policy.stale),
+            ),
+            Reading(
+                "coretraffic_removal_held_hosts",
+                "Hosts the newest route set removes that keep serving: the mass-removal guard holds the removal back",
+                "gauge",
+                len(held.hosts) if held is not None else 0,
+            ),
+        )
 
 
 def _log_problems(validation: Validation) -> None:

@@ -42,6 +42,11 @@ def reply_for(result: ApplyResult) -> dict[str, Any]:
         head = f"Caddy rejected the route set: {result.caddy_answer}; the previous config keeps serving"
     else:
         head = f"{counted(served, 'host')} served, {len({p.host for p in result.rejected})} rejected"
+        if result.stale:
+            shown = ", ".join(result.stale[:_MAX_LISTED])
+            head += f" ({len(result.stale)} of them stale, serving their last good version: {shown})"
+        if result.held_back:
+            head += f"; {result.held_back}"
     listed = [str(p) for p in result.rejected[:_MAX_LISTED]]
     more = len(result.rejected) - len(listed)
     return error("; ".join([head, *listed, *([f"... and {more} more problems"] if more > 0 else [])]))

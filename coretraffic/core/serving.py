@@ -1,0 +1,190 @@
+"""What a route set may change of what is served: each host's last good version, and a guard on mass removal.
+
+Pure (the clock comes in as an argument). Sits between validation and the fleet (`sources.intake`), so the routes
+file and Coreflow get the same care. Two rules, both fail-static as Envoy, Istio and Contour keep the last accepted
+config when a new one is refused:
+
+- **Stale hosts.** A host that is served and whose new config is refused (a key that does not match, another
+  host's certificate, a typo in `authentication`, ...) keeps serving its last good version, marked stale, until a
+  good config for it arrives or a set leaves it out. A host that was never served is refused as before. The kept
+  version serves even after its certificate expires: clients then see an expired certificate, which is what they
+  would see had the bad config never come, and the host's auth and upstreams stay its own.
+- **Mass removal.** A set that would stop serving more than half of the served hosts, and at least
+  `REMOVAL_GUARD_MIN_HOSTS` of them or all of them, is a failed read upstream far more often than an intent: its
+  removals are held back (those hosts keep serving; the rest of the set applies) until the same removal comes
+  again at least `confirm_after` after it was first held, or an operator confirms it (`confirm`). Below that size,
+  removing most hosts is the ordinary work of a small cluster, except removing every host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from coretraffic.core.text import counted
+from coretraffic.core.validate import Problem, Route, Validation, normalise_host_name
+from coretraffic.errors import FieldError
+
+REMOVAL_GUARD_MIN_HOSTS = 10
+
+
+@dataclass(frozen=True)
+class StaleHost:
+    """A served host whose newest config was refused: its last good version keeps serving."""
+
+    host: str
+    since: datetime
+    refused: tuple[Problem, ...]  # why the newest config was refused
+    serving: Route = field(repr=False)
+
+    def document(self, now: datetime) -> dict[str, Any]:
+        """For `/status`: no secret, only what identifies the version that serves."""
+        certificate = self.serving.certificate
+        return {
+            "host": self.host,
+            "since": self.since.isoformat(timespec="seconds"),
+            "refused_because": [f"{p.field}: {p.message}" for p in self.refused],
+            "serving": {
+                "certificate_sha256": certificate.sha256,
+                "certificate_not_after": certificate.not_after.isoformat(timespec="seconds"),
+                "certificate_expired": now > certificate.not_after,
+                "upstreams": list(self.serving.upstreams),
+                "basic_auth": self.serving.basic_auth is not None,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class HeldRemoval:
+    """Hosts a set would stop serving that keep serving until the removal is confirmed."""
+
+    hosts: tuple[str, ...]
+    served: int  # hosts served when the set came
+    since: datetime
+    confirm_after: timedelta
+
+    @property
+    def ident(self) -> str:
+        """What an operator names to confirm exactly this removal (`coretraffic confirm-removal`)."""
+        return removal_ident(self.hosts)
+
+    def reason(self) -> str:
+        return (
+            f"removal of {counted(len(self.hosts), 'host')} of {self.served} held back since "
+            f"{self.since.isoformat(timespec='seconds')}: {removal_guard_rule()}; they keep serving until a set "
+            f"removes them again {_seconds(self.confirm_after)} or more after that, or an operator confirms removal "
+            f"{self.ident}"
+        )
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "id": self.ident,
+            "hosts": len(self.hosts),
+            "served": self.served,
+            "since": self.since.isoformat(timespec="seconds"),
+            "confirmed_by_a_set_after": (self.since + self.confirm_after).isoformat(timespec="seconds"),
+            "why": removal_guard_rule(),
+            "first_hosts": list(self.hosts[:20]),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the fleet applies for a set (`validation`: the set's routes and the kept ones, the set's problems,
+    its stale hosts and held-back removal named) and why."""
+
+    validation: Validation
+    stale: tuple[StaleHost, ...]
+    held: HeldRemoval | None
+
+
+def removal_ident(hosts: tuple[str, ...]) -> str:
+    return hashlib.sha256("\0".join(sorted(hosts)).encode()).hexdigest()[:12]
+
+
+def removal_guard_rule() -> str:
+    return (
+        f"a set may not stop serving more than half of the served hosts when that is {REMOVAL_GUARD_MIN_HOSTS} or "
+        "more, or all of them, at once"
+    )
+
+
+def removal_is_guarded(removed: int, served: int) -> bool:
+    return removed * 2 > served and (removed >= REMOVAL_GUARD_MIN_HOSTS or removed == served > 0)
+
+
+def refused_hosts(validation: Validation) -> dict[str, tuple[Problem, ...]]:
+    """The hosts named by refused configs (whose name is a valid host) that the set does not serve otherwise,
+    with their errors."""
+    served = {route.host for route in validation.routes}
+    found: dict[str, list[Problem]] = {}
+    for problem in validation.errors:
+        try:
+            host = normalise_host_name(problem.host)
+        except FieldError:
+            continue  # `#3`, or a name that is no host: nothing of it can be served
+        if host not in served:
+            found.setdefault(host, []).append(problem)
+    return {host: tuple(problems) for host, problems in found.items()}
+
+
+class ServingPolicy:
+    """Remembers what is served and decides what each new set may change of it (see the module's docstring)."""
+
+    def __init__(self, confirm_after: timedelta) -> None:
+        self.confirm_after = confirm_after
+        self._served: dict[str, Route] = {}
+        self._stale: dict[str, StaleHost] = {}
+        self.held: HeldRemoval | None = None
+
+    @property
+    def stale(self) -> tuple[StaleHost, ...]:
+        return tuple(self._stale[host] for host in sorted(self._stale))
+
+    def decide(self, validation: Validation, now: datetime, *, confirmed: str = "") -> Decision:
+        """The routes to apply for `validation`; `confirmed` names a held removal an operator confirmed."""
+        kept: dict[str, Route] = {}
+        stale: dict[str, StaleHost] = {}
+        for host, problems in refused_hosts(validation).items():
+            previous = self._served.get(host)
+            if previous is None:
+                continue  # never served: refused as it is
+            kept[host] = previous
+            before = self._stale.get(host)
+            since = before.since if before is not None and before.serving is previous else now
+            stale[host] = StaleHost(host, since, problems, previous)
+        wanted = {route.host for route in validation.routes}
+        removed = tuple(sorted(h for h in self._served if h not in wanted and h not in kept))
+        held = self._hold(removed, now, confirmed)
+        if held is not None:
+            kept.update((host, self._served[host]) for host in held.hosts)
+        routes = (*validation.routes, *kept.values())
+        applied = replace(
+            validation,
+            routes=routes,
+            stale=tuple(sorted(stale)),
+            held_back=held.reason() if held is not None else "",
+        )
+        self._served = {route.host: route for route in routes}
+        self._stale = stale
+        self.held = held
+        return Decision(applied, self.stale, held)
+
+    def _hold(self, removed: tuple[str, ...], now: datetime, confirmed: str) -> HeldRemoval | None:
+        if not self.confirm_after or not removal_is_guarded(len(removed), len(self._served)):
+            return None
+        before = self.held
+        # The same intent: a set that still removes every host held back (and maybe more).
+        same = before is not None and set(before.hosts) <= set(removed)
+        since = before.since if before is not None and same else now
+        if same and now - since >= self.confirm_after:
+            return None  # removed again after the delay: meant
+        if confirmed and confirmed == removal_ident(removed):
+            return None
+        return HeldRemoval(removed, len(self._served), since, self.confirm_after)
+
+
+def _seconds(delta: timedelta) -> str:
+    return f"{delta.total_seconds():g} s"
