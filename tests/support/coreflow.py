@@ -254,8 +254,12 @@ OK = {"outcome": "response", "response": {"status": "ok", "errorText": ""}}
 
 
 @contextlib.asynccontextmanager
-async def connected(peer: Peer, reconciler: Reconciler, deadline_s: float = 10.0) -> AsyncIterator[CoreflowClient]:
-    client = CoreflowClient(peer.url, make_update_routing_handler(Intake(OneCaddy(reconciler)), deadline_s))
+async def connected(
+    peer: Peer, reconciler: Reconciler, deadline_s: float = 10.0, *, intake: Intake | None = None
+) -> AsyncIterator[CoreflowClient]:
+    """A CoreflowClient feeding `reconciler` through `intake` (a new one by default), tagged at the peer."""
+    intake = intake if intake is not None else Intake(OneCaddy(reconciler))
+    client = CoreflowClient(peer.url, make_update_routing_handler(intake, deadline_s))
     task = asyncio.create_task(client.run())
     try:
         await peer.status(until_tagged=True, wait_s=10)

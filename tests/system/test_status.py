@@ -12,11 +12,9 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from coretraffic.observe.listener_handover import METRIC_VALUES, read_tcp_migrate_req
 from coretraffic.testing.pki import DemoCA, demo_route
@@ -25,45 +23,11 @@ from tests.support.coreflow import Peer
 from tests.support.dataplane import https_get
 from tests.support.driver import Driver, caddy_pids
 from tests.support.ports import Ports, free_port
+from tests.support.status import Status
 from tests.support.upstreams import refused_port
 from tests.support.waiting import wait_until
 
 MISMATCH = "broken.example.test: privateKey: does not match the certificate"
-
-
-class Status:
-    """HTTP to a driver's status server on 127.0.0.1."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.address = f"127.0.0.1:{port}"
-
-    async def get(self, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=10) as client:
-            return await client.get(f"http://{self.address}{path}")
-
-    async def code(self, path: str) -> int:
-        try:
-            return (await self.get(path)).status_code
-        except httpx.TransportError:
-            return 0
-
-    async def document(self) -> dict[str, Any]:
-        result: dict[str, Any] = (await self.get("/status")).json()
-        return result
-
-    async def metrics(self) -> dict[str, float]:
-        """Every sample by name and labels, e.g. `coretraffic_applies_total{outcome="applied"}`."""
-        text = (await self.get("/metrics")).text
-        samples = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
-        return samples
-
-    async def metric(self, name: str) -> float | None:
-        return (await self.metrics()).get(name)
 
 
 def status_command(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,354 @@
+"""Route sets that must never open a protected host or take hosts down, each against a real Caddy.
+
+- Wildcards beside exact hosts (flat and bucketed, with and without auth): every request is handled by its own
+  host's config, its upstream, its auth and its certificate, never a neighbour's (hypothesis).
+- A bad rotation of a served host (a key of another certificate, another host's certificate, a port as a string,
+  `authentification` for `authentication`): the host keeps serving its last good version, auth included, the
+  reply names it stale and why, and the rest of the set applies.
+- A typo in `authentication` on a new host: the host is not served at all.
+- Empty pushes from Coreflow (the real TypedSocket peer) and from a routes file (a real `coretraffic run`): no host
+  is lost; the removal applies when it comes again after the delay, or when an operator confirms it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coretraffic.caddy.admin import CaddyAdmin
+from coretraffic.caddyjson.render import RenderSettings
+from coretraffic.core.serving import ServingPolicy
+from coretraffic.reconcile.reconciler import Reconciler
+from coretraffic.sources.coreflow.handler import reply_for
+from coretraffic.sources.intake import Intake
+from coretraffic.testing.pki import DemoCA, IssuedCertificate, demo_route, route_config
+from coretraffic.testing.upstream import DemoUpstream
+from tests.support.caddy import OneCaddy, renderer_for, running, validated
+from tests.support.canary import Canary
+from tests.support.coreflow import OK, Peer, connected, update
+from tests.support.dataplane import https_get, served_certificate, serves
+from tests.support.driver import Driver
+from tests.support.ports import Ports, free_port
+from tests.support.status import Status
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+SHARED_FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+ZONES = ("a.test", "b.test")
+LABELS = ("auth", "ec", "www", "api", "x1")
+MAX_HOSTS = len(ZONES) + 6
+USER = "alice"
+
+
+# -- wildcards beside exact hosts -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    auth: bool
+
+    @property
+    def password(self) -> str:
+        return f"pw-{self.name}"
+
+    @property
+    def probe(self) -> str:
+        """A name this host's config must answer: itself, or for a wildcard a name no exact host has."""
+        return "zz" + self.name[1:] if self.name.startswith("*.") else self.name
+
+
+@st.composite
+def route_sets(draw: st.DrawFn) -> tuple[list[HostSpec], int]:
+    wildcards = draw(st.lists(st.sampled_from(ZONES), unique=True, max_size=len(ZONES)))
+    exact = draw(
+        st.lists(st.tuples(st.sampled_from(LABELS), st.sampled_from(ZONES)), unique=True, min_size=1, max_size=6)
+    )
+    hosts = [HostSpec(f"*.{zone}", draw(st.booleans())) for zone in wildcards]
+    hosts += [HostSpec(f"{label}.{zone}", draw(st.booleans())) for label, zone in exact]
+    return draw(st.permutations(hosts)), draw(st.sampled_from([16, 2]))  # flat, or bucketed past 2 hosts
+
+
+@pytest.fixture
+def pool() -> Iterator[list[DemoUpstream]]:
+    """One upstream per host of the largest set: an answer names the port, so the host it came for."""
+    upstreams = [DemoUpstream().start() for _ in range(MAX_HOSTS)]
+    yield upstreams
+    for upstream in upstreams:
+        upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def certificates() -> dict[str, IssuedCertificate]:
+    return {}  # by host, filled as examples need them: issuing is the slow part of an example
+
+
+@settings(max_examples=15, deadline=datetime.timedelta(seconds=60), suppress_health_check=SHARED_FIXTURES)
+@given(case=route_sets())
+async def test_every_request_is_handled_by_its_own_hosts_config(
+    case: tuple[list[HostSpec], int],
+    admin: CaddyAdmin,
+    render_settings: RenderSettings,
+    ca: DemoCA,
+    pool: list[DemoUpstream],
+    ports: Ports,
+    certificates: dict[str, IssuedCertificate],
+) -> None:
+    hosts, flat_max = case
+    configs = []
+    for spec, upstream in zip(hosts, pool, strict=False):
+        issued = certificates.setdefault(spec.name, ca.issue([spec.name]))
+        config = route_config(spec.name, issued, upstream.port)
+        if spec.auth:
+            config["authentication"] = {"type": "Basic", "user": USER, "pass": spec.password}
+        configs.append(config)
+    reconciler = Reconciler(admin, renderer_for(replace(render_settings, flat_max=flat_max)))
+    async with running(reconciler):
+        result = await reconciler.submit(validated(configs))
+    assert result.ok, result.summary()
+    authed = [spec for spec in hosts if spec.auth]
+    for spec, upstream in zip(hosts, pool, strict=False):
+        der = x509.load_pem_x509_certificate(certificates[spec.name].certificate_pem.encode()).public_bytes(
+            Encoding.DER
+        )
+        assert served_certificate(ports.https, spec.probe) == der, f"{spec.probe}: another host's certificate"
+        plain = await https_get(ca, ports.https, spec.probe)
+        if spec.auth:
+            assert plain.status_code == 401, f"{spec.probe} answered {plain.status_code} without credentials"
+            for other in authed:
+                if other != spec:
+                    wrong = await https_get(ca, ports.https, spec.probe, auth=(USER, other.password))
+                    assert wrong.status_code == 401, f"{spec.probe} took {other.name}'s password"
+            plain = await https_get(ca, ports.https, spec.probe, auth=(USER, spec.password))
+        assert plain.status_code == 200, f"{spec.probe}: {plain.status_code}"
+        assert plain.json()["upstream"] == upstream.port, f"{spec.probe} was proxied to another host's upstream"
+
+
+# -- the last good version of a host ----------------------------------------------------------------------------
+
+PROTECTED = "protected.example.test"
+
+
+def broken(config: dict[str, Any], breakage: str, ca: DemoCA) -> dict[str, Any]:
+    if breakage == "key of another certificate":
+        return {**config, "privateKey": ca.issue([PROTECTED]).private_key_pem}
+    if breakage == "certificate of another host":
+        other = ca.issue(["other.example.test"])
+        return {**config, "publicKey": other.certificate_pem, "privateKey": other.private_key_pem}
+    if breakage == "port as a string":
+        return {**config, "destinationPorts": [str(port) for port in config["destinationPorts"]]}
+    assert breakage == "authentification for authentication"
+    typo = {key: value for key, value in config.items() if key != "authentication"}
+    return {**typo, "authentification": config["authentication"]}
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "key of another certificate",
+        "certificate of another host",
+        "port as a string",
+        "authentification for authentication",
+    ],
+)
+async def test_a_bad_rotation_keeps_the_host_serving_its_last_good_version(
+    breakage: str,
+    reconciler: Reconciler,
+    ca: DemoCA,
+    upstream: DemoUpstream,
+    second_upstream: DemoUpstream,
+    ports: Ports,
+    canary: Canary,
+) -> None:
+    intake = Intake(OneCaddy(reconciler))
+    protected = canary.route(ca, PROTECTED, upstream.port, password="rotation")
+    password = protected["authentication"]["pass"]
+    neighbour = canary.route(ca, "neighbour.example.test", upstream.port)
+    first = await (await intake.submit([protected, neighbour]))[OneCaddy.name]
+    assert first.ok, first.summary()
+    certificate = served_certificate(ports.https, PROTECTED)
+
+    moved = {**neighbour, "destinationPorts": [second_upstream.port]}  # the rest of the set still applies
+    result = await (await intake.submit([broken(protected, breakage, ca), moved]))[OneCaddy.name]
+
+    reply = reply_for(result)
+    assert reply["status"] == "error"
+    assert f"stale, serving their last good version: {PROTECTED}" in reply["errorText"]
+    assert f"{PROTECTED}: " in reply["errorText"]  # and why its new config was refused
+    assert result.stale == (PROTECTED,)
+    assert served_certificate(ports.https, PROTECTED) == certificate
+    assert (await https_get(ca, ports.https, PROTECTED)).status_code == 401
+    answer = await https_get(ca, ports.https, PROTECTED, auth=(USER, password))
+    assert answer.status_code == 200 and answer.json()["upstream"] == upstream.port
+    assert (await https_get(ca, ports.https, "neighbour.example.test")).json()["upstream"] == second_upstream.port
+    (stale,) = intake.description()["stale"]
+    assert stale["host"] == PROTECTED and stale["refused_because"] and stale["serving"]["basic_auth"] is True
+    canary.check(json.dumps(reply), "the Coreflow reply")
+    canary.check(json.dumps(intake.description()), "the serving description")
+
+    fixed = await (await intake.submit([protected, moved]))[OneCaddy.name]
+    assert fixed.ok and fixed.stale == () and intake.description()["stale"] == []
+
+
+async def test_a_typo_in_authentication_never_serves_a_new_host(
+    reconciler: Reconciler, ca: DemoCA, upstream: DemoUpstream, ports: Ports
+) -> None:
+    intake = Intake(OneCaddy(reconciler))
+    good = demo_route(ca, "good.example.test", upstream.port)
+    typo = demo_route(ca, "typo.example.test", upstream.port)
+    typo["authentification"] = {"type": "Basic", "user": USER, "pass": "secret"}
+    result = await (await intake.submit([good, typo]))[OneCaddy.name]
+    assert [p.field for p in result.rejected] == ["authentification"]
+    assert "did you mean 'authentication'?" in reply_for(result)["errorText"]
+    assert await serves(ca, ports.https, "good.example.test")
+    assert not await serves(ca, ports.https, "typo.example.test")
+
+
+# -- empty and near-empty pushes --------------------------------------------------------------------------------
+
+SITES = 12
+DELAY_S = 3.0  # the removal guard's delay in these tests (300 s by default)
+
+
+def sites(ca: DemoCA, upstream: DemoUpstream, count: int = SITES) -> list[dict[str, Any]]:
+    return [demo_route(ca, f"site{i:02}.example.test", upstream.port) for i in range(count)]
+
+
+async def served_hosts(ca: DemoCA, ports: Ports, configs: list[dict[str, Any]]) -> list[str]:
+    return [c["hostName"] for c in configs if await serves(ca, ports.https, c["hostName"])]
+
+
+async def test_an_empty_push_from_coreflow_costs_no_host_until_it_comes_again_after_the_delay(
+    peer: Peer, reconciler: Reconciler, ca: DemoCA, upstream: DemoUpstream, ports: Ports
+) -> None:
+    intake = Intake(OneCaddy(reconciler), policy=ServingPolicy(datetime.timedelta(seconds=DELAY_S)))
+    configs = sites(ca, upstream)
+    names = [c["hostName"] for c in configs]
+    async with connected(peer, reconciler, intake=intake):
+        assert await peer.call("updateRouting", update(configs)) == OK
+        held = await peer.call("updateRouting", update([]))
+        held_at = time.monotonic()
+        text = held["response"]["errorText"]
+        assert held["response"]["status"] == "error" and f"removal of {SITES} hosts of {SITES} held back" in text
+        assert await served_hosts(ca, ports, configs) == names
+        again = await peer.call("updateRouting", update([]))
+        assert again["response"]["status"] == "error" and await served_hosts(ca, ports, configs) == names
+        # The delay under test: a removal that comes again only after it is applied. Not a synchronisation.
+        await asyncio.sleep(max(0.0, DELAY_S - (time.monotonic() - held_at)))
+        assert await peer.call("updateRouting", update([])) == OK
+        assert await served_hosts(ca, ports, configs) == []
+
+
+async def test_a_transient_empty_push_then_the_good_set_costs_not_one_request(
+    peer: Peer, reconciler: Reconciler, ca: DemoCA, upstream: DemoUpstream, ports: Ports
+) -> None:
+    configs = sites(ca, upstream)
+    failed: list[str] = []
+    probing = True
+
+    async def probe() -> int:
+        sent = 0
+        while probing:
+            sent += 1
+            for name in ("site00.example.test", "site11.example.test"):
+                if not await serves(ca, ports.https, name):
+                    failed.append(name)
+        return sent
+
+    async with connected(peer, reconciler):
+        assert await peer.call("updateRouting", update(configs)) == OK
+        prober = asyncio.create_task(probe())
+        near_empty = await peer.call("updateRouting", update(configs[:1]))
+        assert near_empty["response"]["status"] == "error" and "held back" in near_empty["response"]["errorText"]
+        assert await peer.call("updateRouting", update(configs)) == OK
+        probing = False
+        rounds = await prober
+    assert rounds > 0 and failed == [], f"{len(failed)} probes failed"
+    assert await served_hosts(ca, ports, configs) == [c["hostName"] for c in configs]
+
+
+# -- a real `coretraffic run` on a routes file: stale hosts and a held removal where an operator sees them -------
+
+
+def write_routes(path: Path, configs: list[dict[str, Any]]) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(configs))
+    os.replace(partial, path)  # the watcher sees the old file or the new one, never half of one
+
+
+def coretraffic(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "coretraffic", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and_a_stale_host_shows(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, driver_flags: list[str], ports: Ports
+) -> None:
+    status = Status(free_port())
+    routes = short_tmp / "routes.json"
+    configs = sites(ca, upstream)
+    write_routes(routes, configs)
+    driver = Driver(["run", *driver_flags, "--status-addr", status.address, "--routes", str(routes)])
+    try:
+
+        async def serving() -> dict[str, Any]:
+            try:
+                return dict((await status.document())["serving"])
+            except (OSError, ValueError, KeyError):
+                return {}
+
+        await wait_until(lambda: serves(ca, ports.https, "site11.example.test"), 60, "the sites served")
+        bad_key = ca.issue(["site00.example.test"]).private_key_pem
+        write_routes(routes, [{**configs[0], "privateKey": bad_key}, *configs[1:]])
+        await wait_until(lambda: _has(serving, "stale"), 30, "site00 stale in /status")
+        assert await status.metric("coretraffic_hosts_stale") == 1
+        printed = coretraffic("status", "--status-addr", status.address).stdout
+        assert "STALE site00.example.test since " in printed and "privateKey: does not match" in printed
+        assert await serves(ca, ports.https, "site00.example.test")
+
+        write_routes(routes, [])
+        await wait_until(lambda: _has(serving, "removal_held_back"), 30, "the removal held back in /status")
+        held = (await serving())["removal_held_back"]
+        assert held["hosts"] == SITES and held["served"] == SITES
+        assert await status.metric("coretraffic_removal_held_hosts") == SITES
+        assert (
+            f"coretraffic confirm-removal {held['id']}" in coretraffic("status", "--status-addr", status.address).stdout
+        )
+        assert await served_hosts(ca, ports, configs) == [c["hostName"] for c in configs]
+
+        wrong = coretraffic("confirm-removal", "0123456789ab", "--status-addr", status.address)
+        assert wrong.returncode == 2 and f"the removal held back now is {held['id']}" in wrong.stderr
+        confirmed = coretraffic("confirm-removal", held["id"], "--status-addr", status.address)
+        assert confirmed.returncode == 0, confirmed.stderr
+        assert f"removal {held['id']} confirmed" in confirmed.stdout
+        await wait_until(lambda: _not(serves(ca, ports.https, "site11.example.test")), 30, "the sites removed")
+        assert (await serving())["removal_held_back"] is None
+        assert f"removal {held['id']} of {SITES} hosts confirmed by an operator" in driver.output
+    finally:
+        assert driver.stop() == 0, driver.output
+
+
+async def _has(read: Any, key: str) -> bool:
+    return bool((await read()).get(key))
+
+
+async def _not(check: Any) -> bool:
+    return not await check
