@@ -33,6 +33,7 @@ from coretraffic.caddyjson.readback import HostState, handlers, read_config
 from coretraffic.caddyjson.redact import value_text
 from coretraffic.caddyjson.tree import Path, get_in, replaced
 from coretraffic.core.certificates import Certificate, check_pem_pair
+from coretraffic.core.serving import removal_guard_rule, removal_is_guarded
 from coretraffic.core.validate import Validation, normalise_host_name
 from coretraffic.errors import FieldError
 
@@ -62,6 +63,8 @@ class Plan:
     # The two documents `full_diff` compares (secrets still in them): the marker shown as a placeholder, and the
     # desired config holding the running hash wherever the desired password was verified against it.
     documents: tuple[Any, Any] = field(repr=False, compare=False)
+    # What `run` would hold back of this plan: the removals, when they are a mass removal (`core.serving`).
+    held_back: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -123,7 +126,23 @@ def plan_diff(
         # Something the per-host reading does not see (e.g. hosts regrouped); --full shows it.
         config.append({"path": "host routes", "change": "changed", "detail": "see --full"})
     warnings = tuple({"host": p.host, "field": p.field, "message": p.message} for p in validation.warnings)
-    return Plan(tuple(entries), warnings, tuple(config), tuple(unmanaged), unchanged, _running(running), documents)
+    removed = sum(entry["action"] == "removed" for entry in entries)
+    held_back = (
+        f"run holds back the removal of {removed} of {len(old.hosts)} hosts until it comes again "
+        f"--removal-confirm-after later or is confirmed ({removal_guard_rule()})"
+        if removal_is_guarded(removed, len(old.hosts))
+        else ""
+    )
+    return Plan(
+        tuple(entries),
+        warnings,
+        tuple(config),
+        tuple(unmanaged),
+        unchanged,
+        _running(running),
+        documents,
+        held_back,
+    )
 
 
 def _running(config: Any) -> Running:
@@ -155,7 +174,7 @@ def _rejected(validation: Validation, old: Mapping[str, HostState], new: Mapping
         if host in new:
             effect = "another config for this host is applied"
         elif host in old:
-            effect = "served now: run would stop serving it"
+            effect = "served now: run keeps serving its running version (stale)"
         else:
             effect = "not served now"
         rejected[host] = {"host": host, "action": "rejected", "effect": effect, "problems": reasons}

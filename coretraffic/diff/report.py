@@ -46,6 +46,8 @@ def format_text(plan: Plan, *, colour: bool = False) -> str:
         )
         lines.append(paint(f"{mark} {part['name']}: not managed by coretraffic, {part['fate']}{shape}", mark, colour))
     lines += [f"warning: {w['host']}: {w['field']}: {w['message']}" for w in plan.warnings]
+    if plan.held_back:
+        lines.append(paint(f"! held back: {plan.held_back}", "!", colour))
     lines.append(", ".join(f"{count} {name}" for name, count in plan.counts.items()))
     return "\n".join(lines) + "\n"
 
@@ -126,6 +128,7 @@ def format_json(plan: Plan, *, full: str | None = None) -> str:
         "config": list(plan.config),
         "unmanaged": list(plan.unmanaged),
         "warnings": list(plan.warnings),
+        "held_back": plan.held_back,
     }
     if full is not None:
         document["full_diff"] = full

@@ -34,6 +34,7 @@ from coretraffic.core.validate import Validation, validate_route_set
 from coretraffic.diff.plan import Plan, plan_diff
 from coretraffic.diff.report import format_json, format_text
 from coretraffic.diff.unified import _AnchoredMatcher, _pretty, full_diff
+from coretraffic.testing.pki import DemoCA, demo_route
 from tests.support import golden
 from tests.support.golden import fake_hash
 
@@ -372,3 +373,18 @@ def apply_unified(old: list[str], patch: str) -> list[str]:
         else:
             result.append(line[1:])
     return result + old[position:]
+
+
+def test_a_mass_removal_is_shown_held_back_as_run_would_hold_it() -> None:
+    ca = DemoCA("diff removal CA")
+    configs = [demo_route(ca, f"h{i:02}.example.test", 8080) for i in range(12)]
+
+    def of(count: int) -> tuple[JSON, Validation]:
+        validation = validate_route_set(configs[:count], NOW)
+        return render(validation.routes, RenderSettings("1.2.3"), BaseConfig(), fake_hash), validation
+
+    running, _ = of(12)
+    plan = plan_diff(running, *of(1))
+    assert plan.counts["removed"] == 11 and plan.held_back.startswith("run holds back the removal of 11 of 12 hosts")
+    assert f"! held back: {plan.held_back}" in format_text(plan)
+    assert plan_diff(running, *of(6)).held_back == ""  # half of them: an ordinary change
