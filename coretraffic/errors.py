@@ -15,6 +15,7 @@
     │   │   └── LoadInDoubt    a load was sent and its answer never came: Caddy may still be applying it
     │   └── CaddyRejected      a 4xx: the config was refused, the old one keeps serving; retrying will not help
     ├── FieldError             one field of one config is wrong; validation turns it into a per-host Problem
+    ├── RouteSetHeldBack       nothing of a set is applied: the removal guard holds it back whole (after a restart)
     └── CoreflowError          the Coreflow connection (the client reconnects; nothing reaches the user)
         ├── FramingError       a frame that does not follow the wire protocol
         └── ConnectionLost     the connection ended or never became usable
@@ -98,6 +99,12 @@ class FieldError(CoretrafficError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class RouteSetHeldBack(CoretrafficError):
+    """Nothing of a route set is applied: it would remove most of the hosts a previous driver process served, and
+    their configs are not known to keep them (`core.serving`). The source is told why; the Caddies keep what they
+    run."""
 
 
 class CoreflowError(CoretrafficError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coretraffic.app.discovery import DnsDiscovery
-from coretraffic.app.wiring import AdminClients, checked_pairs_record, make_renderer
+from coretraffic.app.wiring import AdminClients, checked_pairs_record, make_renderer, served_hosts_record
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.core.serving import ServingPolicy
 from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
@@ -72,10 +72,12 @@ async def run_driver(
         )
         for name in settings.caddy_admin_dns
     ]
+    served = served_hosts_record(settings)
     intake = Intake(
         fleet,
         checked_pairs_record(settings),
-        ServingPolicy(datetime.timedelta(seconds=settings.removal_confirm_after)),
+        ServingPolicy(datetime.timedelta(seconds=settings.removal_confirm_after), served.load()),
+        served,
     )
     driver = Driver(fleet, [_source(settings, intake)], discoveries, intake)
     tcp_migrate_req = read_tcp_migrate_req()

@@ -21,6 +21,8 @@ from coretraffic.core.validate import Route
 from coretraffic.errors import UsageError
 from coretraffic.settings import AdminAddress, Settings
 from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
+from coretraffic.sources.served_hosts_file import FILE_NAME as SERVED_HOSTS_FILE
+from coretraffic.sources.served_hosts_file import ServedHostsFile
 
 
 def go_duration(seconds: float) -> str:
@@ -33,6 +35,11 @@ def checked_pairs_record(settings: Settings) -> CheckedPairsFile:
     """Where `run` keeps the certificates it checked (in the state directory, also when it drives existing
     Caddies), and where the one-shot commands and the driver's next start find them."""
     return CheckedPairsFile(settings.state_dir / FILE_NAME)
+
+
+def served_hosts_record(settings: Settings) -> ServedHostsFile:
+    """Where `run` keeps the names of the hosts it serves, for the removal guard of its next start."""
+    return ServedHostsFile(settings.state_dir / SERVED_HOSTS_FILE)
 
 
 def admin_address(settings: Settings) -> AdminAddress:

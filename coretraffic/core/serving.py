@@ -25,7 +25,7 @@ from typing import Any
 
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Problem, Route, Validation, normalise_host_name
-from coretraffic.errors import FieldError
+from coretraffic.errors import FieldError, RouteSetHeldBack
 
 REMOVAL_GUARD_MIN_HOSTS = 10
 
@@ -64,6 +64,8 @@ class HeldRemoval:
     served: int  # hosts served when the set came
     since: datetime
     confirm_after: timedelta
+    # The first set after a driver restart: the hosts' routes are not known here, so none of the set is applied.
+    whole_set: bool = False
 
     @property
     def ident(self) -> str:
@@ -71,12 +73,18 @@ class HeldRemoval:
         return removal_ident(self.hosts)
 
     def reason(self) -> str:
-        return (
+        text = (
             f"removal of {counted(len(self.hosts), 'host')} of {self.served} held back since "
             f"{self.since.isoformat(timespec='seconds')}: {removal_guard_rule()}; they keep serving until a set "
             f"removes them again {_seconds(self.confirm_after)} or more after that, or an operator confirms removal "
             f"{self.ident}"
         )
+        if self.whole_set:
+            text += (
+                "; the driver restarted and holds none of these hosts' configs, so nothing of this set is applied: "
+                "the Caddies keep what they run"
+            )
+        return text
 
     def document(self) -> dict[str, Any]:
         return {
@@ -86,6 +94,7 @@ class HeldRemoval:
             "since": self.since.isoformat(timespec="seconds"),
             "confirmed_by_a_set_after": (self.since + self.confirm_after).isoformat(timespec="seconds"),
             "why": removal_guard_rule(),
+            "whole_set": self.whole_set,
             "first_hosts": list(self.hosts[:20]),
         }
 
@@ -133,8 +142,11 @@ def refused_hosts(validation: Validation) -> dict[str, tuple[Problem, ...]]:
 class ServingPolicy:
     """Remembers what is served and decides what each new set may change of it (see the module's docstring)."""
 
-    def __init__(self, confirm_after: timedelta) -> None:
+    def __init__(self, confirm_after: timedelta, served_before: frozenset[str] = frozenset()) -> None:
+        """`served_before`: the names a previous driver process served (`sources.served_hosts_file`), for the
+        guard to judge its first set by; their routes are not known."""
         self.confirm_after = confirm_after
+        self._served_before = served_before
         self._served: dict[str, Route] = {}
         self._stale: dict[str, StaleHost] = {}
         self.held: HeldRemoval | None = None
@@ -143,8 +155,25 @@ class ServingPolicy:
     def stale(self) -> tuple[StaleHost, ...]:
         return tuple(self._stale[host] for host in sorted(self._stale))
 
+    @property
+    def served(self) -> frozenset[str]:
+        """The names served now (as far as the sets say), or those a previous process served until a set applies."""
+        return frozenset(self._served) if self._served or not self._served_before else self._served_before
+
     def decide(self, validation: Validation, now: datetime, *, confirmed: str = "") -> Decision:
-        """The routes to apply for `validation`; `confirmed` names a held removal an operator confirmed."""
+        """The routes to apply for `validation`; `confirmed` names a held removal an operator confirmed.
+
+        Raises `RouteSetHeldBack` when nothing of the set may be applied: the first set after a restart that would
+        remove most of what the previous process served (whose routes are not known here to keep).
+        """
+        if self._served_before and not self._served:
+            wanted = {route.host for route in validation.routes}
+            removed = tuple(sorted(self._served_before - wanted))
+            held = self._hold(removed, len(self._served_before), now, confirmed)
+            if held is not None:
+                self.held = replace(held, whole_set=True)
+                raise RouteSetHeldBack(self.held.reason())
+            self._served_before = frozenset()
         kept: dict[str, Route] = {}
         stale: dict[str, StaleHost] = {}
         for host, problems in refused_hosts(validation).items():
@@ -157,7 +186,7 @@ class ServingPolicy:
             stale[host] = StaleHost(host, since, problems, previous)
         wanted = {route.host for route in validation.routes}
         removed = tuple(sorted(h for h in self._served if h not in wanted and h not in kept))
-        held = self._hold(removed, now, confirmed)
+        held = self._hold(removed, len(self._served), now, confirmed)
         if held is not None:
             kept.update((host, self._served[host]) for host in held.hosts)
         routes = (*validation.routes, *kept.values())
@@ -172,8 +201,8 @@ class ServingPolicy:
         self.held = held
         return Decision(applied, self.stale, held)
 
-    def _hold(self, removed: tuple[str, ...], now: datetime, confirmed: str) -> HeldRemoval | None:
-        if not self.confirm_after or not removal_is_guarded(len(removed), len(self._served)):
+    def _hold(self, removed: tuple[str, ...], served: int, now: datetime, confirmed: str) -> HeldRemoval | None:
+        if not self.confirm_after or not removal_is_guarded(len(removed), served):
             return None
         before = self.held
         # The same intent: a set that still removes every host held back (and maybe more).
@@ -183,7 +212,7 @@ class ServingPolicy:
             return None  # removed again after the delay: meant
         if confirmed and confirmed == removal_ident(removed):
             return None
-        return HeldRemoval(removed, len(self._served), since, self.confirm_after)
+        return HeldRemoval(removed, served, since, self.confirm_after)
 
 
 def _seconds(delta: timedelta) -> str:

@@ -123,6 +123,8 @@ def _serving_lines(serving: dict[str, Any]) -> Iterator[str]:
             f"or now with: coretraffic confirm-removal {held['id']}"
         )
         yield f"  first hosts: {', '.join(held['first_hosts'])}"
+        if held["whole_set"]:
+            yield "  nothing of the newest set is applied (the driver restarted): the Caddies keep what they run"
     for stale in serving["stale"]:
         version = stale["serving"]
         expired = "EXPIRED " if version["certificate_expired"] else ""

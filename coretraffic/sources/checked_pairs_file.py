@@ -18,10 +18,8 @@ ignored, and the pairs are checked as before.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -33,6 +31,7 @@ import orjson
 
 from coretraffic.core import certificates
 from coretraffic.core.certificates import Certificate
+from coretraffic.sources.private_file import write_private
 
 FILE_NAME = "checked-certificates.json"
 _FORMAT = 1
@@ -88,15 +87,9 @@ class CheckedPairsFile:
                 "checks": self._checks,
                 "pairs": {_digest(*pair): _entry(certificate, pair[0]) for pair, certificate in pairs},
             }
-            partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
             try:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-                    out.write(orjson.dumps(document))
-                os.replace(partial, self.path)
+                write_private(self.path, orjson.dumps(document))
             except OSError as exc:
-                with contextlib.suppress(OSError):
-                    partial.unlink(missing_ok=True)
                 self._warn(f"cannot write {self.path}: {exc.strerror or exc}")
                 return
             self._written = {pair for pair, _ in pairs}

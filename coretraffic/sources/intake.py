@@ -21,6 +21,7 @@ from coretraffic.errors import RemovalNotHeld
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.checked_pairs_file import CheckedPairsFile
 from coretraffic.sources.parallel import validate_on_cores
+from coretraffic.sources.served_hosts_file import ServedHostsFile
 
 log = logging.getLogger("coretraffic")
 
@@ -51,9 +52,12 @@ class Intake:
         fleet: RouteSetSink,
         record: CheckedPairsFile | None = None,
         policy: ServingPolicy | None = None,
+        served_record: ServedHostsFile | None = None,
     ) -> None:
         self._fleet = fleet
         self._record = record
+        self._served_record = served_record
+        self._served_saver: asyncio.Task[None] | None = None
         self.policy = policy or ServingPolicy(datetime.timedelta(seconds=DEFAULT_REMOVAL_CONFIRM_AFTER_S))
         self._validated: Validation | None = None  # the newest set as validated, before the policy's decision
         # The newest set's pairs, not written yet, and its applies; the task that writes them.
@@ -63,7 +67,8 @@ class Intake:
     async def submit(self, document: Any) -> Mapping[str, asyncio.Future[ApplyResult]]:
         """Validate a route set and queue it at every Caddy; each future resolves with the apply that covered it.
 
-        Raises `RouteSetError` (and queues nothing) when the document as a whole is unusable.
+        Raises `RouteSetError` (and queues nothing) when the document as a whole is unusable, `RouteSetHeldBack`
+        when the removal guard holds all of it back (`core.serving`).
         """
         now = datetime.datetime.now(datetime.UTC)
         # PEM parsing is CPU work: off the event loop (in a thread, or in forked workers for a mostly new set), so
@@ -98,11 +103,20 @@ class Intake:
         if decision.held is not None:
             log.error("route set: %s", decision.held.reason())
         submitted = self._fleet.submit_nowait(decision.validation)
+        if self._served_record is not None and (self._served_saver is None or self._served_saver.done()):
+            # Written in the background (100,000 names take a few ms); a burst writes the newest names once.
+            self._served_saver = asyncio.create_task(self._save_served(self._served_record))
         if self._record is not None:
             self._latest = (checked_pairs(), submitted)
             if self._saver is None or self._saver.done():
                 self._saver = asyncio.create_task(self._save_latest(self._record))
         return submitted
+
+    async def _save_served(self, record: ServedHostsFile) -> None:
+        served = None
+        while served != self.policy.served:
+            served = self.policy.served
+            await asyncio.to_thread(record.save, served)
 
     async def _save_latest(self, record: CheckedPairsFile) -> None:
         """Write the record for the newest set once it is rendered and loaded somewhere: writing is Python work in

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from coretraffic.core.readings import Reading
-from coretraffic.errors import RouteSetError, RoutesFileError
+from coretraffic.errors import RouteSetError, RouteSetHeldBack, RoutesFileError
 from coretraffic.sources.intake import Intake
 
 log = logging.getLogger("coretraffic.routes_file")
@@ -108,6 +108,8 @@ class RoutesFileSource:
             except RouteSetError as exc:
                 intake_log.error("route set rejected as a whole: %s; keeping the last good config", exc)
                 self._observe_problem(f"routes file {self._path} is not a route set: {exc}")
+            except RouteSetHeldBack as exc:  # `/status` shows the hold under `serving`
+                intake_log.error("route set held back: %s", exc)
 
         await watch_routes_file(self._path, submit, self._observe_problem)
 

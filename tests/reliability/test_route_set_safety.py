@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -312,7 +313,7 @@ async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and
         async def serving() -> dict[str, Any]:
             try:
                 return dict((await status.document())["serving"])
-            except (OSError, ValueError, KeyError):
+            except (httpx.TransportError, ValueError, KeyError):
                 return {}
 
         await wait_until(lambda: serves(ca, ports.https, "site11.example.test"), 60, "the sites served")
@@ -352,3 +353,38 @@ async def _has(read: Any, key: str) -> bool:
 
 async def _not(check: Any) -> bool:
     return not await check
+
+
+async def test_a_restarted_driver_holds_back_a_first_set_that_would_remove_what_the_last_one_served(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, driver_flags: list[str], ports: Ports
+) -> None:
+    status = Status(free_port())
+    routes = short_tmp / "routes.json"
+    configs = sites(ca, upstream)
+    write_routes(routes, configs)
+    args = ["run", *driver_flags, "--status-addr", status.address, "--routes", str(routes)]
+    first = Driver(args)
+    try:
+        await wait_until(lambda: serves(ca, ports.https, "site11.example.test"), 60, "the sites served")
+    finally:
+        assert first.stop() == 0, first.output
+    write_routes(routes, [])
+    second = Driver(args)
+    try:
+
+        async def held() -> dict[str, Any]:
+            try:
+                return dict((await status.document())["serving"]["removal_held_back"] or {})
+            except (httpx.TransportError, ValueError, KeyError):
+                return {}
+
+        await wait_until(lambda: _has(held, "whole_set"), 60, "the whole first set held back")
+        hold = await held()
+        assert hold["hosts"] == SITES and hold["served"] == SITES
+        # The spawned Caddy resumed its autosave; nothing of the empty set was applied to it.
+        assert await served_hosts(ca, ports, configs) == [c["hostName"] for c in configs]
+        assert "route set held back: removal of 12 hosts of 12 held back" in second.output
+        assert coretraffic("confirm-removal", hold["id"], "--status-addr", status.address).returncode == 0
+        await wait_until(lambda: _not(serves(ca, ports.https, "site00.example.test")), 30, "the sites removed")
+    finally:
+        assert second.stop() == 0, second.output

@@ -9,6 +9,7 @@ import pytest
 
 from coretraffic.core.serving import REMOVAL_GUARD_MIN_HOSTS, ServingPolicy, removal_is_guarded
 from coretraffic.core.validate import Validation, validate_route_set
+from coretraffic.errors import RouteSetHeldBack
 from coretraffic.testing.pki import DemoCA, demo_route
 
 T0 = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.UTC)
@@ -136,3 +137,29 @@ def test_no_delay_means_no_guard(configs: dict[str, dict[str, Any]]) -> None:
     policy = ServingPolicy(datetime.timedelta(0))
     policy.decide(validated(*configs.values()), T0)
     assert served(policy.decide(validated(), T0).validation) == []
+
+
+def test_after_a_restart_a_first_set_that_removes_most_hosts_is_held_back_whole(
+    configs: dict[str, dict[str, Any]],
+) -> None:
+    policy = ServingPolicy(DELAY, served_before=frozenset(configs))
+    with pytest.raises(RouteSetHeldBack, match="nothing of this set is applied"):
+        policy.decide(validated(), T0)
+    assert policy.held is not None and policy.held.whole_set and policy.served == frozenset(configs)
+    with pytest.raises(RouteSetHeldBack):
+        policy.decide(validated(), T0 + DELAY / 2)
+    applied = policy.decide(validated(), T0 + DELAY)  # the same removal after the delay
+    assert served(applied.validation) == [] and policy.served == frozenset()
+
+
+def test_after_a_restart_an_ordinary_first_set_applies_and_an_operator_can_confirm_a_held_one(
+    configs: dict[str, dict[str, Any]],
+) -> None:
+    names = sorted(configs)
+    ordinary = ServingPolicy(DELAY, served_before=frozenset(names))
+    assert served(ordinary.decide(validated(*list(configs.values())[:20]), T0).validation) == names[:20]
+    held = ServingPolicy(DELAY, served_before=frozenset(names))
+    with pytest.raises(RouteSetHeldBack):
+        held.decide(validated(), T0)
+    assert held.held is not None
+    assert served(held.decide(validated(), T0, confirmed=held.held.ident).validation) == []

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coretraffic.core.text import counted
-from coretraffic.errors import RouteSetError
+from coretraffic.errors import RouteSetError, RouteSetHeldBack
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.coreflow.session import RoutingHandler
 from coretraffic.sources.intake import Intake
@@ -94,6 +94,8 @@ def make_update_routing_handler(intake: Intake, deadline_s: float = REPLY_DEADLI
             submitted = await intake.submit(request)
         except RouteSetError as exc:
             return error(f"malformed updateRouting request: {exc}; nothing was changed")
+        except RouteSetHeldBack as exc:
+            return error(str(exc))
         # shield: a timed-out reply must not cancel an apply, which goes on retrying.
         waits = {name: asyncio.shield(future) for name, future in submitted.items()}
         if waits:
