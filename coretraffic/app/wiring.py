@@ -15,9 +15,10 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.admin_tls import gate_transport, mutual_tls_context
 from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
 from coretraffic.caddyjson.layout import JSON
-from coretraffic.caddyjson.render import RenderSettings, render
+from coretraffic.caddyjson.render import RenderSettings, render, with_admin_listen
+from coretraffic.caddyjson.withheld import with_withheld
 from coretraffic.core.passwords import BcryptHasher
-from coretraffic.core.validate import Route
+from coretraffic.core.validate import Route, Validation
 from coretraffic.errors import UsageError
 from coretraffic.settings import AdminAddress, Settings
 from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
@@ -113,3 +114,9 @@ def make_renderer(settings: Settings) -> Callable[[Sequence[Route]], JSON]:
         return render(routes, render_settings, base, hasher)
 
     return render_routes
+
+
+def as_loaded(renderer: Callable[[Sequence[Route]], JSON], validation: Validation, listen: str) -> JSON:
+    """The config `run` would load for `validation` into the Caddy whose admin API is `listen`: rendered, the
+    refused names a wildcard would take withheld, the admin address set (what `render` and `diff` show)."""
+    return with_admin_listen(with_withheld(renderer(validation.routes), validation.refused), listen)

@@ -24,6 +24,9 @@ VERSION_HEADER = "servezone_coretraffic_version"
 # Every host keeps this `@id` plus its name: on its own route, or on its entry in a bucket route's `map`.
 ROUTE_ID_PREFIX = "coretraffic_route_"
 NOT_FOUND_ID = "coretraffic_not_found"  # the HTTPS server's last route: any other Host gets a 404
+# Before the wildcards: names whose config was refused that a wildcard would take (`withheld`); they get a 503.
+WITHHELD_ID = "coretraffic_withheld"
+HTTPS_ROUTES_PATH = ("apps", "http", "servers", HTTPS_SERVER, "routes")
 # The config's marker: this prefix and a digest of everything the config is rendered from, on the HTTP server's
 # one route, so that a cheap `GET /id/...` tells whether Caddy still runs what was applied.
 CONFIG_ID_PREFIX = "coretraffic_config_"

@@ -18,8 +18,7 @@ import os
 import sys
 from typing import Any
 
-from coretraffic.app.wiring import admin_address, admin_client, checked_pairs_record, make_renderer
-from coretraffic.caddyjson.render import with_admin_listen
+from coretraffic.app.wiring import admin_address, admin_client, as_loaded, checked_pairs_record, make_renderer
 from coretraffic.cli.routes import required_routes
 from coretraffic.diff.plan import Plan, plan_diff
 from coretraffic.diff.report import format_json, format_text
@@ -47,7 +46,7 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
             validate_on_cores(document, now, record=checked_pairs_record(settings)),
             _running_config(settings),
         )
-        desired = with_admin_listen(renderer(validation.routes), address.config_listen)  # as `run` would load it
+        desired = as_loaded(renderer, validation, address.config_listen)
     except (UserError, CaddyError, json.JSONDecodeError) as exc:  # the last: Caddy's answer was not JSON
         print(f"coretraffic: diff: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR

@@ -23,9 +23,8 @@ from pydantic import ValidationError
 
 from coretraffic import __version__
 from coretraffic.app.state_lock import state_dir_lock
-from coretraffic.app.wiring import admin_address, checked_pairs_record, make_renderer
+from coretraffic.app.wiring import admin_address, as_loaded, checked_pairs_record, make_renderer
 from coretraffic.caddyjson.redact import redact
-from coretraffic.caddyjson.render import with_admin_listen
 from coretraffic.cli.diff import run_diff
 from coretraffic.cli.routes import required_routes
 from coretraffic.core.text import counted
@@ -220,7 +219,7 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
     for problem in validation.problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
     # As `run` would load it: with the admin address of the Caddy it drives.
-    config: Any = with_admin_listen(make_renderer(settings)(validation.routes), admin_address(settings).config_listen)
+    config: Any = as_loaded(make_renderer(settings), validation, admin_address(settings).config_listen)
     if not args.show_secrets:
         config = redact(config)
     print(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False))

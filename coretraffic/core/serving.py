@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from coretraffic.core.text import counted
-from coretraffic.core.validate import Problem, Route, Validation, normalise_host_name
-from coretraffic.errors import FieldError, RouteSetHeldBack
+from coretraffic.core.validate import Problem, Route, Validation
+from coretraffic.errors import RouteSetHeldBack
 
 REMOVAL_GUARD_MIN_HOSTS = 10
 
@@ -124,21 +124,6 @@ def removal_is_guarded(removed: int, served: int) -> bool:
     return removed * 2 > served and (removed >= REMOVAL_GUARD_MIN_HOSTS or removed == served > 0)
 
 
-def refused_hosts(validation: Validation) -> dict[str, tuple[Problem, ...]]:
-    """The hosts named by refused configs (whose name is a valid host) that the set does not serve otherwise,
-    with their errors."""
-    served = {route.host for route in validation.routes}
-    found: dict[str, list[Problem]] = {}
-    for problem in validation.errors:
-        try:
-            host = normalise_host_name(problem.host)
-        except FieldError:
-            continue  # `#3`, or a name that is no host: nothing of it can be served
-        if host not in served:
-            found.setdefault(host, []).append(problem)
-    return {host: tuple(problems) for host, problems in found.items()}
-
-
 class ServingPolicy:
     """Remembers what is served and decides what each new set may change of it (see the module's docstring)."""
 
@@ -176,7 +161,7 @@ class ServingPolicy:
             self._served_before = frozenset()
         kept: dict[str, Route] = {}
         stale: dict[str, StaleHost] = {}
-        for host, problems in refused_hosts(validation).items():
+        for host, problems in validation.refused.items():
             previous = self._served.get(host)
             if previous is None:
                 continue  # never served: refused as it is

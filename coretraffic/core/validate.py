@@ -92,6 +92,21 @@ class Validation:
     def notices(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity == "notice")
 
+    @functools.cached_property
+    def refused(self) -> dict[str, tuple[Problem, ...]]:
+        """The hosts named by refused configs (whose name is a valid host) that the set does not serve otherwise,
+        with their errors."""
+        served = {route.host for route in self.routes}
+        found: dict[str, list[Problem]] = {}
+        for problem in self.errors:
+            try:
+                host = normalise_host_name(problem.host)
+            except FieldError:
+                continue  # `#3`, or a name that is no host: nothing of it can be served
+            if host not in served:
+                found.setdefault(host, []).append(problem)
+        return {host: tuple(problems) for host, problems in found.items()}
+
 
 def validate_route_set(document: Any, now: datetime) -> Validation:
     """Check a whole route set (a list of configs or `{"reverseConfigs": [...]}`).

@@ -40,6 +40,7 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddyjson.layout import JSON, config_id, culprits
 from coretraffic.caddyjson.ownership import Parts, foreign_parts, keep_foreign
 from coretraffic.caddyjson.render import serialise, with_admin_listen
+from coretraffic.caddyjson.withheld import with_withheld
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Problem, Route, Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
@@ -229,7 +230,9 @@ class Reconciler:
                     self._foreign = await self._retrying(self._read_foreign)
                 foreign = self._foreign
                 # Rendering hashes new passwords and serialising 10,000 routes takes a while: off the event loop.
-                config, body, left_out = await asyncio.to_thread(self._render_and_serialise, routes, foreign)
+                # Refused hosts a wildcard would take: by validation, or by Caddy in an earlier round (`withheld`).
+                withheld = [*validation.refused, *(p.host for p in isolated)]
+                config, body, left_out = await asyncio.to_thread(self._render_and_serialise, routes, foreign, withheld)
                 for label, reason in left_out.items():
                     log.warning("caddy's %s is not coretraffic's, but is left out of the config: it %s", label, reason)
                     del foreign[label]  # gone from Caddy with this load: said once
@@ -275,12 +278,15 @@ class Reconciler:
         )
         return await retrying(functools.partial(self._admin.has_id, marker, timeout))
 
-    def _render_and_serialise(self, routes: Sequence[Route], foreign: Parts) -> tuple[JSON, bytes, dict[str, str]]:
+    def _render_and_serialise(
+        self, routes: Sequence[Route], foreign: Parts, withheld: Sequence[str]
+    ) -> tuple[JSON, bytes, dict[str, str]]:
         # Building 10,000 routes allocates enough to trigger full collections that walk the whole heap, which cost
         # more than the rendering itself (BENCHMARKS.md). Nothing here makes cycles worth collecting.
         gc.disable()
         try:
-            config = with_admin_listen(self._render(routes), self._admin.address.config_listen)
+            rendered = with_withheld(self._render(routes), withheld)
+            config = with_admin_listen(rendered, self._admin.address.config_listen)
             config, left_out = keep_foreign(config, foreign)
             return config, serialise(config), left_out
         finally:

@@ -207,18 +207,32 @@ async def test_a_bad_rotation_keeps_the_host_serving_its_last_good_version(
     assert fixed.ok and fixed.stale == () and intake.description()["stale"] == []
 
 
+@pytest.mark.parametrize("beside_a_wildcard", [False, True])
 async def test_a_typo_in_authentication_never_serves_a_new_host(
-    reconciler: Reconciler, ca: DemoCA, upstream: DemoUpstream, ports: Ports
+    beside_a_wildcard: bool,
+    reconciler: Reconciler,
+    ca: DemoCA,
+    upstream: DemoUpstream,
+    second_upstream: DemoUpstream,
+    ports: Ports,
 ) -> None:
+    """Not even through a wildcard that covers its name: an application behind the wildcard that routes by Host
+    would serve the refused host's pages without the auth it was meant to have."""
     intake = Intake(OneCaddy(reconciler))
     good = demo_route(ca, "good.example.test", upstream.port)
     typo = demo_route(ca, "typo.example.test", upstream.port)
     typo["authentification"] = {"type": "Basic", "user": USER, "pass": "secret"}
-    result = await (await intake.submit([good, typo]))[OneCaddy.name]
+    wildcard = [demo_route(ca, "*.example.test", second_upstream.port)] if beside_a_wildcard else []
+    result = await (await intake.submit([good, typo, *wildcard]))[OneCaddy.name]
     assert [p.field for p in result.rejected] == ["authentification"]
     assert "did you mean 'authentication'?" in reply_for(result)["errorText"]
     assert await serves(ca, ports.https, "good.example.test")
     assert not await serves(ca, ports.https, "typo.example.test")
+    if beside_a_wildcard:
+        withheld = await https_get(ca, ports.https, "typo.example.test")
+        assert withheld.status_code == 503 and "config was refused" in withheld.text
+        other = await https_get(ca, ports.https, "other.example.test")
+        assert other.json()["upstream"] == second_upstream.port  # the wildcard still takes every other name
 
 
 # -- empty and near-empty pushes --------------------------------------------------------------------------------
