@@ -314,34 +314,55 @@ def coretraffic(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and_a_stale_host_shows(
-    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, driver_flags: list[str], ports: Ports
-) -> None:
+@dataclass(frozen=True)
+class FileRun:
+    """A `coretraffic run` of sites from a routes file, as an operator starts it (not started yet)."""
+
+    status: Status
+    routes: Path
+    configs: list[dict[str, Any]]
+    args: list[str]
+
+    async def serving(self) -> dict[str, Any]:
+        """The `serving` section of the driver's `/status` (empty while it does not answer)."""
+        try:
+            return dict((await self.status.document())["serving"])
+        except (httpx.TransportError, ValueError, KeyError):
+            return {}
+
+    async def shows(self, key: str) -> bool:
+        return bool((await self.serving()).get(key))
+
+
+@pytest.fixture
+def file_run(ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, driver_flags: list[str]) -> FileRun:
     status = Status(free_port())
     routes = short_tmp / "routes.json"
     configs = sites(ca, upstream)
     write_routes(routes, configs)
-    driver = Driver(["run", *driver_flags, "--status-addr", status.address, "--routes", str(routes)])
+    return FileRun(
+        status, routes, configs, ["run", *driver_flags, "--status-addr", status.address, "--routes", str(routes)]
+    )
+
+
+async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and_a_stale_host_shows(
+    file_run: FileRun, ca: DemoCA, ports: Ports
+) -> None:
+    status, routes, configs = file_run.status, file_run.routes, file_run.configs
+    driver = Driver(file_run.args)
     try:
-
-        async def serving() -> dict[str, Any]:
-            try:
-                return dict((await status.document())["serving"])
-            except (httpx.TransportError, ValueError, KeyError):
-                return {}
-
         await wait_until(lambda: serves(ca, ports.https, "site11.example.test"), 60, "the sites served")
         bad_key = ca.issue(["site00.example.test"]).private_key_pem
         write_routes(routes, [{**configs[0], "privateKey": bad_key}, *configs[1:]])
-        await wait_until(lambda: _has(serving, "stale"), 30, "site00 stale in /status")
+        await wait_until(lambda: file_run.shows("stale"), 30, "site00 stale in /status")
         assert await status.metric("coretraffic_hosts_stale") == 1
         printed = coretraffic("status", "--status-addr", status.address).stdout
         assert "STALE site00.example.test since " in printed and "privateKey: does not match" in printed
         assert await serves(ca, ports.https, "site00.example.test")
 
         write_routes(routes, [])
-        await wait_until(lambda: _has(serving, "removal_held_back"), 30, "the removal held back in /status")
-        held = (await serving())["removal_held_back"]
+        await wait_until(lambda: file_run.shows("removal_held_back"), 30, "the removal held back in /status")
+        held = (await file_run.serving())["removal_held_back"]
         assert held["hosts"] == SITES and held["served"] == SITES
         assert await status.metric("coretraffic_removal_held_hosts") == SITES
         assert (
@@ -355,50 +376,39 @@ async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and
         assert confirmed.returncode == 0, confirmed.stderr
         assert f"removal {held['id']} confirmed" in confirmed.stdout
         await wait_until(lambda: _not(serves(ca, ports.https, "site11.example.test")), 30, "the sites removed")
-        assert (await serving())["removal_held_back"] is None
+        assert (await file_run.serving())["removal_held_back"] is None
         assert f"removal {held['id']} of {SITES} hosts confirmed by an operator" in driver.output
     finally:
         assert driver.stop() == 0, driver.output
 
 
-async def _has(read: Any, key: str) -> bool:
-    return bool((await read()).get(key))
-
-
-async def _not(check: Any) -> bool:
-    return not await check
-
-
 async def test_a_restarted_driver_holds_back_a_first_set_that_would_remove_what_the_last_one_served(
-    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, driver_flags: list[str], ports: Ports
+    file_run: FileRun, ca: DemoCA, ports: Ports
 ) -> None:
-    status = Status(free_port())
-    routes = short_tmp / "routes.json"
-    configs = sites(ca, upstream)
-    write_routes(routes, configs)
-    args = ["run", *driver_flags, "--status-addr", status.address, "--routes", str(routes)]
-    first = Driver(args)
+    first = Driver(file_run.args)
     try:
         await wait_until(lambda: serves(ca, ports.https, "site11.example.test"), 60, "the sites served")
     finally:
         assert first.stop() == 0, first.output
-    write_routes(routes, [])
-    second = Driver(args)
+    write_routes(file_run.routes, [])
+    second = Driver(file_run.args)
     try:
 
-        async def held() -> dict[str, Any]:
-            try:
-                return dict((await status.document())["serving"]["removal_held_back"] or {})
-            except (httpx.TransportError, ValueError, KeyError):
-                return {}
+        async def whole_set_held() -> bool:
+            return bool(((await file_run.serving()).get("removal_held_back") or {}).get("whole_set"))
 
-        await wait_until(lambda: _has(held, "whole_set"), 60, "the whole first set held back")
-        hold = await held()
+        await wait_until(whole_set_held, 60, "the whole first set held back")
+        hold = (await file_run.serving())["removal_held_back"]
         assert hold["hosts"] == SITES and hold["served"] == SITES
         # The spawned Caddy resumed its autosave; nothing of the empty set was applied to it.
-        assert await served_hosts(ca, ports, configs) == [c["hostName"] for c in configs]
+        assert await served_hosts(ca, ports, file_run.configs) == [c["hostName"] for c in file_run.configs]
         assert "route set held back: removal of 12 hosts of 12 held back" in second.output
-        assert coretraffic("confirm-removal", hold["id"], "--status-addr", status.address).returncode == 0
+        confirmed = coretraffic("confirm-removal", hold["id"], "--status-addr", file_run.status.address)
+        assert confirmed.returncode == 0, confirmed.stderr
         await wait_until(lambda: _not(serves(ca, ports.https, "site00.example.test")), 30, "the sites removed")
     finally:
         assert second.stop() == 0, second.output
+
+
+async def _not(check: Any) -> bool:
+    return not await check
