@@ -10,10 +10,11 @@ config when a new one is refused:
   version serves even after its certificate expires: clients then see an expired certificate, which is what they
   would see had the bad config never come, and the host's auth and upstreams stay its own.
 - **Mass removal.** A set that would stop serving more than half of the served hosts, and at least
-  `REMOVAL_GUARD_MIN_HOSTS` of them or all of them, is a failed read upstream far more often than an intent: its
-  removals are held back (those hosts keep serving; the rest of the set applies) until the same removal comes
-  again at least `confirm_after` after it was first held, or an operator confirms it (`confirm`). Below that size,
-  removing most hosts is the ordinary work of a small cluster, except removing every host.
+  `REMOVAL_GUARD_MIN_HOSTS` of them, or all of them with no host in their place, is a failed read upstream far
+  more often than an intent: its removals are held back (those hosts keep serving; the rest of the set applies)
+  until the same removal comes again at least `confirm_after` after it was first held, or an operator confirms it.
+  Below that size, removing most hosts, or replacing them all, is the ordinary work of a small cluster; a set that
+  leaves nothing served is not.
 """
 
 from __future__ import annotations
@@ -116,12 +117,13 @@ def removal_ident(hosts: tuple[str, ...]) -> str:
 def removal_guard_rule() -> str:
     return (
         f"a set may not stop serving more than half of the served hosts when that is {REMOVAL_GUARD_MIN_HOSTS} or "
-        "more, or all of them, at once"
+        "more, nor all of them with no host in their place, at once"
     )
 
 
-def removal_is_guarded(removed: int, served: int) -> bool:
-    return removed * 2 > served and (removed >= REMOVAL_GUARD_MIN_HOSTS or removed == served > 0)
+def removal_is_guarded(removed: int, served: int, remaining: int) -> bool:
+    """Whether a set that stops serving `removed` of `served` hosts and serves `remaining` hosts is held back."""
+    return removed * 2 > served and (removed >= REMOVAL_GUARD_MIN_HOSTS or (removed == served and remaining == 0))
 
 
 class ServingPolicy:
@@ -154,7 +156,7 @@ class ServingPolicy:
         if self._served_before and not self._served:
             wanted = {route.host for route in validation.routes}
             removed = tuple(sorted(self._served_before - wanted))
-            held = self._hold(removed, len(self._served_before), now, confirmed)
+            held = self._hold(removed, len(self._served_before), len(wanted), now, confirmed)
             if held is not None:
                 self.held = replace(held, whole_set=True)
                 raise RouteSetHeldBack(self.held.reason())
@@ -171,7 +173,7 @@ class ServingPolicy:
             stale[host] = StaleHost(host, since, problems, previous)
         wanted = {route.host for route in validation.routes}
         removed = tuple(sorted(h for h in self._served if h not in wanted and h not in kept))
-        held = self._hold(removed, len(self._served), now, confirmed)
+        held = self._hold(removed, len(self._served), len(wanted) + len(kept), now, confirmed)
         if held is not None:
             kept.update((host, self._served[host]) for host in held.hosts)
         routes = (*validation.routes, *kept.values())
@@ -186,8 +188,10 @@ class ServingPolicy:
         self.held = held
         return Decision(applied, self.stale, held)
 
-    def _hold(self, removed: tuple[str, ...], served: int, now: datetime, confirmed: str) -> HeldRemoval | None:
-        if not self.confirm_after or not removal_is_guarded(len(removed), served):
+    def _hold(
+        self, removed: tuple[str, ...], served: int, remaining: int, now: datetime, confirmed: str
+    ) -> HeldRemoval | None:
+        if not self.confirm_after or not removal_is_guarded(len(removed), served, remaining):
             return None
         before = self.held
         # The same intent: a set that still removes every host held back (and maybe more).

@@ -130,7 +130,7 @@ def plan_diff(
     held_back = (
         f"run holds back the removal of {removed} of {len(old.hosts)} hosts until it comes again "
         f"--removal-confirm-after later or is confirmed ({removal_guard_rule()})"
-        if removal_is_guarded(removed, len(old.hosts))
+        if removal_is_guarded(removed, len(old.hosts), len(new.hosts))
         else ""
     )
     return Plan(

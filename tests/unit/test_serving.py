@@ -80,12 +80,23 @@ def test_a_stale_host_keeps_its_version_even_after_its_certificate_expired(ca: D
 
 
 @pytest.mark.parametrize(
-    ("served_count", "removed", "guarded"),
-    [(24, 13, True), (24, 12, False), (12, 7, False), (12, 12, True), (3, 2, False), (3, 3, True), (1, 1, True)],
+    ("served_count", "removed", "remaining", "guarded"),
+    [
+        (24, 13, 11, True),
+        (24, 12, 12, False),
+        (12, 12, 12, True),  # every host replaced: at 10 and more, held too
+        (12, 7, 5, False),
+        (3, 2, 1, False),
+        (3, 3, 0, True),
+        (1, 1, 0, True),
+        (1, 1, 1, False),  # a small cluster replacing its one host
+    ],
 )
-def test_the_guard_takes_more_than_half_and_ten_or_all(served_count: int, removed: int, guarded: bool) -> None:
+def test_the_guard_takes_more_than_half_and_ten_or_all_with_nothing_in_their_place(
+    served_count: int, removed: int, remaining: int, guarded: bool
+) -> None:
     assert REMOVAL_GUARD_MIN_HOSTS == 10
-    assert removal_is_guarded(removed, served_count) is guarded
+    assert removal_is_guarded(removed, served_count, remaining) is guarded
 
 
 def test_an_empty_push_costs_no_host_until_it_comes_again_after_the_delay(configs: dict[str, dict[str, Any]]) -> None:
