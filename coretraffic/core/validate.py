@@ -162,23 +162,21 @@ def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> O
 
 
 def assemble(outcomes: Outcomes) -> Validation:
-    """The route set from its configs' outcomes, in order: the first config for a host wins."""
+    """The route set from its configs' outcomes, in order: the first config for a host wins.
+
+    A later config for a served host is a warning, not an error: the host is served (by the first), so counting it
+    among the rejected hosts would tell Coreflow that a served host is down. Configs are numbered from 1.
+    """
     routes: list[Route] = []
     problems: list[Problem] = []
     first_index: dict[str, int] = {}
-    for index, (route, found) in enumerate(zip(outcomes.routes, outcomes.problems, strict=True)):
+    for index, (route, found) in enumerate(zip(outcomes.routes, outcomes.problems, strict=True), 1):
         if route is None:
             problems.extend(found)
             continue
         if route.host in first_index:
-            problems.append(
-                Problem(
-                    route.host,
-                    "hostName",
-                    f"duplicate: configs #{first_index[route.host]} and #{index} both claim this host; "
-                    f"#{first_index[route.host]} is kept",
-                )
-            )
+            message = f"config #{index} ignored (duplicate of #{first_index[route.host]}, which is served)"
+            problems.append(Problem(route.host, "hostName", message, "warning"))
             continue
         first_index[route.host] = index
         routes.append(route)
@@ -187,10 +185,10 @@ def assemble(outcomes: Outcomes) -> Validation:
 
 
 def _host_label(raw: Any, index: int) -> str:
-    """How messages name a config: its hostName made printable, or its position when it has none."""
+    """How messages name a config: its hostName made printable, or its position (from 1) when it has none."""
     name = raw.get("hostName") if isinstance(raw, dict) else None
     if not isinstance(name, str) or not name:
-        return f"#{index}"
+        return f"#{index + 1}"
     return printable(name)
 
 
