@@ -31,6 +31,7 @@ from coretraffic.sources.coreflow.source import CoreflowSource
 from coretraffic.sources.intake import Intake
 from coretraffic.sources.routes_file import RoutesFileSource
 from coretraffic.sources.source import RouteSource
+from coretraffic.sources.trust_store import system_roots
 
 
 @dataclass
@@ -96,7 +97,7 @@ def _target(
 
 
 def _source(settings: Settings, fleet: Fleet) -> RouteSource:
-    intake = Intake(fleet, checked_pairs_record(settings))
+    intake = Intake(fleet, checked_pairs_record(settings), system_roots())
     if settings.routes is None:
         return CoreflowSource(settings.coreflow_url, intake)
     return RoutesFileSource(settings.routes, intake)

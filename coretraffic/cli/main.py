@@ -36,6 +36,7 @@ from coretraffic.observe.status_text import fetch_status, status_text
 from coretraffic.settings import Settings, default_state_dir
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
+from coretraffic.sources.trust_store import system_roots
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
@@ -116,7 +117,11 @@ def _parser() -> argparse.ArgumentParser:
                 help="print a routes-file config for HOST with a certificate from the demo's CA, and exit",
             )
         if name == "check":
-            command.add_argument("--strict", action="store_true", help="exit 1 on warnings too (expired certificates)")
+            command.add_argument(
+                "--strict",
+                action="store_true",
+                help="exit 1 on warnings too (expired certificates, chains missing an intermediate, duplicate hosts)",
+            )
         if name == "render":
             command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
         if name == "diff":
@@ -166,7 +171,7 @@ def _issued_host(name: str) -> str:
 def _validated_routes_file(settings: Settings) -> Validation:
     document = read_routes_document(required_routes(settings))
     now = datetime.datetime.now(datetime.UTC)
-    return asyncio.run(validate_on_cores(document, now, record=checked_pairs_record(settings)))
+    return asyncio.run(validate_on_cores(document, now, record=checked_pairs_record(settings), roots=system_roots()))
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -37,6 +37,11 @@ class Certificate:
     not_after: datetime
     # The chain re-encoded from what was parsed: anything else the PEM text carried never reaches Caddy.
     chain_pem: str = field(repr=False)
+    # The issuer (RFC 4514) that the chain's last certificate names when that certificate is not self-signed and
+    # its issuer is not in the chain either: what a client must already hold for the chain to reach a root. None
+    # when the chain ends with a self-signed certificate. Whether a system trusts that issuer is `trust`'s
+    # question, asked at each validation: the trust store is not part of the pair.
+    needs_issuer: str | None = None
 
 
 def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
@@ -81,6 +86,7 @@ def _check_pem_pair(pair: tuple[str, str]) -> Certificate:
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         chain_pem="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain),
+        needs_issuer=_issuer_outside(chain),
     )
 
 
@@ -115,6 +121,21 @@ def _check_chain_order(chain: Sequence[x509.Certificate]) -> None:
                 f"certificate #{position + 1} of {len(chain)} in the chain ({_subject(parent)}) is not the issuer of "
                 f"#{position} ({_subject(child)}); after the leaf, each certificate must issue the one before it",
             )
+
+
+def _issuer_outside(chain: Sequence[x509.Certificate]) -> str | None:
+    """The issuer the chain's last certificate names, unless it is self-signed or its issuer is in the chain.
+
+    By names and key identifiers, as `_check_chain_order`: a root re-issued under the same name with another key
+    looks the same here (clients would still fail on it; this check is for the common mistake, a leaf sent
+    without its intermediate).
+    """
+    last = chain[-1]
+    if last.issuer == last.subject and _key_ids_agree(last, last):
+        return None
+    if any(last.issuer == c.subject for c in chain[:-1]):
+        return None
+    return last.issuer.rfc4514_string()
 
 
 def _key_ids_agree(child: x509.Certificate, parent: x509.Certificate) -> bool:

@@ -25,6 +25,7 @@ from coretraffic.core.certificates import Certificate, check_pem_pair
 from coretraffic.core.models import BasicAuthentication, ReverseProxyConfig, route_set_items
 from coretraffic.core.set_cache import SetCache
 from coretraffic.core.text import printable
+from coretraffic.core.trust import TrustedRoots, chain_warning
 from coretraffic.errors import FieldError
 
 Severity = Literal["error", "warning"]
@@ -83,14 +84,15 @@ class Validation:
         return tuple(p for p in self.problems if p.severity == "warning")
 
 
-def validate_route_set(document: Any, now: datetime) -> Validation:
+def validate_route_set(document: Any, now: datetime, roots: TrustedRoots | None = None) -> Validation:
     """Check a whole route set (a list of configs or `{"reverseConfigs": [...]}`).
 
+    With `roots` (the system's: `sources.trust_store`), a chain that does not reach one is a warning (`trust`).
     Raises `RouteSetError` only when the document as a whole is unusable.
     """
     configs = route_set_items(document)
     _begin_route_set()
-    return assemble(validate_configs(configs, now))
+    return assemble(validate_configs(configs, now, roots=roots))
 
 
 def known(raw: Any) -> bool:
@@ -139,7 +141,9 @@ class Outcomes:
         self.problems += other.problems
 
 
-def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> Outcomes:
+def validate_configs(
+    configs: Sequence[Any], now: datetime, first: int = 0, roots: TrustedRoots | None = None
+) -> Outcomes:
     """Check each config on its own: the part of validation that any slice of a route set can do apart.
 
     `first` is the position of `configs[0]` in the route set, for naming configs that have no hostName.
@@ -148,7 +152,7 @@ def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> O
     for index, raw in enumerate(configs, first):
         route = None
         try:
-            route, warnings = _validate_one(raw, now)
+            route, warnings = _validate_one(raw, now, roots)
         except ValidationError as exc:
             found = tuple(_pydantic_problems(_host_label(raw, index), exc))
         except ExceptionGroup as group:
@@ -201,7 +205,7 @@ def _pydantic_problems(label: str, exc: ValidationError) -> list[Problem]:
     return problems
 
 
-def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]]:
+def _validate_one(raw: Any, now: datetime, roots: TrustedRoots | None) -> tuple[Route, list[tuple[str, str]]]:
     key = _content_key(raw)
     route = _validated_contents.get(key, _validate_content) if key is not None else _validate_config(raw)
     certificate = route.certificate
@@ -210,6 +214,8 @@ def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]
         warnings.append(("publicKey", f"certificate is not valid before {certificate.not_before.isoformat()}"))
     if now > certificate.not_after:
         warnings.append(("publicKey", f"certificate expired at {certificate.not_after.isoformat()}"))
+    if roots is not None and (chain := chain_warning(certificate, roots)) is not None:
+        warnings.append(("publicKey", chain))
     return route, warnings
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from coretraffic.core.certificates import Certificate
+from coretraffic.core.trust import TrustedRoots
 from coretraffic.core.validate import Validation, checked_pairs
 from coretraffic.reconcile.reconciler import ApplyResult
 from coretraffic.sources.checked_pairs_file import CheckedPairsFile
@@ -38,11 +39,15 @@ class RouteSetSink(Protocol):
 
 class Intake:
     """The sources' way in: `submit` a route set document; with a `record`, checked certificates are kept on
-    disk for the next process (`CheckedPairsFile`)."""
+    disk for the next process (`CheckedPairsFile`); with `roots` (the system's), a chain that reaches none is
+    warned about (`core.trust`)."""
 
-    def __init__(self, fleet: RouteSetSink, record: CheckedPairsFile | None = None) -> None:
+    def __init__(
+        self, fleet: RouteSetSink, record: CheckedPairsFile | None = None, roots: TrustedRoots | None = None
+    ) -> None:
         self._fleet = fleet
         self._record = record
+        self._roots = roots
         # The newest set's pairs, not written yet, and its applies; the task that writes them.
         self._latest: tuple[_Pairs, Mapping[str, asyncio.Future[ApplyResult]]] | None = None
         self._saver: asyncio.Task[None] | None = None
@@ -55,7 +60,7 @@ class Intake:
         now = datetime.datetime.now(datetime.UTC)
         # PEM parsing is CPU work: off the event loop (in a thread, or in forked workers for a mostly new set), so
         # heartbeats and health checks stay answered.
-        validation = await validate_on_cores(document, now, record=self._record)
+        validation = await validate_on_cores(document, now, record=self._record, roots=self._roots)
         for problem in validation.problems:
             level = logging.WARNING if problem.severity == "warning" else logging.ERROR
             log.log(level, "route %s: %s", problem.severity, problem)
