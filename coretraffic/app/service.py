@@ -22,6 +22,7 @@ from coretraffic.caddy.process import CaddyProcess
 from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
 from coretraffic.observe.metrics import ApplyStats
 from coretraffic.observe.status import StatusServer
+from coretraffic.observe.upstream_failures import UpstreamFailures, sample_forever, sample_interval
 from coretraffic.reconcile.fleet import Fleet
 from coretraffic.reconcile.reconciler import ConfigRenderer
 from coretraffic.reconcile.render_once import RenderOnce
@@ -73,12 +74,14 @@ async def run_driver(
     driver = Driver(fleet, [_source(settings, fleet)], discoveries)
     tcp_migrate_req = read_tcp_migrate_req()
     warn_when_off(tcp_migrate_req)
-    status = StatusServer(driver, stats, tcp_migrate_req)
+    failures = UpstreamFailures(settings.upstream_fail_duration)
+    status = StatusServer(driver, stats, tcp_migrate_req, failures)
     try:
         await fleet.start()
         if settings.status_addr:
             await status.listen(settings.status_addr)  # a taken port stops the driver (and its Caddy) here
-        await _serve(driver, on_started)
+        sampling = sample_forever(driver, failures, sample_interval(settings.upstream_fail_duration))
+        await _serve(driver, on_started, sampling)
     finally:
         await status.close()
         await fleet.close()
@@ -103,7 +106,11 @@ def _source(settings: Settings, fleet: Fleet) -> RouteSource:
     return RoutesFileSource(settings.routes, intake)
 
 
-async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None) -> None:
+async def _serve(
+    driver: Driver,
+    on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None,
+    *background: Coroutine[Any, Any, None],
+) -> None:
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -115,6 +122,8 @@ async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, A
                 tasks.create_task(discovery.run())
             for source in driver.sources:
                 tasks.create_task(source.run())
+            for work in background:
+                tasks.create_task(work)
             if on_started is not None:
                 tasks.create_task(on_started(driver))
     finally:
