@@ -12,6 +12,7 @@ certificate cache, whatever the size of the set.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Iterable
@@ -53,6 +54,11 @@ def chain_warning(certificate: Certificate, roots: TrustedRoots) -> str | None:
     issuer = certificate.needs_issuer
     if issuer is None or issuer in roots.subjects:
         return None
+    return _warning(issuer)
+
+
+@functools.lru_cache(maxsize=256)  # one text per missing issuer: a CA's hosts all miss the same one
+def _warning(issuer: str) -> str:
     return (
         f"chain does not reach a root: its last certificate is issued by {printable(issuer, 120)}, which is neither "
         "in the chain nor among the system's trusted roots: intermediate missing? (clients without it fail with "
