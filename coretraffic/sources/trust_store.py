@@ -3,9 +3,9 @@
 Where OpenSSL (and so Python's `ssl`) finds them: `ssl.get_default_verify_paths()`, which honours
 `SSL_CERT_FILE` and `SSL_CERT_DIR` (a cluster with a private CA can add its root there, as its clients would).
 The bundle file if there is one (Debian's `/etc/ssl/certs/ca-certificates.crt`, about 150 roots, a few
-milliseconds to index), else every file of the directory. A system without any: no root is trusted, and every
-chain that does not end with a self-signed certificate is warned about; the warning says so, and a private CA's
-root may end `publicKey`. Not certifi's bundle: the question is what this machine's clients trust.
+milliseconds to index), else every file of the directory. A system without any: no root is trusted, every chain
+that does not end with a self-signed certificate is warned about, and the log says why, once. Not certifi's
+bundle: the store asked is the machine's own, the one an operator (or an image) can extend.
 """
 
 from __future__ import annotations
