@@ -35,6 +35,7 @@ import httpx
 
 from benchmarks.diff_cli import left_by_run, time_config_read, time_diff
 from benchmarks.harness import Bed, as_received, bed, hosts, rss_mb, until_serving
+from benchmarks.material import trust_bundle
 from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import validate_route_set
 from coretraffic.reconcile.reconciler import Reconciler
@@ -176,7 +177,9 @@ def _driver_command(command: str, routes_file: Path, state_dir: Path, b: Bed | N
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}, **extra}
+    """The benchmark's environment for a driver: no `CORETRAFFIC_*` of its own; trusting the bench CA."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
+    return {**clean, "SSL_CERT_FILE": str(trust_bundle()), **extra}
 
 
 async def _check(routes_file: Path, state_dir: Path) -> float:

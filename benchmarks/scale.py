@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import Bed, Load, free_port, h2load, hosts, rss_mb
+from benchmarks.material import trust_bundle
 from coretraffic.caddyjson.render import serialise
 from coretraffic.core.validate import validate_route_set
 
@@ -169,7 +170,8 @@ async def _driver_rss_mb(bed: Bed, configs: list[dict[str, object]]) -> float:
             "--http-port", str(free_port()), "--https-port", str(free_port()),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             # No status server (its port may be taken) and a state directory of its own.
-            env={**os.environ, "CORETRAFFIC_LOG_LEVEL": "INFO", "CORETRAFFIC_STATUS_ADDR": "",
+            env={**os.environ, "SSL_CERT_FILE": str(trust_bundle()), "CORETRAFFIC_LOG_LEVEL": "INFO",
+                 "CORETRAFFIC_STATUS_ADDR": "",
                  "CORETRAFFIC_STATE_DIR": str(Path(tmp) / "state")},
         )  # fmt: skip
         assert process.stderr is not None

@@ -6,6 +6,7 @@ Nothing here is mocked. Helpers wait on conditions with deadlines; none sleeps t
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -26,8 +27,18 @@ from tests.support.ports import Ports, free_port
 
 
 @pytest.fixture(scope="session")
-def ca() -> DemoCA:
-    return DemoCA()
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCA]:
+    """The demo CA most tests issue from. The machine trusts it, as a cluster's machines trust their private CA:
+    the drivers and commands the tests start (which inherit `SSL_CERT_FILE`) find its leaves' chains reaching a
+    root, so their output holds only the warnings a test causes (`core.trust`; the tests of that warning set
+    their own `SSL_CERT_FILE`)."""
+    demo = DemoCA()
+    bundle = tmp_path_factory.mktemp("trust") / "roots.pem"
+    system = ssl.get_default_verify_paths().cafile
+    bundle.write_text((Path(system).read_text() if system else "") + demo.certificate_pem)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSL_CERT_FILE", str(bundle))
+        yield demo
 
 
 @pytest.fixture

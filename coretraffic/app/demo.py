@@ -38,7 +38,15 @@ def demo_ca(state_dir: Path) -> DemoCA:
 
 def issued_route(state_dir: Path, host: str) -> dict[str, Any]:
     """`demo --issue HOST`: a config for `host` with a certificate from the demo's CA, proxied to 127.0.0.1:8080."""
-    return demo_route(demo_ca(state_dir), host, 8080)
+    return _route(demo_ca(state_dir), host, 8080)
+
+
+def _route(ca: DemoCA, host: str, upstream_port: int) -> dict[str, Any]:
+    """A demo host whose chain ends with the demo's root: as a private CA's chains should, so that the chain
+    reaches a root without the root being among the system's (`check` would warn, `core.trust`)."""
+    config = demo_route(ca, host, upstream_port)
+    config["publicKey"] += ca.certificate_pem
+    return config
 
 
 async def run_demo(settings: Settings) -> None:
@@ -46,7 +54,7 @@ async def run_demo(settings: Settings) -> None:
     state_dir = settings.state_dir
     ca = demo_ca(state_dir)
     upstream = DemoUpstream().start()
-    routes = [demo_route(ca, host, upstream.port) for host in DEMO_HOSTS]
+    routes = [_route(ca, host, upstream.port) for host in DEMO_HOSTS]
     routes[1]["authentication"] = {"type": "Basic", "user": "demo", "pass": "demo"}
     routes_file = state_dir / ROUTES_FILE
     routes_file.touch(mode=0o600)

@@ -24,6 +24,7 @@ from coretraffic.core.serving import ServingPolicy
 from coretraffic.observe.listener_handover import read_tcp_migrate_req, warn_when_off
 from coretraffic.observe.metrics import ApplyStats
 from coretraffic.observe.status import StatusServer
+from coretraffic.observe.upstream_failures import UpstreamFailures, sample_forever, sample_interval
 from coretraffic.reconcile.fleet import Fleet
 from coretraffic.reconcile.reconciler import ConfigRenderer
 from coretraffic.reconcile.render_once import RenderOnce
@@ -33,6 +34,7 @@ from coretraffic.sources.coreflow.source import CoreflowSource
 from coretraffic.sources.intake import Intake
 from coretraffic.sources.routes_file import RoutesFileSource
 from coretraffic.sources.source import RouteSource
+from coretraffic.sources.trust_store import system_roots
 
 
 @dataclass
@@ -76,18 +78,21 @@ async def run_driver(
     intake = Intake(
         fleet,
         checked_pairs_record(settings),
+        system_roots(),
         ServingPolicy(datetime.timedelta(seconds=settings.removal_confirm_after), served.load()),
         served,
     )
     driver = Driver(fleet, [_source(settings, intake)], discoveries, intake)
     tcp_migrate_req = read_tcp_migrate_req()
     warn_when_off(tcp_migrate_req)
-    status = StatusServer(driver, stats, tcp_migrate_req)
+    failures = UpstreamFailures(settings.upstream_fail_duration)
+    status = StatusServer(driver, stats, tcp_migrate_req, failures)
     try:
         await fleet.start()
         if settings.status_addr:
             await status.listen(settings.status_addr)  # a taken port stops the driver (and its Caddy) here
-        await _serve(driver, on_started)
+        sampling = sample_forever(driver, failures, sample_interval(settings.upstream_fail_duration))
+        await _serve(driver, on_started, sampling)
     finally:
         await status.close()
         await fleet.close()
@@ -111,7 +116,11 @@ def _source(settings: Settings, intake: Intake) -> RouteSource:
     return RoutesFileSource(settings.routes, intake)
 
 
-async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None) -> None:
+async def _serve(
+    driver: Driver,
+    on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None,
+    *background: Coroutine[Any, Any, None],
+) -> None:
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -123,6 +132,8 @@ async def _serve(driver: Driver, on_started: Callable[[Driver], Coroutine[Any, A
                 tasks.create_task(discovery.run())
             for source in driver.sources:
                 tasks.create_task(source.run())
+            for work in background:
+                tasks.create_task(work)
             if on_started is not None:
                 tasks.create_task(on_started(driver))
     finally:

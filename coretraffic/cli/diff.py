@@ -27,6 +27,7 @@ from coretraffic.errors import CaddyError, UserError
 from coretraffic.settings import Settings
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
+from coretraffic.sources.trust_store import system_roots
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
@@ -43,7 +44,7 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
         now = datetime.datetime.now(datetime.UTC)
         # Caddy serialises its config (11 MB at 10,000 routes) while the routes are validated (about 1 s).
         validation, running = await asyncio.gather(
-            validate_on_cores(document, now, record=checked_pairs_record(settings)),
+            validate_on_cores(document, now, record=checked_pairs_record(settings), roots=system_roots()),
             _running_config(settings),
         )
         desired = as_loaded(renderer, validation, address.config_listen)

@@ -35,6 +35,7 @@ from coretraffic.observe.status_text import confirm_removal, fetch_status, statu
 from coretraffic.settings import Settings, default_state_dir
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
+from coretraffic.sources.trust_store import system_roots
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
@@ -126,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--strict",
                 action="store_true",
-                help="exit 1 on warnings and notices too (expired certificates, fields the wire format does not have)",
+                help="exit 1 on warnings and notices too (expired certificates, chains missing an intermediate, "
+                "duplicate hosts, fields the wire format does not have)",
             )
         if name == "render":
             command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
@@ -177,7 +179,7 @@ def _issued_host(name: str) -> str:
 def _validated_routes_file(settings: Settings) -> Validation:
     document = read_routes_document(required_routes(settings))
     now = datetime.datetime.now(datetime.UTC)
-    return asyncio.run(validate_on_cores(document, now, record=checked_pairs_record(settings)))
+    return asyncio.run(validate_on_cores(document, now, record=checked_pairs_record(settings), roots=system_roots()))
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -37,6 +37,11 @@ class Certificate:
     not_after: datetime
     # The chain re-encoded from what was parsed: anything else the PEM text carried never reaches Caddy.
     chain_pem: str = field(repr=False)
+    # The issuer (RFC 4514) that the chain's last certificate names when that certificate is not self-signed and
+    # its issuer is not in the chain either: what a client must already hold for the chain to reach a root. None
+    # when the chain ends with a self-signed certificate. Whether a system trusts that issuer is `trust`'s
+    # question, asked at each validation: the trust store is not part of the pair.
+    needs_issuer: str | None = None
 
 
 def check_pem_pair(certificate_pem: str, key_pem: str) -> Certificate:
@@ -75,12 +80,14 @@ def _check_pem_pair(pair: tuple[str, str]) -> Certificate:
             )
         raise FieldError("privateKey", "does not match the certificate in publicKey")
     _check_chain_order(chain)
+    pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain]
     return Certificate(
         sha256=leaf.fingerprint(hashes.SHA256()).hex(),
         names=_certificate_names(leaf),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
-        chain_pem="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain),
+        chain_pem="".join(pems),
+        needs_issuer=_issuer_outside(chain, pems[-1]),
     )
 
 
@@ -115,6 +122,36 @@ def _check_chain_order(chain: Sequence[x509.Certificate]) -> None:
                 f"certificate #{position + 1} of {len(chain)} in the chain ({_subject(parent)}) is not the issuer of "
                 f"#{position} ({_subject(child)}); after the leaf, each certificate must issue the one before it",
             )
+
+
+def _issuer_outside(chain: Sequence[x509.Certificate], last_pem: str) -> str | None:
+    """The issuer the chain's last certificate names, unless that certificate is self-signed.
+
+    By names and key identifiers, as `_check_chain_order`, which also makes sure that the issuer is not in the
+    chain (each certificate is issued by the next; an issuer earlier in the chain would be a loop). A root
+    re-issued under the same name with another key looks the same here: this check is for the common mistake, a
+    leaf sent without its intermediate. Parsing the names costs about as much as a tenth of the pair's check, and
+    the last certificate of a CA's chains is the same intermediate for all its hosts: its answer is remembered by
+    its text (`_ca_issuers`). A leaf alone is unique to its host and is not remembered.
+    """
+    if len(chain) == 1:
+        return _issuer_needed(chain[0])
+    if last_pem not in _ca_issuers:
+        if len(_ca_issuers) >= _CA_ISSUERS_MAX:
+            _ca_issuers.clear()
+        _ca_issuers[last_pem] = _issuer_needed(chain[-1])
+    return _ca_issuers[last_pem]
+
+
+def _issuer_needed(last: x509.Certificate) -> str | None:
+    if last.issuer == last.subject and _key_ids_agree(last, last):
+        return None
+    return last.issuer.rfc4514_string()
+
+
+# Intermediates and roots seen at the end of a chain, by PEM text: a few per CA, whatever the number of hosts.
+_CA_ISSUERS_MAX = 4096
+_ca_issuers: dict[str, str | None] = {}
 
 
 def _key_ids_agree(child: x509.Certificate, parent: x509.Certificate) -> bool:

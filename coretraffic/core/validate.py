@@ -25,6 +25,7 @@ from coretraffic.core.certificates import Certificate, check_pem_pair
 from coretraffic.core.models import BasicAuthentication, ReverseProxyConfig, route_set_items
 from coretraffic.core.set_cache import SetCache
 from coretraffic.core.text import printable
+from coretraffic.core.trust import TrustedRoots, chain_warning
 from coretraffic.core.wire_fields import unknown_field_findings
 from coretraffic.errors import FieldError
 
@@ -111,14 +112,15 @@ class Validation:
         return {host: tuple(problems) for host, problems in found.items()}
 
 
-def validate_route_set(document: Any, now: datetime) -> Validation:
+def validate_route_set(document: Any, now: datetime, roots: TrustedRoots | None = None) -> Validation:
     """Check a whole route set (a list of configs or `{"reverseConfigs": [...]}`).
 
+    With `roots` (the system's: `sources.trust_store`), a chain that does not reach one is a warning (`trust`).
     Raises `RouteSetError` only when the document as a whole is unusable.
     """
     configs = route_set_items(document)
     _begin_route_set()
-    return assemble(validate_configs(configs, now))
+    return assemble(validate_configs(configs, now, roots=roots))
 
 
 def known(raw: Any) -> bool:
@@ -167,7 +169,9 @@ class Outcomes:
         self.problems += other.problems
 
 
-def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> Outcomes:
+def validate_configs(
+    configs: Sequence[Any], now: datetime, first: int = 0, roots: TrustedRoots | None = None
+) -> Outcomes:
     """Check each config on its own: the part of validation that any slice of a route set can do apart.
 
     `first` is the position of `configs[0]` in the route set, for naming configs that have no hostName.
@@ -176,7 +180,7 @@ def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> O
     for index, raw in enumerate(configs, first):
         route = None
         try:
-            route, warnings = _validate_one(raw, now)
+            route, warnings = _validate_one(raw, now, roots)
         except ValidationError as exc:
             found = tuple(_pydantic_problems(_host_label(raw, index), exc))
         except ExceptionGroup as group:
@@ -196,23 +200,21 @@ def validate_configs(configs: Sequence[Any], now: datetime, first: int = 0) -> O
 
 
 def assemble(outcomes: Outcomes) -> Validation:
-    """The route set from its configs' outcomes, in order: the first config for a host wins."""
+    """The route set from its configs' outcomes, in order: the first config for a host wins.
+
+    A later config for a served host is a warning, not an error: the host is served (by the first), so counting it
+    among the rejected hosts would tell Coreflow that a served host is down. Configs are numbered from 1.
+    """
     routes: list[Route] = []
     problems: list[Problem] = []
     first_index: dict[str, int] = {}
-    for index, (route, found) in enumerate(zip(outcomes.routes, outcomes.problems, strict=True)):
+    for index, (route, found) in enumerate(zip(outcomes.routes, outcomes.problems, strict=True), 1):
         if route is None:
             problems.extend(found)
             continue
         if route.host in first_index:
-            problems.append(
-                Problem(
-                    route.host,
-                    "hostName",
-                    f"duplicate: configs #{first_index[route.host]} and #{index} both claim this host; "
-                    f"#{first_index[route.host]} is kept",
-                )
-            )
+            message = f"config #{index} ignored (duplicate of #{first_index[route.host]}, which is served)"
+            problems.append(Problem(route.host, "hostName", message, "warning"))
             continue
         first_index[route.host] = index
         routes.append(route)
@@ -221,10 +223,10 @@ def assemble(outcomes: Outcomes) -> Validation:
 
 
 def _host_label(raw: Any, index: int) -> str:
-    """How messages name a config: its hostName made printable, or its position when it has none."""
+    """How messages name a config: its hostName made printable, or its position (from 1) when it has none."""
     name = raw.get("hostName") if isinstance(raw, dict) else None
     if not isinstance(name, str) or not name:
-        return f"#{index}"
+        return f"#{index + 1}"
     return printable(name)
 
 
@@ -237,7 +239,7 @@ def _pydantic_problems(label: str, exc: ValidationError) -> list[Problem]:
     return problems
 
 
-def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]]:
+def _validate_one(raw: Any, now: datetime, roots: TrustedRoots | None) -> tuple[Route, list[tuple[str, str]]]:
     key = _content_key(raw)
     route = _validated_contents.get(key, _validate_content) if key is not None else _validate_config(raw)
     certificate = route.certificate
@@ -246,6 +248,8 @@ def _validate_one(raw: Any, now: datetime) -> tuple[Route, list[tuple[str, str]]
         warnings.append(("publicKey", f"certificate is not valid before {certificate.not_before.isoformat()}"))
     if now > certificate.not_after:
         warnings.append(("publicKey", f"certificate expired at {certificate.not_after.isoformat()}"))
+    if roots is not None and (chain := chain_warning(certificate, roots)) is not None:
+        warnings.append(("publicKey", chain))
     return route, warnings
 
 

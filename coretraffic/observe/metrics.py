@@ -2,7 +2,8 @@
 
 `ApplyStats` is each reconciler's `on_result` observer: per Caddy, the outcomes, the last result and when it
 came. `DriverCollector` reads the running parts at scrape time (so none of them depends on Prometheus): routes,
-applies, loads, heals, restarts, the sources' readings and the failing upstreams read just before the scrape.
+applies, loads, heals, restarts, the sources' readings, the failing upstreams read just before the scrape
+and the failures counted per upstream since start (`upstream_failures`, sampled in the background).
 Everything about one Caddy carries a `target` label.
 """
 
@@ -21,12 +22,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from coretraffic import __version__
 from coretraffic.core.readings import Reading
 from coretraffic.core.validate import Validation
+from coretraffic.observe.upstream_failures import UpstreamFailures
 from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.reconcile.reconciler import ApplyResult
 
 # Loads take 2 ms (10 routes) to 2.4 s (10,000 routes) on a quiet box, minutes when Caddy struggles.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-_HOSTS_SHOWN = 10  # per failing upstream address in /status; all of them count
+HOSTS_SHOWN = 10  # per failing upstream address in /status; all of them count
 _HOST_SERIES_MAX = 100  # hosts with a failing upstream labelled in /metrics: bounded, whatever fails
 
 
@@ -85,16 +87,17 @@ class FailingUpstream:
     hosts: tuple[str, ...]  # the hosts of the applied set that use it
 
     def document(self) -> dict[str, Any]:
-        shown = list(self.hosts[:_HOSTS_SHOWN])
+        shown = list(self.hosts[:HOSTS_SHOWN])
         return {"address": self.address, "fails": self.fails, "hosts": shown, "hosts_total": len(self.hosts)}
 
 
 class DriverCollector:
     """Metrics read from the running parts at scrape time, so the parts never depend on Prometheus."""
 
-    def __init__(self, view: DriverView, stats: ApplyStats) -> None:
+    def __init__(self, view: DriverView, stats: ApplyStats, failures: UpstreamFailures | None = None) -> None:
         self._view = view
         self._stats = stats
+        self._failures = failures
         # Read just before each scrape, per Caddy; one whose upstreams could not be read is left out.
         self.failing_upstreams: dict[str, list[FailingUpstream]] = {}
 
@@ -138,6 +141,8 @@ class DriverCollector:
             yield from map(_metric, source.readings())
         yield from map(_metric, self._view.serving.readings())
         yield from _failing_upstream_metrics(self.failing_upstreams)
+        if self._failures is not None:
+            yield from _upstream_failure_metrics(self._failures)
 
 
 def _behind_s(target: TargetView) -> float:
@@ -196,6 +201,26 @@ def _failing_upstream_metrics(failing: dict[str, list[FailingUpstream]]) -> Iter
         for host, hosts in sorted(per_host.items(), key=lambda item: (-item[1], item[0]))[:_HOST_SERIES_MAX]:
             by_host.add_metric([target, host], hosts)
     yield from (count, by_host)
+
+
+def _upstream_failure_metrics(failures: UpstreamFailures) -> Iterable[Metric]:
+    """The longer-lived signal (`upstream_failures`): per upstream that failed, how often and when last."""
+    total = CounterMetricFamily(
+        "coretraffic_upstream_failures",
+        "Failures Caddy counted against the upstream address since the driver started (sampled from its passive "
+        "health count, which forgets each after the fail duration; a lower bound)",
+        labels=["target", "upstream"],
+    )
+    last = GaugeMetricFamily(
+        "coretraffic_upstream_last_failure_timestamp_seconds",
+        "Unix time of the last sample at which Caddy counted a failure against the upstream address",
+        labels=["target", "upstream"],
+    )
+    for target, records in failures.targets.items():
+        for address, record in records.items():
+            total.add_metric([target, address], record.failures)
+            last.add_metric([target, address], record.last_failure_at)
+    yield from (total, last)
 
 
 def _metric(reading: Reading) -> Metric:

@@ -46,7 +46,8 @@ from prometheus_client import (
 from coretraffic import __version__
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, RemovalNotHeld, StatusError
 from coretraffic.observe.listener_handover import MigrateReq, MigrateReqCollector
-from coretraffic.observe.metrics import ApplyStats, DriverCollector, FailingUpstream
+from coretraffic.observe.metrics import HOSTS_SHOWN, ApplyStats, DriverCollector, FailingUpstream
+from coretraffic.observe.upstream_failures import UpstreamFailures
 from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.settings import host_port
 
@@ -60,6 +61,7 @@ FLEET_GRACE_S = 10.0
 # A client that sends no complete request head in this time is dropped; only GET heads are expected.
 _REQUEST_TIMEOUT_S = 5.0
 _MAX_HEADER_LINES = 100
+_FAILED_SHOWN = 20  # upstreams that failed since start, per Caddy in /status (all of them are in /metrics)
 _ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/status")
 CONFIRM_REMOVAL_PATH = "/removal/confirm"  # POST ?id=: an operator confirms a held-back removal
 # A client that goes away, is too slow, or sends something that is not a small HTTP/1.x request head.
@@ -74,14 +76,22 @@ def _the_one(parts: Sequence[T]) -> T:
 
 
 class StatusServer:
-    """Answers the four endpoints on `address` until closed. `tcp_migrate_req`: as read at start."""
+    """Answers the four endpoints on `address` until closed. `tcp_migrate_req`: as read at start; `failures`: the
+    upstream failures sampled since start (`upstream_failures`), if any."""
 
-    def __init__(self, view: DriverView, stats: ApplyStats, tcp_migrate_req: MigrateReq = "unknown") -> None:
+    def __init__(
+        self,
+        view: DriverView,
+        stats: ApplyStats,
+        tcp_migrate_req: MigrateReq = "unknown",
+        failures: UpstreamFailures | None = None,
+    ) -> None:
         self._view = view
         self._stats = stats
         self._tcp_migrate_req = tcp_migrate_req
+        self._failures = failures
         self._registry = stats.registry
-        self._collector = DriverCollector(view, stats)
+        self._collector = DriverCollector(view, stats, failures)
         self._registry.register(self._collector)
         self._registry.register(MigrateReqCollector(tcp_migrate_req))
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -246,8 +256,28 @@ class StatusServer:
                 "rejected": [str(p) for p in last.rejected],
                 "warnings": [str(p) for p in last.warnings],
             },
-            "upstreams": {"failing": [u.document() for u in failing], "problem": upstreams_problem},
+            "upstreams": {
+                "failing": [u.document() for u in failing],
+                "failed": self._failed_upstreams(target.name),
+                "problem": upstreams_problem,
+            },
         }
+
+    def _failed_upstreams(self, target: str) -> list[dict[str, Any]]:
+        """The upstreams that failed since the driver started, last failed first (at most _FAILED_SHOWN): unlike
+        `failing`, this outlives Caddy's fail duration."""
+        records = self._failures.of(target) if self._failures is not None else {}
+        newest = sorted(records.items(), key=lambda item: -item[1].last_failure_at)[:_FAILED_SHOWN]
+        return [
+            {
+                "address": address,
+                "failures": record.failures,
+                "last_failure": _iso(record.last_failure_at),
+                "hosts": list(record.hosts[:HOSTS_SHOWN]),
+                "hosts_total": len(record.hosts),
+            }
+            for address, record in newest
+        ]
 
 
 @dataclass(frozen=True)

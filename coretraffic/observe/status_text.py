@@ -94,6 +94,8 @@ def _caddy_lines(caddy: dict[str, Any]) -> Iterator[str]:
     elif upstreams["failing"]:
         failing = ", ".join(map(_failing_upstream_text, upstreams["failing"]))
         yield f"  upstreams: {len(upstreams['failing'])} failing: {failing}"
+    for failed in upstreams.get("failed", ()):
+        yield f"  upstream {_failed_upstream_text(failed)}"
     routes = caddy["routes"]
     yield f"  routes: {routes['applied']} applied, {routes['rejected']} rejected"
     yield f"  config: {caddy['config_id'] or '-'} (last successful apply: {caddy['last_successful_apply'] or 'never'})"
@@ -141,3 +143,14 @@ def _failing_upstream_text(upstream: dict[str, Any]) -> str:
     more = upstream["hosts_total"] - len(upstream["hosts"])
     hosts += f" and {more} more" if more > 0 else ""
     return f"{upstream['address']} ({counted(upstream['fails'], 'fail')}{'; ' + hosts if hosts else ''})"
+
+
+def _failed_upstream_text(upstream: dict[str, Any]) -> str:
+    """One entry of `/status`'s `upstreams.failed`: how often it failed since the driver started, and when last."""
+    hosts = ", ".join(upstream["hosts"])
+    more = upstream["hosts_total"] - len(upstream["hosts"])
+    hosts += f" and {more} more" if more > 0 else ""
+    return (
+        f"{upstream['address']} failed {counted(upstream['failures'], 'time')} since start, last at "
+        f"{upstream['last_failure']}{'; ' + hosts if hosts else ''}"
+    )

@@ -7,8 +7,9 @@ its route set to a file in the state directory, and a process about to validate 
 results of the pairs it finds there (`certificates.remember`).
 
 What the file holds: for each pair, a digest of its two PEM texts, then the certificate's fingerprint, names and
-validity, and the chain when it was re-encoded to other text. Never a key. It is written with mode 0600 and
-replaced whole (a reader sees the old file or the new one).
+validity, the chain when it was re-encoded to other text, and the issuer the chain needs from outside (none when
+it ends with a root; whether the system trusts that issuer is judged at each validation). Never a key. It is
+written with mode 0600 and replaced whole (a reader sees the old file or the new one).
 
 When a result is used: only from a file written with the same certificate checks (a digest of the module that
 makes them) and the same `cryptography`, and only for the exact bytes that were checked. Nothing in it depends
@@ -34,7 +35,7 @@ from coretraffic.core.certificates import Certificate
 from coretraffic.sources.private_file import write_private
 
 FILE_NAME = "checked-certificates.json"
-_FORMAT = 1
+_FORMAT = 2  # 2: each entry ends with the issuer the chain needs (`Certificate.needs_issuer`)
 
 log = logging.getLogger("coretraffic")
 
@@ -102,10 +103,12 @@ class CheckedPairsFile:
         except (OSError, orjson.JSONDecodeError) as exc:
             self._warn(f"cannot read {self.path}: {getattr(exc, 'strerror', None) or exc}")
             return {}
-        if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        written_format = document.get("format") if isinstance(document, dict) else None
+        if not (isinstance(written_format, int) and 1 <= written_format <= _FORMAT):
             self._warn(f"{self.path} is not a file of checked certificates this version writes")
             return {}
-        if document.get("checks") != self._checks:  # another version's checks: quietly checked again
+        # An earlier version's file (an earlier format, other checks): quietly checked again.
+        if written_format != _FORMAT or document.get("checks") != self._checks:
             return {}
         pairs = document.get("pairs")
         return pairs if isinstance(pairs, dict) else {}
@@ -137,14 +140,17 @@ def _entry(certificate: Certificate, certificate_pem: str) -> list[Any]:
         certificate.not_before.isoformat(),
         certificate.not_after.isoformat(),
         chain,
+        certificate.needs_issuer,
     ]
 
 
 def _certificate(entry: Any, certificate_pem: str) -> Certificate | None:
     """The entry as a `Certificate`, or None when it is damaged (the pair is then checked again)."""
     try:
-        sha256, names, not_before, not_after, chain = entry
+        sha256, names, not_before, not_after, chain, needs_issuer = entry
     except (TypeError, ValueError):
+        return None
+    if needs_issuer is not None and not isinstance(needs_issuer, str):
         return None
     if not (isinstance(sha256, str) and isinstance(names, list) and all(isinstance(n, str) for n in names)):
         return None
@@ -156,4 +162,4 @@ def _certificate(entry: Any, certificate_pem: str) -> Certificate | None:
         return None
     if any(moment.tzinfo is None for moment in valid):  # validation compares them with an aware clock
         return None
-    return Certificate(sha256, tuple(names), *valid, certificate_pem if chain is None else chain)
+    return Certificate(sha256, tuple(names), *valid, certificate_pem if chain is None else chain, needs_issuer)

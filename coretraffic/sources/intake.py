@@ -16,6 +16,7 @@ from coretraffic.core.certificates import Certificate
 from coretraffic.core.readings import Reading
 from coretraffic.core.serving import ServingPolicy
 from coretraffic.core.text import counted
+from coretraffic.core.trust import TrustedRoots
 from coretraffic.core.validate import Validation, checked_pairs
 from coretraffic.errors import RemovalNotHeld
 from coretraffic.reconcile.reconciler import ApplyResult
@@ -45,17 +46,20 @@ class RouteSetSink(Protocol):
 
 class Intake:
     """The sources' way in: `submit` a route set document; with a `record`, checked certificates are kept on
-    disk for the next process (`CheckedPairsFile`)."""
+    disk for the next process (`CheckedPairsFile`); with `roots` (the system's), a chain that reaches none is
+    warned about (`core.trust`)."""
 
     def __init__(
         self,
         fleet: RouteSetSink,
         record: CheckedPairsFile | None = None,
+        roots: TrustedRoots | None = None,
         policy: ServingPolicy | None = None,
         served_record: ServedHostsFile | None = None,
     ) -> None:
         self._fleet = fleet
         self._record = record
+        self._roots = roots
         self._served_record = served_record
         self._served_saver: asyncio.Task[None] | None = None
         self.policy = policy or ServingPolicy(datetime.timedelta(seconds=DEFAULT_REMOVAL_CONFIRM_AFTER_S))
@@ -73,7 +77,7 @@ class Intake:
         now = datetime.datetime.now(datetime.UTC)
         # PEM parsing is CPU work: off the event loop (in a thread, or in forked workers for a mostly new set), so
         # heartbeats and health checks stay answered.
-        validation = await validate_on_cores(document, now, record=self._record)
+        validation = await validate_on_cores(document, now, record=self._record, roots=self._roots)
         _log_problems(validation)
         self._validated = validation
         return self._hand_over(validation, now)

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from coretraffic.core.models import route_set_items
+from coretraffic.core.trust import TrustedRoots
 from coretraffic.core.validate import (
     Outcomes,
     Validation,
@@ -53,9 +54,14 @@ _configs: Sequence[Any] = ()  # in a worker: the route set, inherited through th
 
 
 async def validate_on_cores(
-    document: Any, now: datetime, *, record: CheckedPairsFile | None = None, min_slice: int = MIN_SLICE
+    document: Any,
+    now: datetime,
+    *,
+    record: CheckedPairsFile | None = None,
+    roots: TrustedRoots | None = None,
+    min_slice: int = MIN_SLICE,
 ) -> Validation:
-    """`validate_route_set(document, now)`, on up to MAX_WORKERS of the usable cores when enough of it is new.
+    """`validate_route_set(document, now, roots)`, on up to MAX_WORKERS of the usable cores when enough of it is new.
 
     With a `record`, the pairs it holds are not checked again (`CheckedPairsFile.recall`).
     """
@@ -64,7 +70,7 @@ async def validate_on_cores(
         await asyncio.to_thread(record.recall, configs)
     workers = min(_usable_cores(), MAX_WORKERS, _new_configs(configs) // min_slice)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return await asyncio.to_thread(validate_route_set, configs, now)
+        return await asyncio.to_thread(validate_route_set, configs, now, roots)
     size = max(min_slice, -(-len(configs) // (workers * SLICES_PER_WORKER)))
     loop = asyncio.get_running_loop()
     pool = ProcessPoolExecutor(
@@ -72,10 +78,12 @@ async def validate_on_cores(
     )
     with pool:
         try:  # a worker killed (out of memory, a signal) breaks the pool, and even submitting then fails
-            slices = [loop.run_in_executor(pool, _validate_slice, i, size, now) for i in range(0, len(configs), size)]
+            slices = [
+                loop.run_in_executor(pool, _validate_slice, i, size, now, roots) for i in range(0, len(configs), size)
+            ]
             parts = await asyncio.gather(*slices)
         except BrokenProcessPool:  # do the work here instead
-            return await asyncio.to_thread(validate_route_set, configs, now)
+            return await asyncio.to_thread(validate_route_set, configs, now, roots)
     outcomes = Outcomes()
     for part in parts:
         outcomes.extend(part)
@@ -102,5 +110,5 @@ def _inherit(configs: Sequence[Any]) -> None:
     signal.set_wakeup_fd(-1)
 
 
-def _validate_slice(first: int, size: int, now: datetime) -> Outcomes:
-    return validate_configs(_configs[first : first + size], now, first)
+def _validate_slice(first: int, size: int, now: datetime, roots: TrustedRoots | None) -> Outcomes:
+    return validate_configs(_configs[first : first + size], now, first, roots)

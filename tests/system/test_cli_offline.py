@@ -40,9 +40,12 @@ def ca() -> DemoCA:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
+def env(tmp_path: Path, ca: DemoCA) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CORETRAFFIC_", "SSL_CERT_"))}
     clean["CORETRAFFIC_STATE_DIR"] = str(tmp_path / "state")
+    # The system trusts the test CA, as a cluster's machines trust its private CA: its leaves reach a root.
+    (tmp_path / "roots.pem").write_text(ca.certificate_pem)
+    clean["SSL_CERT_FILE"] = str(tmp_path / "roots.pem")
     clean["CORETRAFFIC_BCRYPT_COST"] = "4"  # fast hashes; still real bcrypt
     return clean
 
@@ -134,6 +137,37 @@ def test_check_exits_0_on_warnings_only_and_1_with_strict(env: dict[str, str], t
     assert lines[1] == "1 host valid, 0 errors, 1 warning, 0 notices"
     strict = coretraffic(env, "check", "--strict", "--routes", path)
     assert (strict.returncode, strict.stdout) == (1, run.stdout)
+
+
+def test_check_reports_a_duplicate_host_as_ignored_not_rejected(
+    env: dict[str, str], tmp_path: Path, ca: DemoCA
+) -> None:
+    host = "ec.nc.test"
+    path = str(routes_file(tmp_path, [wire(host, ca.issue([host])), wire(host.upper(), ca.issue([host]))]))
+    run = coretraffic(env, "check", "--routes", path)
+    assert run == Run(
+        0,
+        f"warning: {host}: hostName: config #2 ignored (duplicate of #1, which is served)\n"
+        "1 host valid, 0 errors, 1 warning, 0 notices\n",
+        "",
+    )
+    assert coretraffic(env, "check", "--strict", "--routes", path).returncode == 1
+
+
+def test_check_warns_about_a_chain_that_does_not_reach_a_trusted_root(
+    env: dict[str, str], tmp_path: Path, ca: DemoCA
+) -> None:
+    """The same leaf as in the clean case, on a system that does not trust its CA."""
+    path = str(routes_file(tmp_path, [wire("app.example.test", ca.issue(["app.example.test"]))]))
+    (tmp_path / "roots.pem").write_text(DemoCA("another root").certificate_pem)
+    run = coretraffic(env, "check", "--routes", path)
+    assert run.returncode == 0
+    assert run.stdout.splitlines()[0].startswith(
+        "warning: app.example.test: publicKey: chain does not reach a root: its last certificate is issued by "
+        "CN=coretraffic cli test CA, which is neither in the chain nor among the system's trusted roots: "
+        "intermediate missing?"
+    )
+    assert coretraffic(env, "check", "--strict", "--routes", path).returncode == 1
 
 
 def test_check_shows_every_problem_of_a_host(env: dict[str, str], tmp_path: Path, ca: DemoCA) -> None:

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -180,7 +181,7 @@ async def test_a_failing_upstream_shows_with_its_hosts_in_status_metrics_and_the
     try:
         await wait_until(lambda: _is(200, status, "/readyz"), 30, "ready")
         (caddy,) = (await status.document())["caddies"]
-        assert caddy["upstreams"] == {"failing": [], "problem": ""}
+        assert caddy["upstreams"] == {"failing": [], "failed": [], "problem": ""}
         for _ in range(2):  # round robin: one of the two tries the dead upstream first
             assert (await https_get(ca, ports.https, "a.example.test")).status_code == 200
 
@@ -197,6 +198,49 @@ async def test_a_failing_upstream_shows_with_its_hosts_in_status_metrics_and_the
         assert f'coretraffic_host_failing_upstreams{{host="c.example.test",{target}}}' not in metrics
         printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
         line = f"  upstreams: 1 failing: {address} (1 fail; a.example.test, b.example.test)"
+        assert line in printed.stdout.splitlines(), printed.stdout
+    finally:
+        assert driver.stop() == 0
+
+
+async def test_an_upstream_failure_is_counted_and_dated_after_caddy_has_forgotten_it(
+    ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, run_args: list[str], status: Status, ports: Ports
+) -> None:
+    """Issue 22: Caddy forgets a failure after the fail duration; the driver's counter and last-failure time stay,
+    so an alert on them does not flap on a quiet host."""
+    dead = refused_port()
+    routes = short_tmp / "routes.json"
+    quiet = {**demo_route(ca, "quiet.example.test", upstream.port), "destinationPorts": [dead, upstream.port]}
+    routes.write_text(json.dumps([quiet]))
+    driver = Driver([*run_args, "--routes", str(routes), "--upstream-fail-duration", "3"])
+    address = f"127.0.0.1:{dead}"
+    try:
+        await wait_until(lambda: _is(200, status, "/readyz"), 30, "ready")
+        target = f'target="{(await status.document())["caddies"][0]["admin"]}"'
+        series = f'{{{target},upstream="{address}"}}'
+        assert f"coretraffic_upstream_failures_total{series}" not in await status.metrics()  # none yet
+        started = time.time()
+        for _ in range(2):  # round robin: one of the two tries the dead upstream first (then it is out for 3 s)
+            assert (await https_get(ca, ports.https, "quiet.example.test")).status_code == 200
+
+        async def counted() -> bool:
+            return (await status.metric(f"coretraffic_upstream_failures_total{series}")) == 1
+
+        async def forgotten_by_caddy() -> bool:
+            return (await status.metric(f"coretraffic_failing_upstreams{{{target}}}")) == 0
+
+        await wait_until(counted, 10, "the failure counted")
+        await wait_until(forgotten_by_caddy, 15, "Caddy to forget the failure (fail duration 3 s)")
+        metrics = await status.metrics()
+        assert metrics[f"coretraffic_upstream_failures_total{series}"] == 1  # still there, not counted twice
+        last = metrics[f"coretraffic_upstream_last_failure_timestamp_seconds{series}"]
+        assert started <= last <= time.time()
+        (caddy,) = (await status.document())["caddies"]
+        assert caddy["upstreams"]["failing"] == []
+        (failed,) = caddy["upstreams"]["failed"]
+        assert failed["address"] == address and failed["failures"] == 1 and failed["hosts"] == ["quiet.example.test"]
+        printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
+        line = f"  upstream {address} failed 1 time since start, last at {failed['last_failure']}; quiet.example.test"
         assert line in printed.stdout.splitlines(), printed.stdout
     finally:
         assert driver.stop() == 0

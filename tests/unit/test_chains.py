@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
+from coretraffic.core.trust import TrustedRoots
 from coretraffic.core.validate import Validation, validate_route_set
-from coretraffic.testing.pki import DemoCA, KeyType, PublicLikeCA
+from coretraffic.testing.pki import DemoCA, KeyType, PublicLikeCA, new_key
 
 NOW = datetime.datetime.now(datetime.UTC)
 GOOD = "good.example.test"
@@ -37,9 +39,10 @@ def config(host: str, certificate_pem: str, private_key_pem: str) -> dict[str, A
     }
 
 
-def with_good(public_ca: PublicLikeCA, *configs: dict[str, Any]) -> Validation:
+def with_good(public_ca: PublicLikeCA, *configs: dict[str, Any], roots: TrustedRoots | None = None) -> Validation:
     issued = public_ca.issue([GOOD])
-    validation = validate_route_set([config(GOOD, issued.certificate_pem, issued.private_key_pem), *configs], NOW)
+    good = config(GOOD, issued.certificate_pem, issued.private_key_pem)
+    validation = validate_route_set([good, *configs], NOW, roots)
     assert GOOD in [r.host for r in validation.routes]
     return validation
 
@@ -104,12 +107,115 @@ def test_an_intermediate_of_another_ca_with_the_same_name_is_a_stray(public_ca: 
     assert "is not the issuer of #1" in only_problem(validation, HOST)
 
 
-def test_a_leaf_without_its_intermediate_is_still_accepted(public_ca: PublicLikeCA) -> None:
-    """Clients may fetch the intermediate (AIA) or fail: serving what was sent is the operator's choice."""
+def test_a_leaf_without_its_intermediate_is_served_with_a_warning(public_ca: PublicLikeCA) -> None:
+    """Clients may fetch the intermediate (AIA) or fail: it is served as sent, and the operator is told."""
     issued = public_ca.issue([HOST])
     leaf = pem_blocks(issued.certificate_pem)[0]
-    validation = with_good(public_ca, config(HOST, leaf, issued.private_key_pem))
+    validation = with_good(public_ca, config(HOST, leaf, issued.private_key_pem), roots=roots_of(public_ca))
+    assert HOST in [r.host for r in validation.routes]
+    (warning,) = validation.problems
+    assert (warning.host, warning.field, warning.severity) == (HOST, "publicKey", "warning")
+    assert "intermediate missing?" in warning.message
+    assert "coretraffic public-like CA intermediate" in warning.message  # the issuer that is missing
+    assert validation.errors == ()
+
+
+# --- does the chain reach a root (issue 22, item 5) -------------------------------------------------------------
+
+
+def roots_of(*cas: DemoCA) -> TrustedRoots:
+    """A trust store holding these CAs' roots, as the system's holds a public CA's."""
+    return TrustedRoots.from_pem(ca.certificate_pem.encode() for ca in cas)
+
+
+def chain_warnings(validation: Validation) -> list[str]:
+    return [p.host for p in validation.warnings if "intermediate missing?" in p.message]
+
+
+@pytest.mark.parametrize("leaf_key", ["ec", "rsa"])
+def test_a_chain_ending_at_an_intermediate_whose_root_is_trusted_reaches_a_root(
+    public_ca: PublicLikeCA, leaf_key: KeyType
+) -> None:
+    issued = public_ca.issue([HOST], key_type=leaf_key)
+    validation = with_good(
+        public_ca, config(HOST, issued.certificate_pem, issued.private_key_pem), roots=roots_of(public_ca)
+    )
     assert validation.problems == ()
+
+
+def test_a_chain_whose_root_is_not_trusted_here_is_warned_about_naming_the_root(public_ca: PublicLikeCA) -> None:
+    issued = public_ca.issue([HOST])
+    validation = with_good(
+        public_ca, config(HOST, issued.certificate_pem, issued.private_key_pem), roots=TrustedRoots()
+    )
+    assert chain_warnings(validation) == [GOOD, HOST]
+    assert all("coretraffic public-like CA root" in p.message for p in validation.warnings)
+
+
+def test_a_chain_ending_with_its_root_needs_no_trust_store(public_ca: PublicLikeCA) -> None:
+    issued = public_ca.issue([HOST])
+    with_root = issued.certificate_pem + public_ca.certificate_pem
+    validation = validate_route_set([config(HOST, with_root, issued.private_key_pem)], NOW, TrustedRoots())
+    assert validation.problems == ()
+
+
+def test_a_self_signed_certificate_reaches_a_root_of_its_own() -> None:
+    """A self-signed leaf ends its own chain: clients must pin or trust it, no intermediate can be missing."""
+    key = new_key("rsa")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    self_signed = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = self_signed.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    validation = validate_route_set([config(HOST, pem, key_pem)], NOW, TrustedRoots())
+    assert [r.host for r in validation.routes] == [HOST]
+    assert validation.problems == ()
+
+
+def test_a_private_ca_leaf_is_warned_about_unless_its_root_is_trusted_or_sent() -> None:
+    """A cluster CA that signs leaves directly: fine where the system trusts it, or when the root ends the chain."""
+    private = DemoCA("private cluster CA")
+    issued = private.issue([HOST])
+    alone = [config(HOST, issued.certificate_pem, issued.private_key_pem)]
+    assert chain_warnings(validate_route_set(alone, NOW, roots_of(PublicLikeCA()))) == [HOST]
+    assert validate_route_set(alone, NOW, roots_of(private)).problems == ()
+    with_root = [config(HOST, issued.certificate_pem + private.certificate_pem, issued.private_key_pem)]
+    assert validate_route_set(with_root, NOW, TrustedRoots()).problems == ()
+
+
+def test_without_a_trust_store_the_chain_is_not_judged(public_ca: PublicLikeCA) -> None:
+    """`roots=None`: what callers that do not ask (unit tests of other parts, benchmarks of the cache) get."""
+    issued = public_ca.issue([HOST])
+    leaf = pem_blocks(issued.certificate_pem)[0]
+    assert validate_route_set([config(HOST, leaf, issued.private_key_pem)], NOW).problems == ()
+
+
+def test_a_trust_store_with_an_unreadable_entry_keeps_the_others(public_ca: PublicLikeCA) -> None:
+    garbage = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+    roots = TrustedRoots.from_pem([garbage + public_ca.certificate_pem.encode(), b"no PEM at all"])
+    assert roots.subjects == {
+        x509.load_pem_x509_certificate(public_ca.certificate_pem.encode()).subject.rfc4514_string()
+    }
+
+
+def test_the_warning_is_judged_at_each_validation_not_cached_with_the_pair(public_ca: PublicLikeCA) -> None:
+    """The pair's facts are cached by content; the trust store is not part of them."""
+    issued = public_ca.issue([HOST])
+    leaf = [config(HOST, pem_blocks(issued.certificate_pem)[0], issued.private_key_pem)]
+    assert chain_warnings(validate_route_set(leaf, NOW, TrustedRoots())) == [HOST]
+    intermediate_trusted = TrustedRoots.from_pem([public_ca.intermediate_pem.encode()])
+    assert validate_route_set(leaf, NOW, intermediate_trusted).problems == ()  # the same pair, found in the cache
 
 
 def test_a_key_matching_no_certificate_of_the_chain_is_a_private_key_error(public_ca: PublicLikeCA) -> None:

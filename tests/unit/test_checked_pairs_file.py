@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from coretraffic.core import certificates
+from coretraffic.core.trust import TrustedRoots
 from coretraffic.core.validate import Validation, checked_pairs, validate_route_set
 from coretraffic.sources.checked_pairs_file import FILE_NAME, CheckedPairsFile
 from coretraffic.sources.intake import Intake
@@ -160,6 +161,14 @@ def test_each_later_set_of_a_running_driver_is_saved_whole(route_set: list[dict[
         pytest.param(lambda d: b"{not json", id="not-json"),
         pytest.param(lambda d: orjson.dumps({**d, "format": 99}), id="other-format"),
         pytest.param(lambda d: orjson.dumps({**d, "checks": "older checks"}), id="other-checks"),
+        pytest.param(  # format 1 entries had no issuer: never taken for a chain that reaches a root
+            lambda d: orjson.dumps({**d, "format": 1, "pairs": {k: v[:5] for k, v in d["pairs"].items()}}),
+            id="format-1",
+        ),
+        pytest.param(
+            lambda d: orjson.dumps({**d, "pairs": {k: v[:5] for k, v in d["pairs"].items()}}),
+            id="entries-without-issuer",
+        ),
         pytest.param(
             lambda d: orjson.dumps({**d, "pairs": {k: [1, "names", None] for k in d["pairs"]}}), id="bad-entries"
         ),
@@ -249,3 +258,34 @@ def test_the_record_waits_for_an_apply_and_a_burst_writes_only_its_newest_set(
 
     asyncio.run(burst())
     assert events == ["applied", ("saved", len(route_set))]
+
+
+def test_an_earlier_format_is_checked_again_without_a_warning(
+    route_set: list[dict[str, Any]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upgrade is not a damaged file: the new version checks every pair once and writes its own format."""
+    path = tmp_path / FILE_NAME
+    checked_then_saved(route_set, path)
+    document = orjson.loads(path.read_bytes())
+    path.write_bytes(orjson.dumps({**document, "format": 1}))
+    with caplog.at_level(logging.WARNING):
+        recalled(route_set, path)
+    assert not [r for r in caplog.records if "checked certificates" in r.getMessage()]
+
+
+def test_the_issuer_a_chain_needs_is_recalled_and_judged_against_the_roots_of_the_day(
+    tmp_path: Path, checks: list[tuple[str, str]]
+) -> None:
+    public = PublicLikeCA("recall chain CA")
+    issued = public.issue(["bare.example.test"])
+    bare = demo_route(public, "bare.example.test", 9000)
+    bare["publicKey"] = issued.certificate_pem.replace(public.intermediate_pem, "")
+    bare["privateKey"] = issued.private_key_pem
+    path = tmp_path / FILE_NAME
+    checked_then_saved([bare], path)
+    checks.clear()
+    roots = TrustedRoots.from_pem([public.certificate_pem.encode()])
+    validation = asyncio.run(validate_on_cores([bare], NOW, record=CheckedPairsFile(path), roots=roots))
+    assert [p.host for p in validation.warnings if "intermediate missing?" in p.message] == ["bare.example.test"]
+    assert validation.routes[0].certificate.needs_issuer == "CN=recall chain CA intermediate"
+    assert checks == []  # from the record, not checked again

@@ -27,10 +27,11 @@ from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON
 from coretraffic.caddyjson.render import RenderSettings, render
 from coretraffic.core.certificates import Certificate
-from coretraffic.core.validate import Problem, Route, Validation
+from coretraffic.core.validate import Problem, Route, Validation, validate_route_set
 from coretraffic.reconcile.reconciler import ApplyResult, Reconciler
 from coretraffic.settings import AdminAddress
 from coretraffic.sources.coreflow.handler import reply_for
+from coretraffic.testing.pki import DemoCA, demo_route
 from tests.support.caddy import running as reconciler_running
 from tests.support.golden import fake_hash
 from tests.support.waiting import wait_until
@@ -361,3 +362,21 @@ def test_summaries_and_replies_count_one_host_in_the_singular() -> None:
     assert one.summary().startswith("applied: 1 host served, 0 rejected, 0 warnings, ")
     rejected = ApplyResult("applied", ("a.example.test",), (Problem("b.example.test", "publicKey", "bad"),), (), 0, "")
     assert reply_for(rejected)["errorText"].startswith("1 host served, 1 rejected; b.example.test: publicKey: bad")
+
+
+async def test_a_duplicate_host_is_served_and_the_reply_does_not_call_it_rejected(fake: FakeCaddy) -> None:
+    """Issue 22: the reply said "rejected: ec.nc.test" while ec.nc.test was served by its first config."""
+    ca = DemoCA("duplicate test CA")
+    validation = validate_route_set(
+        [demo_route(ca, "ec.nc.test", 8080), demo_route(ca, "other.nc.test", 8081), demo_route(ca, "EC.nc.test", 8082)],
+        datetime.datetime.now(datetime.UTC),
+    )
+    async with running(fake) as reconciler:
+        result = await reconciler.submit(validation)
+    assert result.applied_hosts == ("ec.nc.test", "other.nc.test")
+    assert hosts_in(fake.config) == ["ec.nc.test", "other.nc.test"]
+    assert reply_for(result) == {"status": "ok", "errorText": ""}
+    assert result.summary().startswith("applied: 2 hosts served, 0 rejected, 1 warning, ")
+    assert [str(p) for p in result.warnings] == [
+        "ec.nc.test: hostName: config #3 ignored (duplicate of #1, which is served)"
+    ]

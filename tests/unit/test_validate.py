@@ -167,7 +167,7 @@ def test_wildcard_counts_towards_253_characters() -> None:
         ("app.example.test\r\n", "app.example.test\\r\\n"),
         ("app\r\n.example.test", "app\\r\\n.example.test"),
         ("app.example.test\n", "app.example.test\\n"),
-        ("", "#0"),
+        ("", "#1"),  # configs are numbered from 1
     ],
 )
 def test_host_name_with_port_path_space_braces_or_newline_is_rejected(
@@ -218,7 +218,7 @@ def test_invalid_internationalised_name_is_rejected(ca: DemoCA, good: dict[str, 
 
 def test_host_name_of_wrong_type_is_rejected(ca: DemoCA, good: dict[str, Any]) -> None:
     validation = check(wire(GOOD_HOST, ca.issue([GOOD_HOST]), hostName=["a.example.test"]), good)
-    only_error(validation, "#0", "hostName", "valid string")
+    only_error(validation, "#1", "hostName", "valid string")
 
 
 # --- destinationIps / destinationPorts / upstreams ------------------------------------------------------------
@@ -534,9 +534,11 @@ def test_duplicate_host_name_keeps_the_first(ca: DemoCA, good: dict[str, Any]) -
     validation = check(first, good, second)
     assert hosts(validation) == ["app.example.test", GOOD_HOST]
     assert validation.routes[0].upstreams == ("10.0.0.1:8080",)
-    problem = only_error(validation, "app.example.test", "hostName", "duplicate")
-    assert "#0" in problem.message and "#2" in problem.message
-    assert "#0 is kept" in problem.message
+    # The host is served (by the first config): the second is ignored, a warning, not a rejected host.
+    assert validation.errors == ()
+    (problem,) = validation.problems
+    assert (problem.host, problem.field, problem.severity) == ("app.example.test", "hostName", "warning")
+    assert problem.message == "config #3 ignored (duplicate of #1, which is served)"
 
 
 def test_duplicate_of_a_rejected_config_is_not_a_duplicate(ca: DemoCA, good: dict[str, Any]) -> None:
@@ -569,14 +571,14 @@ def test_unknown_extra_fields_are_ignored_and_noticed(ca: DemoCA, good: dict[str
 @pytest.mark.parametrize("item", [5, "app.example.test", None, ["hostName"]])
 def test_non_dict_item_is_a_problem_named_by_position(good: dict[str, Any], item: Any) -> None:
     validation = check(good, item)
-    only_error(validation, "#1", "config", "valid dictionary")
+    only_error(validation, "#2", "config", "valid dictionary")
 
 
 def test_missing_fields_are_each_named(good: dict[str, Any]) -> None:
     validation = check({}, good)
     assert hosts(validation) == [GOOD_HOST]
     assert [(p.host, p.field, p.message) for p in validation.problems] == [
-        ("#0", field, "Field required")
+        ("#1", field, "Field required")
         for field in ("hostName", "destinationIps", "destinationPorts", "privateKey", "publicKey")
     ]
 
