@@ -55,6 +55,8 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
     effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
     yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
     yield f"routes:  {doc['routes']['desired']} desired"
+    if "certificates" in doc:  # a driver older than the section
+        yield from _certificate_lines(doc["certificates"])
     for caddy in doc["caddies"]:
         yield from _caddy_lines(caddy)
 
@@ -88,6 +90,19 @@ def _caddy_lines(caddy: dict[str, Any]) -> Iterator[str]:
         if problems:
             yield f"  {title}:"
             yield from (f"    {problem}" for problem in problems)
+
+
+def _certificate_lines(certificates: dict[str, Any]) -> Iterator[str]:
+    """`certificates: 12 loaded, 1 EXPIRED; within 7/14/30 days: 0/1/2`, then every expired one and the soonest."""
+    expired = certificates["expired"]
+    within = "/".join(str(n) for n in certificates["expiring_within_days"].values())
+    days = "/".join(certificates["expiring_within_days"])
+    head = f"{certificates['loaded']} loaded" + (f", {len(expired)} EXPIRED" if expired else "")
+    yield f"certificates: {head}; expiring within {days} days: {within}"
+    for entry in expired:
+        yield f"  EXPIRED {entry['host']}: {entry['not_after']} ({-entry['days_left']:g} days ago)"
+    for entry in certificates["soonest"]:
+        yield f"  {entry['host']}: {entry['not_after']} (in {entry['days_left']:g} days)"
 
 
 def _failing_upstream_text(upstream: dict[str, Any]) -> str:

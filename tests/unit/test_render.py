@@ -30,13 +30,14 @@ from coretraffic.caddyjson.layout import (
     route_id,
 )
 from coretraffic.caddyjson.render import RenderSettings, render, serialise, with_admin_listen
+from coretraffic.caddyjson.traffic import TrafficSettings
 from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.errors import BaseConfigError
 from tests.support import golden
 from tests.support.golden import fake_hash
 
 GOLDEN = golden.RENDER_CASES
-CASES = ("plain", "multi", "base", "buckets")
+CASES = ("plain", "multi", "base", "buckets", "traffic")
 # Inside the golden certificates' validity (2020-2120), fixed so no warning depends on the day the tests run.
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
@@ -54,7 +55,10 @@ def case_routes(case: str) -> tuple[Route, ...]:
 
 
 def case_settings(case: str) -> RenderSettings:
-    return RenderSettings(**load(case, "settings.json"))
+    settings = load(case, "settings.json")
+    if "traffic" in settings:
+        settings["traffic"] = TrafficSettings(**settings["traffic"])
+    return RenderSettings(**settings)
 
 
 def case_base(case: str) -> BaseConfig:
