@@ -25,6 +25,15 @@ from tests.support.coreflow import Peer
 from tests.support.ports import Ports, free_port
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_caddy_metrics_listener_unless_asked() -> Iterator[None]:
+    """Every driver a test starts would give its Caddy a metrics listener on 127.0.0.1:9181 (the default): one
+    test's Caddy still stopping would fail the next one's load. Tests of the listener pass a free port."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CORETRAFFIC_CADDY_METRICS_LISTEN", "")
+        yield
+
+
 @pytest.fixture(scope="session")
 def ca() -> DemoCA:
     return DemoCA()
