@@ -16,6 +16,7 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings
+from coretraffic.caddyjson.traffic import TrafficSettings
 from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
@@ -96,11 +97,14 @@ async def admin(caddy: CaddyProcess) -> AsyncIterator[CaddyAdmin]:
 
 @pytest.fixture
 def render_settings(caddy: CaddyProcess, ports: Ports) -> RenderSettings:
+    """As `coretraffic run` renders under the tests' environment: per-host metrics (the default, with strict SNI
+    host matching) and no metrics listener (`_no_caddy_metrics_listener_unless_asked`)."""
     return RenderSettings(
         version=__version__,
         http_port=ports.http,
         https_port=ports.https,
         listen_host="127.0.0.1",
+        traffic=TrafficSettings(metrics="per_host"),
     )
 
 

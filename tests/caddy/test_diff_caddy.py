@@ -308,6 +308,7 @@ async def test_cli_exit_codes(
         f"--http-port={ports.http}",
         f"--https-port={ports.https}",
         "--listen-host=127.0.0.1",
+        "--caddy-metrics-listen=",  # as the fixtures render (no CORETRAFFIC_* variable reaches this command)
     ]
 
     same = coretraffic_diff("--routes", str(routes), *flags)
