@@ -57,7 +57,9 @@ def dashboard_queries() -> list[Query]:
         for panel in dashboard["panels"]
         for target in panel.get("targets", [])
     ]
-    queries += [Query(f"annotation {a['name']}", _filled(a["expr"])) for a in dashboard["annotations"]["list"]]
+    queries += [
+        Query(f"annotation {a['name']}", _filled(a["target"]["expr"])) for a in dashboard["annotations"]["list"]
+    ]
     return queries
 
 
