@@ -45,7 +45,7 @@ async def traffic_rows(b: Bed, args: argparse.Namespace) -> list[str]:
         _row(f"rps with per-host metrics / without, {m.hosts:,} hosts", m.ratio, ">= 0.9", m.ratio >= 0.9,
              f"{statistics.median(m.per_host_rps):,.0f} / {statistics.median(m.off_rps):,.0f} rps (rounds "
              f"{', '.join(f'{p / o:.2f}' for p, o in zip(m.per_host_rps, m.off_rps, strict=True))}); "
-             f"{m.series_per_host} series for the host's traffic (one code, one method)")
+             f"{m.series_per_host} series for the host's GETs, status codes {', '.join(m.codes)}")
     ]  # fmt: skip
     print(rows[-1], flush=True)
     t = await traffic_metrics.load_time_with_and_without(b, args.metrics_load_hosts, args.rounds + 1)

@@ -25,7 +25,8 @@ class Throughput:
     hosts: int
     per_host_rps: list[float]
     off_rps: list[float]
-    series_per_host: int  # series with this host's label after its traffic (one code, one method)
+    series_per_host: int  # series with this host's label after its traffic
+    codes: tuple[str, ...]  # the status codes among them (h2load cuts its last requests off: those count too)
 
     @property
     def ratio(self) -> float:
@@ -61,6 +62,7 @@ async def per_host_against_off(bed: Bed, size: int, seconds: float, rounds: int)
     configs = {mode: _render(bed, names, mode, metrics_port) for mode in ("per_host", "off")}
     rps: dict[str, list[float]] = {"per_host": [], "off": []}
     series = 0
+    codes: tuple[str, ...] = ()
     for _ in range(rounds):
         for mode, config in configs.items():
             await bed.load(config)
@@ -69,19 +71,21 @@ async def per_host_against_off(bed: Bed, size: int, seconds: float, rounds: int)
             assert load.failed == 0, f"{load.failed} requests failed with metrics {mode}"
             rps[mode].append(load.rps)
             if mode == "per_host":
-                series = await _series_of(metrics_port, target)
-    return Throughput(size, rps["per_host"], rps["off"], series)
+                series, codes = await _series_of(metrics_port, target)
+    return Throughput(size, rps["per_host"], rps["off"], series, codes)
 
 
-async def _series_of(metrics_port: int, host: str) -> int:
+async def _series_of(metrics_port: int, host: str) -> tuple[int, tuple[str, ...]]:
+    """The series labelled with `host` (h2load sends it with the port: one label value) and their status codes."""
     async with httpx.AsyncClient(timeout=30) as client:
         text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
-    return sum(
-        1
+    samples = [
+        sample
         for family in text_string_to_metric_families(text)
         for sample in family.samples
         if sample.labels.get("host", "").split(":")[0] == host
-    )
+    ]
+    return len(samples), tuple(sorted({s.labels["code"] for s in samples if "code" in s.labels}))
 
 
 async def load_time_with_and_without(bed: Bed, size: int, rounds: int) -> LoadTimes:
