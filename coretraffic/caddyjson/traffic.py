@@ -8,8 +8,8 @@ no route is touched, so how hosts are dispatched stays `render`'s business.
   `shouldAllowHostMetrics`: every host is allowed once any server has TLS connection policies), so `per_host`
   also sets `strict_sni_host` on the HTTPS server: a Host unlike the TLS server name is answered 421 before any
   route runs, and only routes are instrumented, so it creates no series. What that does not bound, measured
-  (docs/caddy.md, "Traffic metrics and access logs"): a port after the name (`a.example.test:1234` is a series of its own) and
-  the names under a wildcard host.
+  (docs/caddy.md, "Traffic metrics and access logs"): a port after the name (`a.example.test:1234` is a series
+  of its own) and the names under a wildcard host.
 - **The metrics listener**: a server of its own that answers `/metrics` with Caddy's `metrics` handler, so that
   Prometheus never needs the admin API (coretraffic's control channel, which takes `/load`).
 - **The access log**: the HTTPS server's requests, JSON, to Caddy's stderr (the driver's log for a spawned Caddy,
