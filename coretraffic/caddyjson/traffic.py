@@ -4,12 +4,16 @@ Pure; `render` calls `add_traffic_observation` last, on the config it built. Ser
 no route is touched, so how hosts are dispatched stays `render`'s business.
 
 - **Metrics** (`apps.http.metrics`): `server` counts per server; `per_host` adds a `host` label. Caddy 2.11 labels
-  a request on an HTTPS server with whatever Host the client sent (`modules/caddyhttp/metrics.go`,
-  `shouldAllowHostMetrics`: every host is allowed once any server has TLS connection policies), so `per_host`
-  also sets `strict_sni_host` on the HTTPS server: a Host unlike the TLS server name is answered 421 before any
-  route runs, and only routes are instrumented, so it creates no series. What that does not bound, measured
-  (docs/caddy.md, "Traffic metrics and access logs"): a port after the name (`a.example.test:1234` is a series
-  of its own) and the names under a wildcard host.
+  a request on an HTTPS server with the Host the client sent, port included (`modules/caddyhttp/metrics.go`,
+  `shouldAllowHostMetrics`: every host is allowed once any server has TLS connection policies), and only the
+  routes a request reaches are instrumented. So `per_host` also
+  - sets `strict_sni_host` on the HTTPS server: a Host whose name is not the TLS server name is answered 421
+    before any route runs, and creates no series;
+  - lets a request reach the HTTPS server's routes only with no port after the name, 443 or the HTTPS port
+    (a `vars_regexp` matcher on every route): strict SNI host matching compares the name alone, and
+    `a.example.test:1234` would be a series of its own. Any other port matches no route: Caddy answers an empty
+    200 and counts nothing (docs/caddy.md, "Traffic metrics and access logs").
+  What stays unbounded: the names under a wildcard host, each a series (README, "Traffic").
 - **The metrics listener**: a server of its own that answers `/metrics` with Caddy's `metrics` handler, so that
   Prometheus never needs the admin API (coretraffic's control channel, which takes `/load`).
 - **The access log**: the HTTPS server's requests, JSON, to Caddy's stderr (the driver's log for a spawned Caddy,
@@ -33,6 +37,8 @@ AccessLog = Literal["off", "errors", "all"]
 # the message "handled request", so this bounds the lines per second whatever the traffic).
 _SAMPLING_INTERVAL_NS = 1_000_000_000
 _SAMPLING_FIRST = 100
+# The placeholder of the Host as the client sent it, which every HTTPS route checks (`_guard_host_ports`).
+HOST_PORT = "{http.request.hostport}"
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,24 @@ def add_traffic_observation(config: JSON, settings: TrafficSettings) -> None:
         http_app["metrics"] = {"per_host": True} if settings.metrics == "per_host" else {}
         if settings.metrics == "per_host":
             servers[HTTPS_SERVER]["strict_sni_host"] = True
+            _guard_host_ports(servers[HTTPS_SERVER]["routes"], http_app["https_port"])
         if settings.metrics_listen:
             servers[METRICS_SERVER] = _metrics_server(settings.metrics_listen)
     if settings.access_log != "off":
         _add_access_log(config, servers[HTTPS_SERVER], settings)
+
+
+def _guard_host_ports(routes: list[JSON], https_port: int) -> None:
+    """Each route (its every matcher set, or a new one) also requires the Host's port to be none, 443 or ours.
+
+    On the whole Host (`hostport`), not on `{http.request.port}`: that placeholder is the port as a number, so
+    `a.example.test:08000` would pass as 8000 and still be labelled a series of its own.
+    """
+    pattern = f"^[^:]+(?::(?:443|{https_port}))?$"  # no capture: Caddy sets a placeholder per group it captures
+    for route in routes:
+        route["match"] = [
+            {**matchers, "vars_regexp": {HOST_PORT: {"pattern": pattern}}} for matchers in route.get("match", [{}])
+        ]
 
 
 def _metrics_server(listen: str) -> JSON:

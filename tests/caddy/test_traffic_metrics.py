@@ -59,16 +59,40 @@ async def test_per_host_series_are_only_of_loaded_names_whatever_host_a_client_s
     assert durations == {"200"}
 
 
-async def test_a_port_after_the_name_is_a_series_of_its_own(
+async def test_a_host_with_another_port_reaches_no_route_and_creates_no_series(
     ca: DemoCA, upstream: DemoUpstream, reconciler: Reconciler, ports: Ports, metrics_port: int
 ) -> None:
-    """The limit strict SNI host matching leaves (README, "Traffic"): Caddy compares the name without the port
-    but labels the Host as sent. Pinned, so that a Caddy that closes it is noticed."""
-    assert (await reconciler.submit(validated([demo_route(ca, HOSTS[0], upstream.port)]))).ok
-    response = await https_get(ca, ports.https, HOSTS[0], host_header=f"{HOSTS[0]}:1234")
-    assert response.status_code == 200
+    """Strict SNI host matching compares the name without the port, and Caddy labels the Host as sent: without
+    the port guard on every route, `a.example.test:1234` (or `:01234`, the same port as a number) was a series of
+    its own (measured). Now only no port, 443 or the HTTPS port reach a route; any other gets Caddy's empty 200."""
+    host = HOSTS[0]
+    assert (await reconciler.submit(validated([demo_route(ca, host, upstream.port)]))).ok
+    for port in ("", ":443", f":{ports.https}"):
+        response = await https_get(ca, ports.https, host, host_header=host + port)
+        assert response.status_code == 200 and response.json()["upstream"] == upstream.port, port
+    for port in (":1234", f":0{ports.https}", ":xyz", ":"):
+        response = await https_get(ca, ports.https, host, host_header=host + port)
+        assert (response.status_code, response.content) == (200, b""), port  # no route ran: nothing answered
+        assert "servezone_coretraffic_version" not in response.headers
     text = await caddy_metrics_text(metrics_port)
-    assert label_values(text, "caddy_http_requests", "host") == {f"{HOSTS[0]}:1234"}
+    assert label_values(text, "caddy_http_requests", "host") == {host, f"{host}:443", f"{host}:{ports.https}"}
+    assert sample_value(text, "caddy_http_requests_total") == 3
+
+
+async def test_the_redirect_server_labels_loaded_names_and_pools_the_rest(
+    ca: DemoCA, upstream: DemoUpstream, reconciler: Reconciler, ports: Ports, metrics_port: int
+) -> None:
+    """Plain HTTP carries no SNI to hold the Host to: there Caddy itself labels only the names of the config's host
+    matchers and pools every other Host as `_other` (`shouldAllowHostMetrics`)."""
+    assert (await reconciler.submit(validated([demo_route(ca, HOSTS[0], upstream.port)]))).ok
+    async with httpx.AsyncClient(timeout=10) as client:
+        for host in (HOSTS[0], "minted-1.example", "minted-2.example", f"{HOSTS[0]}:1234"):
+            response = await client.get(f"http://127.0.0.1:{ports.http}/", headers={"Host": host})
+            assert response.status_code == 301, host
+    text = await caddy_metrics_text(metrics_port)
+    assert sample_value(text, "caddy_http_requests_total", server="coretraffic_http", host=HOSTS[0]) == 1
+    assert sample_value(text, "caddy_http_requests_total", server="coretraffic_http", host="_other") == 3
+    assert label_values(text, "caddy_http_requests", "host") == {HOSTS[0], "_other"}
 
 
 async def test_the_metrics_listener_serves_metrics_and_nothing_of_the_admin_api(

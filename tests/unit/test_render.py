@@ -176,7 +176,8 @@ def test_not_found_catch_all_is_last(case: str) -> None:
     routes = servers(render_case(case))[HTTPS_SERVER]["routes"]
     last = routes[-1]
     assert last["@id"] == NOT_FOUND_ID
-    assert "match" not in last
+    # Nothing but the Host port guard of per-host metrics (`traffic`), if any: it catches every host.
+    assert all(set(matchers) == {"vars_regexp"} for matchers in last.get("match", []))
     assert last["handle"][0]["handler"] == "static_response"
     assert last["handle"][0]["status_code"] == 404
     assert all("match" in route for route in routes[:-1])
@@ -515,3 +516,19 @@ def test_every_proxy_keeps_its_upgraded_streams_open_for_the_stream_close_delay(
         ]
         assert proxies, case
         assert {proxy["stream_close_delay"] for proxy in proxies} == {"42m"}, case
+
+
+def test_per_host_metrics_guard_every_https_route_on_the_hosts_port() -> None:
+    """Each matcher set of every HTTPS route, the catch-all included, also requires no port, 443 or the HTTPS port
+    (caddyjson/traffic.py; measured in tests/caddy/test_traffic_metrics.py); without per-host metrics, no guard."""
+    for settings in (case_settings("traffic"), replace(case_settings("traffic"), https_port=8443)):
+        config = render(case_routes("buckets"), settings, BaseConfig(), fake_hash)
+        routes = servers(config)[HTTPS_SERVER]["routes"]
+        pattern = f"^[^:]+(?::(?:443|{settings.https_port}))?$"
+        for route in routes:
+            assert route["match"] and all(
+                m["vars_regexp"]["{http.request.hostport}"]["pattern"] == pattern for m in route["match"]
+            )
+        assert routes[-1]["match"] == [{"vars_regexp": routes[0]["match"][0]["vars_regexp"]}]  # the catch-all
+    plain = render(case_routes("buckets"), case_settings("buckets"), BaseConfig(), fake_hash)
+    assert "vars_regexp" not in json.dumps(plain)
