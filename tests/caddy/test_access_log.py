@@ -4,10 +4,16 @@ out, and each entry once (Caddy's default log leaves the access logger to its ow
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import math
+import ssl
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import pytest
 
 from coretraffic import __version__
@@ -40,9 +46,14 @@ def access_entries(lines: Sequence[str]) -> list[dict[str, Any]]:
 
 
 async def load(
-    access_log: AccessLog, caddy: CaddyProcess, admin: CaddyAdmin, ports: Ports, configs: list[dict[str, Any]]
+    access_log: AccessLog,
+    caddy: CaddyProcess,
+    admin: CaddyAdmin,
+    ports: Ports,
+    configs: list[dict[str, Any]],
+    sample: int = 1,
 ) -> None:
-    traffic = TrafficSettings(access_log=access_log, access_log_skip_hosts=(SKIPPED,))
+    traffic = TrafficSettings(access_log=access_log, access_log_skip_hosts=(SKIPPED,), access_log_sample=sample)
     settings = RenderSettings(
         version=__version__, http_port=ports.http, https_port=ports.https, listen_host="127.0.0.1", traffic=traffic
     )
@@ -91,3 +102,43 @@ async def test_errors_logs_only_5xx_answers(
     await wait_until(dead_logged, 10, "the 502's entry")
     (entry,) = access_entries(caddy.recent_log)
     assert (entry["request"]["host"], entry["status"]) == (DEAD, 502)
+
+
+async def test_sampling_keeps_the_first_entries_of_each_second_then_one_in_n(
+    ca: DemoCA,
+    caddy: CaddyProcess,
+    admin: CaddyAdmin,
+    ports: Ports,
+    configs: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """1,000 requests on 8 connections: with one in 1,000 after the first 100 entries of each second, at most 100
+    per second they took (and one more), where every request would be 1,000."""
+    caplog.set_level(logging.INFO, logger="coretraffic.caddy")
+    await load("all", caddy, admin, ports, configs, sample=1000)
+    context = ssl.create_default_context(cadata=ca.certificate_pem)
+    started = time.monotonic()
+    async with httpx.AsyncClient(verify=context, timeout=10) as client:
+
+        async def requests(count: int) -> None:
+            for _ in range(count):
+                response = await client.get(
+                    f"https://127.0.0.1:{ports.https}/", headers={"Host": LOGGED}, extensions={"sni_hostname": LOGGED}
+                )
+                assert response.status_code == 200
+
+        await asyncio.gather(*(requests(125) for _ in range(8)))
+    seconds = math.ceil(time.monotonic() - started)
+    await https_get(ca, ports.https, DEAD)  # a last entry to wait for (its own message: its own sample count)
+
+    def entries() -> list[dict[str, Any]]:
+        return access_entries([record.getMessage() for record in caplog.records])
+
+    async def dead_logged() -> bool:
+        return any(e["request"]["host"] == DEAD for e in entries())
+
+    await wait_until(dead_logged, 10, "the last request's entry")
+    logged = sum(e["request"]["host"] == LOGGED for e in entries())
+    bound = 100 * (seconds + 1) + 1  # the requests may straddle one more second boundary than they took
+    assert bound < 1000, f"{seconds} s for 1,000 requests: too slow to tell sampling from none"
+    assert 100 <= logged <= bound, (logged, seconds)
