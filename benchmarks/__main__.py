@@ -23,10 +23,11 @@ from benchmarks import (
     ocsp_load,
     remote_admin,
     scale,
+    traffic_metrics,
     update_to_serving,
     upstream_failure,
 )
-from benchmarks.harness import bed, require_h2load
+from benchmarks.harness import Bed, bed, require_h2load
 
 
 def _kinds(failures: dict[str, int]) -> str:
@@ -35,6 +36,31 @@ def _kinds(failures: dict[str, int]) -> str:
 
 def _row(what: str, ratio: float, goal: str, met: bool, detail: str) -> str:
     return f"| {what} | {ratio:.2f} | {goal} | {'met' if met else 'NOT met'} | {detail} |"
+
+
+async def traffic_rows(b: Bed, args: argparse.Namespace) -> list[str]:
+    """What Caddy's request metrics cost (`traffic_metrics`)."""
+    m = await traffic_metrics.per_host_against_off(b, args.metrics_hosts, args.seconds, args.rounds)
+    rows = [
+        _row(f"rps with per-host metrics / without, {m.hosts:,} hosts", m.ratio, ">= 0.9", m.ratio >= 0.9,
+             f"{statistics.median(m.per_host_rps):,.0f} / {statistics.median(m.off_rps):,.0f} rps (rounds "
+             f"{', '.join(f'{p / o:.2f}' for p, o in zip(m.per_host_rps, m.off_rps, strict=True))}); "
+             f"{m.series_per_host} series for the host's GETs, status codes {', '.join(m.codes)}")
+    ]  # fmt: skip
+    print(rows[-1], flush=True)
+    t = await traffic_metrics.load_time_with_and_without(b, args.metrics_load_hosts, args.rounds + 1)
+    rows.append(
+        _row(f"/load with per-host metrics / without, {t.hosts:,} hosts", t.ratio, "reported", True,
+             f"{statistics.median(t.per_host_s):.2f} / {statistics.median(t.off_s):.2f} s (rounds "
+             f"{_seconds(t.per_host_s)} / {_seconds(t.off_s)})")
+    )  # fmt: skip
+    print(rows[-1], flush=True)
+    return rows
+
+
+async def traffic_suite(args: argparse.Namespace) -> list[str]:
+    async with bed() as b:
+        return await traffic_rows(b, args)
 
 
 async def suite(args: argparse.Namespace) -> list[str]:
@@ -51,6 +77,7 @@ async def suite(args: argparse.Namespace) -> list[str]:
                      f"{d.worst_rps:,.0f} / {d.one_route_rps:,.0f} rps{flat}")
             )  # fmt: skip
             print(rows[-1], flush=True)
+        rows += await traffic_rows(b, args)
         ratio = await scale.auth_vs_open(b, args.seconds, args.rounds)
         rows.append(_row("authed / open rps", ratio, ">= 0.9", ratio >= 0.9, "bcrypt cost 10, hash_cache on"))
         print(rows[-1], flush=True)
@@ -207,6 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few seconds per measurement, small sets (for CI)")
     parser.add_argument("--scale", action="store_true", help="only the rows from 10,000 to 100,000 hosts")
+    parser.add_argument("--traffic", action="store_true", help="only the rows of what Caddy's request metrics cost")
     args = parser.parse_args()
     full = not args.smoke
     args.sizes = [100, 1000, 10000] if full else [200]
@@ -220,11 +248,15 @@ def main() -> None:
     args.ocsp_certificates = 200 if full else 50
     args.remote_routes = 1000 if full else 100
     args.fleet_routes = 1000 if full else 200
+    args.metrics_hosts = 1000 if full else 200
+    args.metrics_load_hosts = 10000 if full else 300
     require_h2load()
     logging.basicConfig(level=logging.ERROR)  # Caddy's own lines would break up the table
     print(f"# {datetime.date.today()}, {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})")
     print("| measurement | ratio | goal | | detail |\n|---|---:|---|---|---|", flush=True)
-    if not args.scale:
+    if args.traffic:
+        asyncio.run(traffic_suite(args))
+    elif not args.scale:
         asyncio.run(suite(args))
     if args.scale or args.smoke:
         asyncio.run(scale_suite([10_000, 30_000, 100_000] if args.scale else [100, 300], 4 if args.scale else 1))

@@ -202,7 +202,29 @@ class Settings(BaseSettings):
         300.0,
         ge=0,
         description="seconds after which a set that again removes hosts a mass-removal guard held back removes "
-        "them (more than half of the served hosts, 10 or more, or all of them); 0: never held back",
+        "them (more than half of the served hosts, 10 or more, or all of them with none in their place); "
+        "0: never held back",
+    )
+    traffic_metrics: Literal["off", "server", "per_host"] = Field(
+        "per_host",
+        description="Caddy's request metrics: per_host (a host label, bounded to the loaded names by strict SNI "
+        "host matching), server (per server only) or off",
+    )
+    caddy_metrics_listen: str = Field(
+        "127.0.0.1:9181",
+        description="host:port where Caddy serves its own /metrics on a listener of its own (never the admin API); "
+        "empty: none",
+    )
+    access_log: Literal["off", "errors", "all"] = Field(
+        "off", description="Caddy's access log (JSON): off, errors (5xx answers only) or all requests"
+    )
+    access_log_sample: int = Field(
+        1,
+        ge=1,
+        description="access log sampling: per second the first 100 lines, then one in N (1: every line)",
+    )
+    access_log_skip_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="hosts whose requests are not access-logged, repeatable (the variable: comma-separated)"
     )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
@@ -232,6 +254,23 @@ class Settings(BaseSettings):
         for name in names:
             parse_dns_target(name)
         return names
+
+    @field_validator("access_log_skip_hosts", mode="before")
+    @classmethod
+    def _skip_hosts_are_listed(cls, value: object) -> object:
+        return tuple(h.lower() for h in _listed(value)) if isinstance(value, str | list | tuple) else value
+
+    @field_validator("caddy_metrics_listen")
+    @classmethod
+    def _metrics_listen_is_its_own_port(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        _, port = host_port(value)
+        for name in ("http_port", "https_port"):
+            if port == info.data.get(name):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"port {port} is the data plane's {flag} (CORETRAFFIC_{name.upper()}) too")
+        return value
 
     @field_validator("caddy_admin_dns_server")
     @classmethod
@@ -283,6 +322,9 @@ class Settings(BaseSettings):
         if not value:
             return value
         host, port = host_port(value)
+        metrics_listen = info.data.get("caddy_metrics_listen")
+        if metrics_listen and host_port(metrics_listen)[1] == port:
+            raise ValueError(f"port {port} is Caddy's metrics listener (--caddy-metrics-listen) too")
         listen_host = info.data.get("listen_host", "")
         for name in ("http_port", "https_port"):
             if port == info.data.get(name) and (not listen_host or host in ("", "0.0.0.0", "::", listen_host)):

@@ -17,6 +17,7 @@ from coretraffic.caddy.admin import CaddyAdmin
 from coretraffic.caddy.process import CaddyProcess
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings
+from coretraffic.caddyjson.traffic import TrafficSettings
 from coretraffic.core.validate import Route
 from coretraffic.reconcile.reconciler import Reconciler
 from coretraffic.testing.pki import DemoCA
@@ -24,6 +25,15 @@ from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import renderer_for, running
 from tests.support.coreflow import Peer
 from tests.support.ports import Ports, free_port
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_caddy_metrics_listener_unless_asked() -> Iterator[None]:
+    """Every driver a test starts would give its Caddy a metrics listener on 127.0.0.1:9181 (the default): one
+    test's Caddy still stopping would fail the next one's load. Tests of the listener pass a free port."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CORETRAFFIC_CADDY_METRICS_LISTEN", "")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -98,11 +108,14 @@ async def admin(caddy: CaddyProcess) -> AsyncIterator[CaddyAdmin]:
 
 @pytest.fixture
 def render_settings(caddy: CaddyProcess, ports: Ports) -> RenderSettings:
+    """As `coretraffic run` renders under the tests' environment: per-host metrics (the default, with strict SNI
+    host matching) and no metrics listener (`_no_caddy_metrics_listener_unless_asked`)."""
     return RenderSettings(
         version=__version__,
         http_port=ports.http,
         https_port=ports.https,
         listen_host="127.0.0.1",
+        traffic=TrafficSettings(metrics="per_host"),
     )
 
 

@@ -16,6 +16,7 @@ from coretraffic.caddy.admin_tls import gate_transport, mutual_tls_context
 from coretraffic.caddy.process import find_caddy_binary, spawned_admin_address
 from coretraffic.caddyjson.layout import JSON
 from coretraffic.caddyjson.render import RenderSettings, render, with_admin_listen
+from coretraffic.caddyjson.traffic import TrafficSettings
 from coretraffic.caddyjson.withheld import with_withheld
 from coretraffic.core.passwords import BcryptHasher
 from coretraffic.core.validate import Route, Validation
@@ -97,6 +98,13 @@ def renderer_settings(settings: Settings) -> RenderSettings:
         upstream_try_duration=go_duration(settings.upstream_try_duration),
         upstream_fail_duration=go_duration(settings.upstream_fail_duration),
         stream_close_delay=go_duration(settings.stream_close_delay),
+        traffic=TrafficSettings(
+            metrics=settings.traffic_metrics,
+            metrics_listen=settings.caddy_metrics_listen,
+            access_log=settings.access_log,
+            access_log_sample=settings.access_log_sample,
+            access_log_skip_hosts=settings.access_log_skip_hosts,
+        ),
     )
 
 

@@ -22,7 +22,7 @@ import sysconfig
 from pathlib import Path
 
 from coretraffic.caddy.admin import CaddyAdmin
-from coretraffic.caddyjson.layout import REQUEST_ERRORS_LOGGER
+from coretraffic.caddyjson.layout import ACCESS_LOGGER, REQUEST_ERRORS_LOGGER
 from coretraffic.errors import CaddyStartError, CaddyUnavailable
 from coretraffic.settings import AdminAddress
 
@@ -194,6 +194,9 @@ def _caddy_level(line: str) -> int:
         return logging.INFO
     if logger == "admin" and str(entry.get("address", "")).startswith("unix/") and "open interface" in str(message):
         return logging.DEBUG  # Caddy says this of every unix socket; ours is private to the 0700 state dir
+    if logger == ACCESS_LOGGER:
+        # The access log the operator asked for (`--access-log`): a record of a request, whatever its status.
+        return logging.INFO
     if logger == REQUEST_ERRORS_LOGGER:
         # Every request error (at debug: the error routes handled it): a host's upstreams failing is a warning, a
         # refused password or a bad request is detail.

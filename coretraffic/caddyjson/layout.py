@@ -17,7 +17,8 @@ JSON = dict[str, Any]
 
 HTTP_SERVER = "coretraffic_http"
 HTTPS_SERVER = "coretraffic_https"
-MANAGED_SERVERS = (HTTP_SERVER, HTTPS_SERVER)
+METRICS_SERVER = "coretraffic_metrics"  # Caddy's /metrics on a listener of its own (`traffic`)
+MANAGED_SERVERS = (HTTP_SERVER, HTTPS_SERVER, METRICS_SERVER)
 MANAGED_APPS = ("http", "tls")  # rendered whole: the base config's parts of them merged with coretraffic's
 VERSION_HEADER = "servezone_coretraffic_version"
 
@@ -51,6 +52,9 @@ _HTTPS_ROUTE = re.compile(rf"server {HTTPS_SERVER}: .*?route (\d+)")
 # The Caddy log render adds for request errors, and the Caddy logger it takes them from.
 REQUEST_ERRORS_LOG = "coretraffic_request_errors"
 REQUEST_ERRORS_LOGGER = "http.log.error"
+# The access log `traffic` adds, and the Caddy logger the HTTPS server writes it to.
+ACCESS_LOG = "coretraffic_access"
+ACCESS_LOGGER = "http.log.access." + ACCESS_LOG
 
 # Placeholders a bucket route's `map` fills per host: upstream N's address (and its port, where the bucket's hosts
 # do not share their ports), read by the bucket's `a` source N.

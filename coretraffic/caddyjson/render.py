@@ -29,7 +29,7 @@ import copy
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -50,6 +50,7 @@ from coretraffic.caddyjson.layout import (
     split_dial,
     upstream_slot,
 )
+from coretraffic.caddyjson.traffic import TrafficSettings, add_traffic_observation
 from coretraffic.core.validate import BasicAuth, Route
 
 MAX_HEADER_BYTES = 32 * 1024
@@ -90,6 +91,8 @@ class RenderSettings:
     # Off: with stapling on, every `/load` fetches OCSP for every certificate that names a responder and has no
     # fresh staple stored, synchronously, before it answers (docs/caddy.md).
     ocsp_stapling: bool = False
+    # Request metrics, their listener and the access log (`traffic`); all off unless the driver's settings say.
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
 
 
 def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, hash_password: PasswordHasher) -> JSON:
@@ -135,6 +138,7 @@ def render(routes: Sequence[Route], settings: RenderSettings, base: BaseConfig, 
     certificates = tls_app.setdefault("certificates", {})
     certificates["load_pem"] = [*certificates.get("load_pem", []), *_load_pem(ordered)]
     _tune_certificate_handling(tls_app, len(certificates["load_pem"]), settings)
+    add_traffic_observation(config, settings.traffic)
     servers[HTTP_SERVER]["routes"][0]["@id"] = CONFIG_ID_PREFIX + _inputs_digest(ordered, settings, base, hash_password)
     return config
 

@@ -38,9 +38,11 @@ def with_withheld(config: JSON, refused: Iterable[str]) -> JSON:
     if not names:
         return config
     first_wildcard = min(wildcards.values())
+    # Whatever else the wildcard's route requires beside its host (per-host metrics' port guard) this one does too.
+    beside_host = {k: v for k, v in routes[first_wildcard]["match"][0].items() if k != "host"}
     block = {
         "@id": WITHHELD_ID,
-        "match": [{"host": names}],
+        "match": [{"host": names, **beside_host}],
         "handle": [
             {
                 "handler": "static_response",

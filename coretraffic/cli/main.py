@@ -51,7 +51,18 @@ _UPSTREAMS = (
     "stream_close_delay",
 )
 _ADMIN = ("caddy_admin", "admin_client_cert", "admin_client_key", "admin_ca", "remote_admin_listen")
-_DATA_PLANE = ("base_config", "http_port", "https_port", "listen_host", "http3", "ocsp_stapling", *_UPSTREAMS)
+# What Caddy reports of the traffic: part of the rendered config, so `render` and `diff` need them as `run` has them.
+_TRAFFIC = ("traffic_metrics", "caddy_metrics_listen", "access_log", "access_log_sample", "access_log_skip_hosts")
+_DATA_PLANE = (
+    "base_config",
+    "http_port",
+    "https_port",
+    "listen_host",
+    "http3",
+    "ocsp_stapling",
+    *_UPSTREAMS,
+    *_TRAFFIC,
+)
 _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "run": tuple(Settings.model_fields),
     "demo": ("state_dir", *_DATA_PLANE, "bcrypt_cost", "log_level", "log_format", "status_addr"),

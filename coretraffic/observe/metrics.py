@@ -1,9 +1,10 @@
 """What `/metrics` says, and the apply results it and `/status` are read from.
 
 `ApplyStats` is each reconciler's `on_result` observer: per Caddy, the outcomes, the last result and when it
-came. `DriverCollector` reads the running parts at scrape time (so none of them depends on Prometheus): routes,
-applies, loads, heals, restarts, the sources' readings, the failing upstreams read just before the scrape
-and the failures counted per upstream since start (`upstream_failures`, sampled in the background).
+came; and the expiry of the certificates of the last set (`certificate_expiry`). `DriverCollector` reads the
+running parts at scrape time (so none of them depends on Prometheus): routes, applies, loads, heals, restarts,
+the sources' readings, the failing upstreams read just before the scrape, the failures counted per upstream
+since start (`upstream_failures`, sampled in the background) and the certificates' expiry.
 Everything about one Caddy carries a `target` label.
 """
 
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from coretraffic import __version__
 from coretraffic.core.readings import Reading
 from coretraffic.core.validate import Validation
+from coretraffic.observe.certificate_expiry import LoadedCertificates, certificate_metrics
 from coretraffic.observe.upstream_failures import UpstreamFailures
 from coretraffic.observe.view import DriverView, TargetView
 from coretraffic.reconcile.reconciler import ApplyResult
@@ -57,6 +59,9 @@ class ApplyStats:
         )
         self.desired_hosts = 0
         self.targets: dict[str, TargetStats] = {}
+        # The certificates of the last route set's accepted hosts (the same for every Caddy of the fleet).
+        self.certificates = LoadedCertificates()
+        self._validation: Validation | None = None
 
     def observe(self, target: str, result: ApplyResult, validation: Validation) -> None:
         now = time.time()
@@ -65,6 +70,9 @@ class ApplyStats:
         stats.outcomes[result.outcome] += 1
         stats.last, stats.last_at = result, now
         self.desired_hosts = len({r.host for r in validation.routes} | {p.host for p in validation.errors})
+        if validation is not self._validation:  # each Caddy of a fleet reports the same set: sorted once
+            self._validation = validation
+            self.certificates = LoadedCertificates.of(validation.routes)
         if result.outcome != "failed":  # a failed apply changed nothing: Caddy serves the previous set
             stats.last_success_at = now
             stats.serving_hosts = len(result.applied_hosts)
@@ -143,6 +151,7 @@ class DriverCollector:
         yield from _failing_upstream_metrics(self.failing_upstreams)
         if self._failures is not None:
             yield from _upstream_failure_metrics(self._failures)
+        yield from certificate_metrics(stats.certificates, time.time())
 
 
 def _behind_s(target: TargetView) -> float:

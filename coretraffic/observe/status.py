@@ -45,6 +45,7 @@ from prometheus_client import (
 
 from coretraffic import __version__
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, RemovalNotHeld, StatusError
+from coretraffic.observe.certificate_expiry import certificates_document
 from coretraffic.observe.listener_handover import MigrateReq, MigrateReqCollector
 from coretraffic.observe.metrics import HOSTS_SHOWN, ApplyStats, DriverCollector, FailingUpstream
 from coretraffic.observe.upstream_failures import UpstreamFailures
@@ -209,6 +210,7 @@ class StatusServer:
             "not_ready_because": not_ready,
             "ready_grace_s": FLEET_GRACE_S,
             "routes": {"desired": self._stats.desired_hosts},
+            "certificates": certificates_document(self._stats.certificates, time.time()),
             "caddies": [
                 self._caddy_document(state, problem, failing)
                 for state, problem, failing in zip(states, problems, upstreams, strict=True)

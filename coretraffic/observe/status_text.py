@@ -76,6 +76,8 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
     yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
     yield f"routes:  {doc['routes']['desired']} desired"
     yield from _serving_lines(doc["serving"])
+    if "certificates" in doc:  # a driver older than the section
+        yield from _certificate_lines(doc["certificates"])
     for caddy in doc["caddies"]:
         yield from _caddy_lines(caddy)
 
@@ -135,6 +137,19 @@ def _serving_lines(serving: dict[str, Any]) -> Iterator[str]:
             f"{version['certificate_sha256'][:16]}, {expired}valid until {version['certificate_not_after']})"
         )
         yield from (f"  new config refused: {reason}" for reason in stale["refused_because"])
+
+
+def _certificate_lines(certificates: dict[str, Any]) -> Iterator[str]:
+    """`certificates: 12 loaded, 1 EXPIRED; within 7/14/30 days: 0/1/2`, then every expired one and the soonest."""
+    expired = certificates["expired"]
+    within = "/".join(str(n) for n in certificates["expiring_within_days"].values())
+    days = "/".join(certificates["expiring_within_days"])
+    head = f"{certificates['loaded']} loaded" + (f", {len(expired)} EXPIRED" if expired else "")
+    yield f"certificates: {head}; expiring within {days} days: {within}"
+    for entry in expired:
+        yield f"  EXPIRED {entry['host']}: {entry['not_after']} ({-entry['days_left']:g} days ago)"
+    for entry in certificates["soonest"]:
+        yield f"  {entry['host']}: {entry['not_after']} (in {entry['days_left']:g} days)"
 
 
 def _failing_upstream_text(upstream: dict[str, Any]) -> str:

@@ -78,12 +78,14 @@ async def test_http_redirects_to_https_with_host_and_uri(
     assert response.headers["location"] == "https://a.example.test/deep/path?x=1&y=2"
 
 
-async def test_unknown_host_on_known_sni_gets_404(
+async def test_unknown_host_on_known_sni_gets_421(
     ca: DemoCA, upstream: DemoUpstream, reconciler: Reconciler, ports: Ports
 ) -> None:
+    """Strict SNI host matching, which per-host metrics (the default) bring: answered before any route. Without
+    it (`--traffic-metrics server|off`) the catch-all route answers 404 (tests/caddy/test_traffic_metrics.py)."""
     assert (await reconciler.submit(validated([demo_route(ca, "a.example.test", upstream.port)]))).ok
     response = await https_get(ca, ports.https, "a.example.test", host_header="elsewhere.example.test")
-    assert response.status_code == 404
+    assert response.status_code == 421
 
 
 async def test_unknown_sni_fails_the_handshake(

@@ -22,6 +22,7 @@ import pytest
 from coretraffic.caddy.process import find_caddy_binary
 from coretraffic.testing.admin_gate import gate_config, running_gate, write_mutual_tls
 from coretraffic.testing.pki import DemoCA, demo_route
+from tests.support.caddy_metrics import label_values
 from tests.support.coreflow import OK, Peer, update
 from tests.support.dns import Dnsmasq
 from tests.support.driver import Driver, ready, status_document
@@ -244,7 +245,9 @@ async def test_two_caddies_behind_admin_gates_found_by_dns_over_mutual_tls_conve
             "--admin-client-cert", str(files.driver_cert), "--admin-client-key", str(files.driver_key),
             "--admin-ca", str(files.ca), "--remote-admin-listen", f"unix/{shared / 'admin.sock'}",
         ]  # fmt: skip
-        driver = Driver(driver_args(ports, status_port, [], *remote, "--routes", str(routes)))
+        metrics_port = free_port()  # each pod's own loopback: every Caddy serves its metrics there
+        more = ["--routes", str(routes), "--caddy-metrics-listen", f"127.0.0.1:{metrics_port}"]
+        driver = Driver(driver_args(ports, status_port, [], *remote, *more))
         try:
             await wait_until(lambda: converged(status_port), 60, "every Caddy behind its gate running the set")
             caddies = caddies_in(await status_document(status_port))
@@ -254,6 +257,9 @@ async def test_two_caddies_behind_admin_gates_found_by_dns_over_mutual_tls_conve
             (marker,) = {c["config_id"] for c in caddies.values()}
             for pod in pods:  # through the socket each gate dials: still there after the driver's loads
                 assert await pod.runs(marker)
+                # The request all_serve sent, counted by that pod's Caddy for its host (per-host metrics, default).
+                requests = label_values(await pod.caddy_metrics(metrics_port), "caddy_http_requests", "host")
+                assert requests == {"one.fleet.test"}, requests
         finally:
             code = driver.stop()
             print(driver.output)  # shown when the test fails

@@ -9,6 +9,7 @@ password; the body lines of every PEM and any bcrypt hash count as leaks as well
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from coretraffic.testing.pki import DemoCA
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.caddy import validated
 from tests.support.canary import Canary
-from tests.support.dataplane import serves
+from tests.support.dataplane import https_get, serves
 from tests.support.driver import Driver, caddy_pids, ready, status_pages
 from tests.support.ports import Ports, free_port
 from tests.support.waiting import wait_until
@@ -168,3 +169,31 @@ async def test_a_deeply_nested_routes_file_keeps_the_last_good_config_serving(
         assert await serves(ca, ports.https, "plain.example.test")
     finally:
         driver.stop()
+
+
+async def test_the_access_log_of_every_request_shows_no_credential(
+    ca: DemoCA, upstream: DemoUpstream, ports: Ports, canary: Canary, driver_flags: list[str], short_tmp: Path
+) -> None:
+    """`--access-log all` records every request's headers; the ones that carry credentials (Authorization, Cookie,
+    Proxy-Authorization) must come out redacted, a right and a wrong password alike, in plain and base64 form."""
+    configs = canary_set(canary, ca, upstream.port)[:2]
+    routes = short_tmp / "routes.json"
+    routes.write_text(json.dumps(configs))
+    driver = Driver(["run", "--routes", str(routes), *driver_flags, "--status-addr", "", "--access-log", "all"])
+    password = configs[0]["authentication"]["pass"]
+    sent = [("alice", password), ("alice", canary.password("a wrong guess"))]
+    try:
+        await wait_until(lambda: serves(ca, ports.https, "plain.example.test"), 30, "the routes served")
+        for user, secret in sent:
+            response = await https_get(ca, ports.https, "good.example.test", auth=(user, secret))
+            assert response.status_code in (200, 401)
+        cookie = {"Cookie": f"session={canary.password('cookie')}", "Proxy-Authorization": canary.password("proxy")}
+        await https_get(ca, ports.https, "plain.example.test", headers=cookie)
+        await wait_until(lambda: driver.said('"status": 401'), 15, "the access log of the wrong guess")
+        await wait_until(lambda: driver.said('"host": "plain.example.test"'), 15, "the access log of the cookie")
+    finally:
+        driver.stop()
+    assert '"msg": "handled request"' in driver.output
+    canary.check(driver.output, "the driver's output with the access log on")
+    for user, secret in sent:
+        assert base64.b64encode(f"{user}:{secret}".encode()).decode() not in driver.output

@@ -18,13 +18,14 @@ async def https_get(
     *,
     auth: tuple[str, str] | None = None,
     host_header: str = "",
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """A real HTTPS request to 127.0.0.1:`port` with SNI `host`, verified against the demo CA (object or PEM)."""
     trusted = ssl.create_default_context(cadata=ca if isinstance(ca, str) else ca.certificate_pem)
     async with httpx.AsyncClient(verify=trusted, timeout=10) as client:
         return await client.get(
             f"https://127.0.0.1:{port}{path}",
-            headers={"Host": host_header or host},
+            headers={"Host": host_header or host, **(headers or {})},
             extensions={"sni_hostname": host},
             auth=auth,
         )

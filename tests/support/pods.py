@@ -54,6 +54,13 @@ try:
 except Exception:
     print(0)
 """
+_METRICS_PROBE = """
+import sys, urllib.request
+try:
+    print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode())
+except OSError:
+    pass
+"""
 
 
 def require_root() -> None:
@@ -217,6 +224,15 @@ class Pod(_Caddy):
         )
         out, _ = await probe.communicate()
         return int(out.strip() or 0)
+
+    async def caddy_metrics(self, port: int) -> str:
+        """Caddy's own `/metrics` on 127.0.0.1:`port` inside the pod (its metrics listener; "" when none answers)."""
+        probe = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={self.netns}", sys.executable, "-c", _METRICS_PROBE, str(port),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await probe.communicate()
+        return out.decode()
 
     def remove(self) -> None:
         self.stop()

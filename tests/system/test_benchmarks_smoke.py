@@ -35,6 +35,8 @@ def test_smoke_run_prints_every_measurement() -> None:
     measured = [row.split(" | ")[0].removeprefix("| ") for row in rows[1:]]
     assert [m.split(",")[0].split(" /")[0] for m in measured] == [
         "worst host",
+        "rps with per-host metrics",
+        "/load with per-host metrics",
         "authed",
         "1 of 3 upstreams dead",
         "1 of 3 upstreams dead",

@@ -158,7 +158,9 @@ def test_containerfile_declares_what_an_operator_relies_on() -> None:
     assert stage.user.split(":")[0].isdigit() and int(stage.user.split(":")[0]) != 0, "numeric, non-root"
     assert stage.entrypoint == ["coretraffic", "run"]
     status_port = status_port_of(stage.env["CORETRAFFIC_STATUS_ADDR"])
-    assert set(stage.exposed) == {7999, 8000, status_port}
+    caddy_metrics = stage.env["CORETRAFFIC_CADDY_METRICS_LISTEN"]
+    assert caddy_metrics.startswith("0.0.0.0:"), "Caddy's metrics reachable from outside the container"
+    assert set(stage.exposed) == {7999, 8000, status_port, status_port_of(caddy_metrics)}
     assert any(arg.endswith(f":{status_port}/healthz', timeout=4)") for arg in stage.healthcheck)
     assert stage.copies[stage.env["CORETRAFFIC_BASE_CONFIG"]] == "caddy/Caddyfile.base"
     assert any(Path(stage.env["CORETRAFFIC_STATE_DIR"]).is_relative_to(volume) for volume in stage.volumes)
@@ -183,6 +185,7 @@ async def test_image_entrypoint_runs_and_its_healthcheck_passes(
         CORETRAFFIC_HTTPS_PORT=str(ports.https),
         CORETRAFFIC_LISTEN_HOST="127.0.0.1",
         CORETRAFFIC_STATUS_ADDR=f"127.0.0.1:{status_port}",
+        CORETRAFFIC_CADDY_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
     )
     healthcheck = [arg.replace(f":{image_status_port}/", f":{status_port}/") for arg in stage.healthcheck]
     process = subprocess.Popen([*stage.entrypoint, *stage.cmd], env=env, stderr=subprocess.DEVNULL)
@@ -232,11 +235,12 @@ def test_pod_wires_caddy_driver_ports_and_probes() -> None:
     shared = {m["mountPath"] for c in (caddy, driver) for m in c["volumeMounts"] if m["name"] == "shared"}
     assert len(shared) == 1 and admin.startswith(f"unix/{shared.pop()}/")
     defaults = Settings.model_fields
-    assert {(p["hostPort"], p["containerPort"]) for p in caddy["ports"]} == {
-        (80, defaults["http_port"].default),
-        (443, defaults["https_port"].default),
-    }
+    published = {(p["hostPort"], p["containerPort"]) for p in caddy["ports"] if "hostPort" in p}
+    assert published == {(80, defaults["http_port"].default), (443, defaults["https_port"].default)}
     env = {e["name"]: e["value"] for e in driver["env"]}
+    # Caddy's metrics: on the pod's address (not published on the node), where the driver renders them.
+    (metrics,) = [p for p in caddy["ports"] if p["name"] == "caddy-metrics"]
+    assert metrics["containerPort"] == status_port_of(env["CORETRAFFIC_CADDY_METRICS_LISTEN"])
     (status,) = driver["ports"]
     assert status["containerPort"] == status_port_of(env["CORETRAFFIC_STATUS_ADDR"])
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -393,7 +397,9 @@ def test_kubernetes_wires_caddy_its_gate_discovery_and_the_driver() -> None:
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         assert driver[probe]["httpGet"]["path"] == path
     assert caddy["readinessProbe"] and caddy["livenessProbe"] and gate["livenessProbe"]
-    assert {(p["hostPort"], p["containerPort"]) for p in caddy["ports"]} == {(80, 7999), (443, 8000)}
+    assert {(p["hostPort"], p["containerPort"]) for p in caddy["ports"] if "hostPort" in p} == {(80, 7999), (443, 8000)}
+    (metrics,) = [p for p in caddy["ports"] if p["name"] == "caddy-metrics"]
+    assert metrics["containerPort"] == status_port_of(env_of(driver)["CORETRAFFIC_CADDY_METRICS_LISTEN"])
 
 
 def _gate_files(gate_json: dict[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ readiness, metrics, `/status` and the `coretraffic status` command, as an operat
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from coretraffic.observe.listener_handover import METRIC_VALUES, read_tcp_migrate_req
-from coretraffic.testing.pki import DemoCA, demo_route
+from coretraffic.testing.pki import DemoCA, demo_route, route_config
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.coreflow import Peer
 from tests.support.dataplane import https_get
@@ -53,6 +54,8 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
 ) -> None:
     routes = short_tmp / "routes.json"
     good = [demo_route(ca, f"good{i}.example.test", upstream.port) for i in range(2)]
+    in_ten_days = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=10)
+    good[1] = route_config("good1.example.test", ca.issue(["good1.example.test"], not_after=in_ten_days), upstream.port)
     broken = demo_route(ca, "broken.example.test", upstream.port)
     broken["privateKey"] = good[0]["privateKey"]
     routes.write_text(json.dumps([*good, broken]))
@@ -75,6 +78,11 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         assert rejected.startswith(MISMATCH)
         assert document["source"] == {"routes_file": str(routes), "problem": None}
         assert document["discovery"] == []
+        certificates = document["certificates"]
+        assert (certificates["loaded"], certificates["expired"]) == (2, [])  # the rejected host's is not loaded
+        assert [c["host"] for c in certificates["soonest"]] == ["good1.example.test", "good0.example.test"]
+        assert 9.9 < certificates["soonest"][0]["days_left"] <= 10
+        assert certificates["expiring_within_days"] == {"7": 0, "14": 1, "30": 1}
         assert caddy["healthy"] and caddy["spawned"]
         assert caddy["not_managed"] == []
         # This test runs in the machine's network namespace: the driver reports what the kernel says there.
@@ -97,6 +105,10 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         assert metrics[f"coretraffic_caddy_restarts_total{{{label}}}"] == 0
         assert metrics[f'coretraffic_config_info{{config_id="{caddy["config_id"]}",{label}}}'] == 1
         assert "coretraffic_coreflow_connected" not in metrics  # routes-file mode: no Coreflow to speak of
+        expiry = metrics['coretraffic_certificate_not_after_timestamp_seconds{host="good1.example.test"}']
+        assert abs(expiry - in_ten_days.timestamp()) < 2  # whole seconds in the certificate
+        assert metrics["coretraffic_certificate_soonest_not_after_timestamp_seconds"] == expiry
+        assert metrics['coretraffic_certificates_expiring{within_days="14"}'] == 1
         assert metrics["coretraffic_tcp_migrate_req"] == METRIC_VALUES[migrate]
 
         printed = await asyncio.to_thread(status_command, "--status-addr", status.address)
@@ -104,6 +116,8 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         lines = printed.stdout.splitlines()
         assert lines[0] == "coretraffic 0.1.0: ready"
         assert "routes:  3 desired" in lines
+        assert "certificates: 2 loaded; expiring within 7/14/30 days: 0/1/1" in lines
+        assert any(line.startswith("  good1.example.test: 20") and "(in 10 days)" in line for line in lines), lines
         assert any(line.startswith(f"kernel:  net.ipv4.tcp_migrate_req {migrate}") for line in lines), lines
         assert f"caddy {target}: answering; runs the latest set" in lines
         assert "  routes: 2 applied, 1 rejected" in lines

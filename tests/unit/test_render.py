@@ -30,13 +30,14 @@ from coretraffic.caddyjson.layout import (
     route_id,
 )
 from coretraffic.caddyjson.render import RenderSettings, render, serialise, with_admin_listen
+from coretraffic.caddyjson.traffic import TrafficSettings
 from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.errors import BaseConfigError
 from tests.support import golden
 from tests.support.golden import fake_hash
 
 GOLDEN = golden.RENDER_CASES
-CASES = ("plain", "multi", "base", "buckets")
+CASES = ("plain", "multi", "base", "buckets", "traffic")
 # Inside the golden certificates' validity (2020-2120), fixed so no warning depends on the day the tests run.
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
@@ -54,7 +55,10 @@ def case_routes(case: str) -> tuple[Route, ...]:
 
 
 def case_settings(case: str) -> RenderSettings:
-    return RenderSettings(**load(case, "settings.json"))
+    settings = load(case, "settings.json")
+    if "traffic" in settings:
+        settings["traffic"] = TrafficSettings(**settings["traffic"])
+    return RenderSettings(**settings)
 
 
 def case_base(case: str) -> BaseConfig:
@@ -172,7 +176,8 @@ def test_not_found_catch_all_is_last(case: str) -> None:
     routes = servers(render_case(case))[HTTPS_SERVER]["routes"]
     last = routes[-1]
     assert last["@id"] == NOT_FOUND_ID
-    assert "match" not in last
+    # Nothing but the Host port guard of per-host metrics (`traffic`), if any: it catches every host.
+    assert all(set(matchers) == {"vars_regexp"} for matchers in last.get("match", []))
     assert last["handle"][0]["handler"] == "static_response"
     assert last["handle"][0]["status_code"] == 404
     assert all("match" in route for route in routes[:-1])
@@ -547,3 +552,19 @@ def test_an_exact_host_wins_over_a_wildcard_above_it_whatever_the_names_sort_as(
         own = chosen.get("@id") == route_id(route.host)
         in_bucket = any(m.get("@id") == route_id(route.host) for h in chosen["handle"] for m in h.get("mappings", []))
         assert own or in_bucket, (route.host, chosen.get("@id"))
+
+
+def test_per_host_metrics_guard_every_https_route_on_the_hosts_port() -> None:
+    """Each matcher set of every HTTPS route, the catch-all included, also requires no port, 443 or the HTTPS port
+    (caddyjson/traffic.py; measured in tests/caddy/test_traffic_metrics.py); without per-host metrics, no guard."""
+    for settings in (case_settings("traffic"), replace(case_settings("traffic"), https_port=8443)):
+        config = render(case_routes("buckets"), settings, BaseConfig(), fake_hash)
+        routes = servers(config)[HTTPS_SERVER]["routes"]
+        pattern = f"^[^:]+(?::(?:443|{settings.https_port}))?$"
+        for route in routes:
+            assert route["match"] and all(
+                m["vars_regexp"]["{http.request.hostport}"]["pattern"] == pattern for m in route["match"]
+            )
+        assert routes[-1]["match"] == [{"vars_regexp": routes[0]["match"][0]["vars_regexp"]}]  # the catch-all
+    plain = render(case_routes("buckets"), case_settings("buckets"), BaseConfig(), fake_hash)
+    assert "vars_regexp" not in json.dumps(plain)

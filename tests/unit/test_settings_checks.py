@@ -168,3 +168,39 @@ def test_the_driver_renders_the_durations_render_defaults_to() -> None:
     assert {name: getattr(rendered, name) for name in durations} == {
         name: getattr(defaults, name) for name in durations
     }
+
+
+@pytest.mark.parametrize("port_flag", ["--http-port", "--https-port"])
+def test_caddys_metrics_listener_on_a_data_port_is_refused(capsys: pytest.CaptureFixture[str], port_flag: str) -> None:
+    line = one_line_error(capsys, port_flag, "9555", "--caddy-metrics-listen", "0.0.0.0:9555")
+    assert "--caddy-metrics-listen / CORETRAFFIC_CADDY_METRICS_LISTEN" in line and port_flag in line
+
+
+def test_the_status_server_on_caddys_metrics_port_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_line_error(capsys, "--caddy-metrics-listen", "127.0.0.1:9555", "--status-addr", "127.0.0.1:9555")
+    assert "--status-addr / CORETRAFFIC_STATUS_ADDR" in line and "--caddy-metrics-listen" in line
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--traffic-metrics", "per-host"), ("--access-log", "some"), ("--access-log-sample", "0")],
+)
+def test_a_traffic_setting_that_cannot_work_is_refused(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    assert f"{flag} / CORETRAFFIC_{flag[2:].upper().replace('-', '_')}" in one_line_error(capsys, flag, value)
+
+
+def test_traffic_settings_reach_the_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defaults (per-host metrics on loopback, no access log), then each setting from its variable."""
+    defaults = renderer_settings(Settings.model_validate({})).traffic
+    assert (defaults.metrics, defaults.metrics_listen, defaults.access_log) == ("per_host", "127.0.0.1:9181", "off")
+    monkeypatch.setenv("CORETRAFFIC_TRAFFIC_METRICS", "server")
+    monkeypatch.setenv("CORETRAFFIC_CADDY_METRICS_LISTEN", "")
+    monkeypatch.setenv("CORETRAFFIC_ACCESS_LOG", "errors")
+    monkeypatch.setenv("CORETRAFFIC_ACCESS_LOG_SAMPLE", "20")
+    monkeypatch.setenv("CORETRAFFIC_ACCESS_LOG_SKIP_HOSTS", "Health.Example.TEST, ping.example.test")
+    traffic = renderer_settings(Settings.model_validate({})).traffic
+    assert traffic.metrics == "server" and traffic.metrics_listen == "" and traffic.access_log == "errors"
+    assert traffic.access_log_sample == 20
+    assert traffic.access_log_skip_hosts == ("health.example.test", "ping.example.test")

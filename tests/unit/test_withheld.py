@@ -7,6 +7,7 @@ import datetime
 from coretraffic.caddyjson.base import BaseConfig
 from coretraffic.caddyjson.layout import HTTPS_SERVER, JSON, NOT_FOUND_ID, WITHHELD_ID, config_id, route_id
 from coretraffic.caddyjson.render import RenderSettings, render
+from coretraffic.caddyjson.traffic import TrafficSettings
 from coretraffic.caddyjson.withheld import with_withheld
 from coretraffic.core.validate import Route, validate_route_set
 from coretraffic.testing.pki import DemoCA, demo_route
@@ -40,3 +41,15 @@ def test_without_a_wildcard_covering_them_refused_names_change_nothing() -> None
     config = rendered("ec.nc.test", "*.other.test")
     assert with_withheld(config, ["auth.nc.test"]) is config
     assert with_withheld(config, []) is config
+
+
+def test_the_withheld_route_keeps_the_port_guard_of_per_host_metrics() -> None:
+    validation = validate_route_set(
+        [demo_route(CA, host, 8080) for host in ("*.nc.test", "ec.nc.test")], datetime.datetime.now(datetime.UTC)
+    )
+    settings = RenderSettings("1.2.3", traffic=TrafficSettings(metrics="per_host"))
+    config = with_withheld(render(validation.routes, settings, BaseConfig(), fake_hash), ["auth.nc.test"])
+    routes = config["apps"]["http"]["servers"][HTTPS_SERVER]["routes"]
+    (block,) = [r for r in routes if r.get("@id") == WITHHELD_ID]
+    (wildcard,) = [r for r in routes if r.get("@id") == route_id("*.nc.test")]
+    assert block["match"][0]["vars_regexp"] == wildcard["match"][0]["vars_regexp"]
