@@ -78,9 +78,13 @@ def final_stage(path: Path = REPO / "Containerfile") -> Stage:
     found = instructions(path.read_text())
     assert [keyword for keyword, _ in found].count("FROM") >= 2, "a multi-stage build"
     stage = Stage(base="")
+    global_args: dict[str, str] = {}  # ARGs before the first FROM: usable in FROM lines only
     for keyword, args in found:
-        if keyword == "FROM":
-            stage = Stage(base=args.split()[0])
+        if keyword == "ARG" and not stage.base:
+            name, _, default = args.partition("=")
+            global_args[name] = default
+        elif keyword == "FROM":
+            stage = Stage(base=_expand(args.split()[0], global_args))
         elif keyword == "ARG":
             name, _, default = args.partition("=")
             stage.args[name] = default
@@ -458,6 +462,11 @@ def test_swarm_wires_caddy_its_gate_discovery_and_the_driver() -> None:
         assert edge["deploy"]["mode"] == "global"
     assert caddy["deploy"]["placement"] == gate["deploy"]["placement"], "a gate beside every Caddy"
     assert driver["deploy"]["replicas"] == 1
+    # Swarm runs a service's entrypoint (the image's unless set) followed by its command (the image's CMD unless
+    # set): the driver must run exactly the image's `coretraffic run`, not `coretraffic run coretraffic run`.
+    stage = final_stage()
+    argv = [*driver.get("entrypoint", stage.entrypoint), *driver.get("command", stage.cmd)]
+    assert argv == ["coretraffic", "run"]
     assert {(p["published"], p["target"], p["mode"]) for p in caddy["ports"]} == {
         (80, 7999, "host"),
         (443, 8000, "host"),
