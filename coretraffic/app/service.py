@@ -70,7 +70,9 @@ async def run_driver(
         for name in settings.caddy_admin_dns
     ]
     driver = Driver(fleet, [_source(settings, fleet)], discoveries)
-    tcp_migrate_req = read_tcp_migrate_req()
+    # The sysctl acts in the namespace Caddy listens in: this one for a spawned Caddy. A driver that spawns none
+    # (Swarm's gates, Kubernetes) cannot read it where it acts, and its own value would mislead: "unknown".
+    tcp_migrate_req = read_tcp_migrate_req() if settings.spawns_caddy else "unknown"
     warn_when_off(tcp_migrate_req)
     status = StatusServer(driver, stats, tcp_migrate_req)
     try:
@@ -98,7 +100,7 @@ def _target(
 def _source(settings: Settings, fleet: Fleet) -> RouteSource:
     intake = Intake(fleet, checked_pairs_record(settings))
     if settings.routes is None:
-        return CoreflowSource(settings.coreflow_url, intake)
+        return CoreflowSource(settings.coreflow_url, intake, ready=fleet.first_member)
     return RoutesFileSource(settings.routes, intake)
 
 
