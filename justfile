@@ -28,11 +28,11 @@ lint:
 test *ARGS:
     {{venv}}/bin/pytest {{ARGS}}
 
-# The deployment files on real engines alone (root; a Swarm of three dockerd, podman kube play): tests/engines.
-# Installs Debian's docker.io, podman, catatonit and debootstrap when missing; the base image is cached under
-# /var/cache/coretraffic-engines. A few minutes (docs/deploy.md, "Tested on real engines").
+# Debian's docker.io, podman, catatonit and debootstrap are installed when missing; the base image is cached under
+# /var/cache/coretraffic-engines. About 6.5 min (docs/deploy.md, "Tested on real engines").
+# The deployment files alone on real engines (as root): a Swarm of three dockerd, podman kube play.
 test-engines *ARGS:
-    for p in docker.io:/usr/sbin/dockerd podman:/usr/bin/podman catatonit:/usr/bin/catatonit debootstrap:/usr/sbin/debootstrap; do \
+    for p in docker.io:/usr/bin/docker docker.io:/usr/sbin/dockerd podman:/usr/bin/podman catatonit:/usr/bin/catatonit debootstrap:/usr/sbin/debootstrap; do \
         [ -x "${p#*:}" ] || apt-get install -y "${p%%:*}"; done
     [ -d tests/peer/node_modules ] || npm ci --prefix tests/peer --no-audit --no-fund
     {{venv}}/bin/pytest -p no:cacheprovider -s tests/engines {{ARGS}}

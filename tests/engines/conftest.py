@@ -1,5 +1,5 @@
 """The engine suite's shared ground: the engines must be there (installed by .ci/run from Debian), the images
-built once a session (tests/engines/images.py), one run at a time on a machine (a lock: the suite's namespaces
+built once a session (tests/support/engines/images.py), one run at a time on a machine (a lock: the suite's namespaces
 and addresses are fixed names)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engines import images
+from tests.support.engines import images
 
 # What the suite runs, from Debian packages: docker.io (dockerd, containerd, runc, Debian's client), podman with
 # catatonit (its pods' infra), debootstrap (the base), util-linux and iproute2 (the nodes' namespaces).

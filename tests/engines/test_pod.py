@@ -21,12 +21,12 @@ import pytest
 import pytest_asyncio
 
 from coretraffic.testing.pki import DemoCA
-from tests.engines import images
-from tests.engines.deployment import route_set
-from tests.engines.images import BASE_IMAGE, PEER_IMAGE, REPO, run
-from tests.engines.probe import Host, client, serves_all
-from tests.engines.swarm import PREFIX
 from tests.support.coreflow import Peer
+from tests.support.engines import images
+from tests.support.engines.deployment import route_set
+from tests.support.engines.images import BASE_IMAGE, PEER_IMAGE, REPO, run
+from tests.support.engines.probe import Host, client, serves_all
+from tests.support.engines.swarm import PREFIX
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from coretraffic.testing.admin_gate import MutualTLSFiles, write_mutual_tls
 from coretraffic.testing.pki import DemoCA, IssuedCertificate
-from tests.engines import images
-from tests.engines.images import BASE_IMAGE, PEER_IMAGE, REPO
-from tests.engines.probe import PASSWORD, USER, Host
-from tests.engines.swarm import Node, Swarm
 from tests.support.coreflow import Peer
+from tests.support.engines import images
+from tests.support.engines.images import BASE_IMAGE, PEER_IMAGE, REPO
+from tests.support.engines.probe import PASSWORD, USER, Host
+from tests.support.engines.swarm import Node, Swarm
 
 STACK_FILE = REPO / "deploy" / "swarm" / "stack.yml"
 STACK = "coretraffic"

@@ -83,8 +83,7 @@ class Tally:
         else:
             self.failed += 1
             self.failed_at.append(now)
-            if len(self.failures) < 5:
-                self.failures.append(why)
+            self.failures.append(why)
 
 
 class ProbeLoop:

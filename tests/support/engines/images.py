@@ -31,7 +31,7 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BASE_IMAGE = "localhost/coretraffic-engines-base:bookworm"
 PROJECT_IMAGE = "localhost/coretraffic:latest"  # as deploy/ names it
 PEER_IMAGE = "localhost/coretraffic-engines-coreflow:latest"
-HERE = Path(__file__).parent
+ENGINE_TESTS = paths.TESTS / "engines"  # where the stand-in's Containerfile lives
 REPO = paths.REPO
 
 
@@ -138,7 +138,7 @@ def build_images() -> None:
         "-t",
         PEER_IMAGE,
         "-f",
-        str(HERE / "coreflow.Containerfile"),
+        str(ENGINE_TESTS / "coreflow.Containerfile"),
         str(paths.PEER),
         timeout=900,
     )

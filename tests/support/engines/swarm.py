@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.engines.images import run
+from tests.support.engines.images import run
 
 PREFIX = "ctengine"
 SWITCH = f"{PREFIX}-sw"
