@@ -109,7 +109,7 @@ class Peer:
         """The peer's connections; with until_tagged, first wait (bounded) for the tag to (dis)appear."""
         if until_tagged is None:
             return await self.command("status")
-        return await self.command("status", untilTagged=until_tagged, waitMs=int(wait_s * 1000))
+        return await self.command("status", timeout=wait_s + 10, untilTagged=until_tagged, waitMs=int(wait_s * 1000))
 
     async def wait_pongs(self, count: int, wait_s: float = 5) -> int:
         pongs: int = (await self.command("waitPongs", count=count, waitMs=int(wait_s * 1000)))["pongs"]
