@@ -47,8 +47,12 @@ def load_images(swarm: Swarm, directory: Path) -> None:
     every = images.save_archive(directory / "project.tar", images.PROJECT_IMAGE)
     manager_only = images.save_archive(directory / "manager.tar", PEER_IMAGE, BASE_IMAGE)
     loads = [(node, every) for node in swarm.nodes] + [(swarm.manager, manager_only)]
-    with concurrent.futures.ThreadPoolExecutor(len(loads)) as pool:
-        list(pool.map(lambda load: load[0].docker("load", "--quiet", "--input", str(load[1]), timeout=300), loads))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(loads)) as pool:
+            list(pool.map(lambda load: load[0].docker("load", "--quiet", "--input", str(load[1]), timeout=300), loads))
+    finally:
+        every.unlink(missing_ok=True)
+        manager_only.unlink(missing_ok=True)
 
 
 def operator_setup(swarm: Swarm, material: Path) -> MutualTLSFiles:

@@ -142,6 +142,14 @@ def build_images() -> None:
         str(paths.PEER),
         timeout=900,
     )
+    _prune()
+
+
+def _prune() -> None:
+    """Images left without a name by rebuilds a day ago or more: each change of the tree leaves some, and the cache
+    would grow for ever. Younger ones stay: they are the build cache of the next run (the build stage's pip
+    install among them)."""
+    podman("image", "prune", "--force", "--filter", "until=24h", timeout=300)
 
 
 def save_archive(path: Path, *names: str) -> Path:
