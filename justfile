@@ -28,6 +28,15 @@ lint:
 test *ARGS:
     {{venv}}/bin/pytest {{ARGS}}
 
+# Debian's docker.io, podman, catatonit and debootstrap are installed when missing; the base image is cached under
+# /var/cache/coretraffic-engines. About 5.5 min, 8 the first time (docs/deploy.md, "Tested on real engines").
+# The deployment files alone on real engines (as root): a Swarm of three dockerd, podman kube play.
+test-engines *ARGS:
+    for p in docker.io:/usr/bin/docker docker.io:/usr/sbin/dockerd podman:/usr/bin/podman catatonit:/usr/bin/catatonit debootstrap:/usr/sbin/debootstrap; do \
+        [ -x "${p#*:}" ] || apt-get install -y "${p%%:*}"; done
+    [ -d tests/peer/node_modules ] || npm ci --prefix tests/peer --no-audit --no-fund
+    {{venv}}/bin/pytest -p no:cacheprovider -s tests/engines {{ARGS}}
+
 # Exactly what CI runs, from scratch.
 ci:
     bash .ci/run

@@ -82,8 +82,10 @@ async def run_driver(
         ServingPolicy(datetime.timedelta(seconds=settings.removal_confirm_after), served.load()),
         served,
     )
-    driver = Driver(fleet, [_source(settings, intake)], discoveries, intake)
-    tcp_migrate_req = read_tcp_migrate_req()
+    driver = Driver(fleet, [_source(settings, fleet, intake)], discoveries, intake)
+    # The sysctl acts in the namespace Caddy listens in: this one for a spawned Caddy. A driver that spawns none
+    # (Swarm's gates, Kubernetes) cannot read it where it acts, and its own value would mislead: "unknown".
+    tcp_migrate_req = read_tcp_migrate_req() if settings.spawns_caddy else "unknown"
     warn_when_off(tcp_migrate_req)
     failures = UpstreamFailures(settings.upstream_fail_duration)
     status = StatusServer(driver, stats, tcp_migrate_req, failures)
@@ -110,9 +112,9 @@ def _target(
     return CaddyTarget(admin, renderer, process, on_result=functools.partial(stats.observe, admin.address.name))
 
 
-def _source(settings: Settings, intake: Intake) -> RouteSource:
+def _source(settings: Settings, fleet: Fleet, intake: Intake) -> RouteSource:
     if settings.routes is None:
-        return CoreflowSource(settings.coreflow_url, intake)
+        return CoreflowSource(settings.coreflow_url, intake, ready=fleet.first_member)
     return RoutesFileSource(settings.routes, intake)
 
 

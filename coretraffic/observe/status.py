@@ -218,7 +218,7 @@ class StatusServer:
             "discovery": [discovery.description() for discovery in self._view.discoveries],
             "source": _the_one(self._view.sources).description(),
             "serving": self._view.serving.description(),
-            "kernel": {"tcp_migrate_req": self._tcp_migrate_req},  # the driver's own network namespace
+            "kernel": {"tcp_migrate_req": self._tcp_migrate_req},  # the spawned Caddy's (the driver's) namespace
         }
 
     def _caddy_document(
@@ -236,6 +236,8 @@ class StatusServer:
             "not_running_it_because": state.problem,
             "behind_s": None if state.behind_s is None else round(state.behind_s, 1),
             "spawned": target.restarts is not None,
+            # Known only in the namespace the driver shares with a Caddy it spawns; Caddy's API does not say.
+            "tcp_migrate_req": self._tcp_migrate_req if target.restarts is not None else "unknown",
             "restarts": target.restarts,
             "loads": target.loads,
             "load_retries": target.retries,

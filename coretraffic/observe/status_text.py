@@ -72,7 +72,11 @@ def _status_lines(doc: dict[str, Any]) -> Iterator[str]:
         )
         yield from (f"  not driven: {line}" for line in discovery["not_driven"])
     migrate = doc["kernel"]["tcp_migrate_req"]
-    effect = "" if migrate == "on" else " (a reload resets the connections queued on the old listener)"
+    effect = {
+        "on": "",
+        "off": " (a reload resets the connections queued on the old listener)",
+        "unknown": " (not readable here: it acts in each Caddy's namespace; set it there)",
+    }.get(migrate, "")
     yield f"kernel:  net.ipv4.tcp_migrate_req {migrate}{effect}"
     yield f"routes:  {doc['routes']['desired']} desired"
     yield from _serving_lines(doc["serving"])

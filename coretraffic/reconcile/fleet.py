@@ -36,6 +36,9 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._latest: Validation | None = None
+        self._has_member = asyncio.Event()  # set for good once any Caddy is a member
+        if self._members:
+            self._has_member.set()
         self.sets = 0  # sets handed over so far; the latest one is number `sets`
 
     @property
@@ -49,6 +52,11 @@ class Fleet:
         self._latest = validation
         self.sets += 1
         return {name: target.submit(validation, self.sets) for name, target in self._members.items()}
+
+    async def first_member(self) -> None:
+        """Returns once the fleet has had a member: what a source may wait for before inviting route sets, so that
+        a fresh deploy, whose gates are found some seconds after the driver starts, is not told it has no Caddy."""
+        await self._has_member.wait()
 
     def unavailable_because(self, name: str) -> str:
         target = self._members.get(name)
@@ -98,6 +106,7 @@ class Fleet:
     def _join(self, target: CaddyTarget) -> None:
         log.info("caddy %s joined the fleet", target.name)
         self._members[target.name] = target
+        self._has_member.set()
         if self._group is not None:
             self._tasks[target.name] = self._group.create_task(target.run())
         if self._latest is not None:

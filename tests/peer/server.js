@@ -1,8 +1,8 @@
 // Test peer for coretraffic's Coreflow connector: a real TypedSocket server (the Coreflow side of the
 // wire), built from the npm packages Coreflow uses, driven by the Python tests over stdin/stdout.
 //
-// Usage: node server.js [--port N] [--ping-interval-ms N] [--ping-timeout-ms N]
-//   Listens on 127.0.0.1:N (0 = a free port). stdout carries only newline-delimited JSON:
+// Usage: node server.js [--host ADDRESS] [--port N] [--ping-interval-ms N] [--ping-timeout-ms N]
+//   Listens on ADDRESS (default 127.0.0.1; 0.0.0.0 in a container, as Coreflow's stand-in) port N (0 = free). stdout carries only newline-delimited JSON:
 //   first {"event":"listening","port":N}, then one {"id":…,"result":{…}} (or {"id":…,"error":"…"}) per
 //   command read from stdin as {"id":…,"cmd":…}. Commands:
 //     call    {method, request, waitMs, timeoutMs}: fire a typed request at the connection tagged
@@ -34,6 +34,7 @@ console.debug = console.error;
 
 const { values: options } = parseArgs({
   options: {
+    host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '0' },
     'ping-interval-ms': { type: 'string' },
     'ping-timeout-ms': { type: 'string' },
@@ -47,7 +48,7 @@ const reply = (message) => process.stdout.write(`${JSON.stringify(message)}\n`);
 const httpServer = http.createServer();
 await new Promise((resolve, reject) => {
   httpServer.once('error', reject);
-  httpServer.listen(Number(options.port), '127.0.0.1', resolve);
+  httpServer.listen(Number(options.port), options.host, resolve);
 });
 const typedsocket = await TypedSocket.createServer(new TypedRouter(), {
   startedPromise: Promise.resolve(),

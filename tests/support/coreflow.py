@@ -50,12 +50,14 @@ class Peer:
             pytest.fail("node is not on PATH; the Coreflow interop tests need Node.js >= 18")
         if not (PEER_DIR / "node_modules" / "@apiglobal" / "typedsocket").is_dir():
             pytest.fail("the test peer's packages are missing: run `npm ci --prefix tests/peer`")
+        return await cls.spawn([node, str(PEER_DIR / "server.js"), "--port", str(port), *options])
+
+    @classmethod
+    async def spawn(cls, argv: list[str]) -> Peer:
+        """The peer run by `argv`, which ends in server.js's own: `node server.js ...` here, or a container
+        engine's `run -i ... node server.js ...` (tests/engines), whose stdin and stdout are the peer's."""
         process = await asyncio.create_subprocess_exec(
-            node,
-            str(PEER_DIR / "server.js"),
-            "--port",
-            str(port),
-            *options,
+            *argv,
             cwd=PEER_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -107,7 +109,7 @@ class Peer:
         """The peer's connections; with until_tagged, first wait (bounded) for the tag to (dis)appear."""
         if until_tagged is None:
             return await self.command("status")
-        return await self.command("status", untilTagged=until_tagged, waitMs=int(wait_s * 1000))
+        return await self.command("status", timeout=wait_s + 10, untilTagged=until_tagged, waitMs=int(wait_s * 1000))
 
     async def wait_pongs(self, count: int, wait_s: float = 5) -> int:
         pongs: int = (await self.command("waitPongs", count=count, waitMs=int(wait_s * 1000)))["pongs"]

@@ -78,9 +78,13 @@ def final_stage(path: Path = REPO / "Containerfile") -> Stage:
     found = instructions(path.read_text())
     assert [keyword for keyword, _ in found].count("FROM") >= 2, "a multi-stage build"
     stage = Stage(base="")
+    global_args: dict[str, str] = {}  # ARGs before the first FROM: usable in FROM lines only
     for keyword, args in found:
-        if keyword == "FROM":
-            stage = Stage(base=args.split()[0])
+        if keyword == "ARG" and not stage.base:
+            name, _, default = args.partition("=")
+            global_args[name] = default
+        elif keyword == "FROM":
+            stage = Stage(base=_expand(args.split()[0], global_args))
         elif keyword == "ARG":
             name, _, default = args.partition("=")
             stage.args[name] = default
@@ -238,13 +242,13 @@ def test_pod_wires_caddy_driver_ports_and_probes() -> None:
     published = {(p["hostPort"], p["containerPort"]) for p in caddy["ports"] if "hostPort" in p}
     assert published == {(80, defaults["http_port"].default), (443, defaults["https_port"].default)}
     env = {e["name"]: e["value"] for e in driver["env"]}
-    # Caddy's metrics: on the pod's address (not published on the node), where the driver renders them.
-    (metrics,) = [p for p in caddy["ports"] if p["name"] == "caddy-metrics"]
-    assert metrics["containerPort"] == status_port_of(env["CORETRAFFIC_CADDY_METRICS_LISTEN"])
-    (status,) = driver["ports"]
-    assert status["containerPort"] == status_port_of(env["CORETRAFFIC_STATUS_ADDR"])
+    # Neither Caddy's metrics nor the status server are declared ports: podman kube play would publish them on the
+    # host (tests/engines/test_pod.py). Caddy's metrics listen on the pod's address, where the driver renders them.
+    assert [p["name"] for p in caddy["ports"]] == ["http", "https"]
+    assert status_port_of(env["CORETRAFFIC_CADDY_METRICS_LISTEN"]) == 9181
+    assert "ports" not in driver
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        assert driver[probe]["httpGet"] == {"path": path, "port": status["name"]}
+        assert driver[probe]["httpGet"] == {"path": path, "port": status_port_of(env["CORETRAFFIC_STATUS_ADDR"])}
     assert str(pod()["spec"]["securityContext"]["runAsUser"]) == final_stage().user.split(":")[0]
 
 
@@ -464,6 +468,11 @@ def test_swarm_wires_caddy_its_gate_discovery_and_the_driver() -> None:
         assert edge["deploy"]["mode"] == "global"
     assert caddy["deploy"]["placement"] == gate["deploy"]["placement"], "a gate beside every Caddy"
     assert driver["deploy"]["replicas"] == 1
+    # Swarm runs a service's entrypoint (the image's unless set) followed by its command (the image's CMD unless
+    # set): the driver must run exactly the image's `coretraffic run`, not `coretraffic run coretraffic run`.
+    stage = final_stage()
+    argv = [*driver.get("entrypoint", stage.entrypoint), *driver.get("command", stage.cmd)]
+    assert argv == ["coretraffic", "run"]
     assert {(p["published"], p["target"], p["mode"]) for p in caddy["ports"]} == {
         (80, 7999, "host"),
         (443, 8000, "host"),

@@ -88,6 +88,7 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         # This test runs in the machine's network namespace: the driver reports what the kernel says there.
         migrate = read_tcp_migrate_req()
         assert document["kernel"] == {"tcp_migrate_req": migrate}
+        assert caddy["tcp_migrate_req"] == migrate  # the spawned Caddy listens in this namespace
         warned = "net.ipv4.tcp_migrate_req is 0"
         assert driver.output.count(warned) == (1 if migrate == "off" else 0), driver.output
 
@@ -290,6 +291,12 @@ async def test_unreachable_caddy_is_unhealthy_and_not_ready(
         assert printed.returncode == 1
         assert printed.stdout.startswith("coretraffic 0.1.0: NOT READY: no route set applied yet: ")
         assert "NOT ANSWERING" in printed.stdout and "external" in printed.stdout
+        # A Caddy the driver does not spawn listens in a namespace the driver cannot read: unknown, never warned.
+        document = await status.document()
+        assert document["kernel"] == {"tcp_migrate_req": "unknown"}
+        assert [c["tcp_migrate_req"] for c in document["caddies"]] == ["unknown"]
+        assert "net.ipv4.tcp_migrate_req unknown (not readable here" in printed.stdout
+        assert "tcp_migrate_req is 0" not in driver.output
 
         # Only small GET/HEAD requests are served; anything else is answered or dropped, never crashes it.
         assert await status.code("/nothing") == 404
