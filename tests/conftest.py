@@ -36,6 +36,16 @@ def _no_caddy_metrics_listener_unless_asked() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_home_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Drivers and commands started without `--state-dir` keep their state (checked certificates, the served
+    hosts the removal guard starts from) under `$XDG_STATE_HOME`: a directory of this session, so that no run of
+    the suite finds what another run, or the machine's own driver, left in `~/.local/state`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCA]:
     """The demo CA most tests issue from. The machine trusts it, as a cluster's machines trust their private CA:
