@@ -2,8 +2,10 @@
 
 Every reload binds new listening sockets (SO_REUSEPORT) and closes the old ones; without the sysctl, connections
 still in the old socket's accept queue or mid-handshake are reset (docs/caddy.md, "Reloads and connections").
-It is one value per network namespace, the pod's, which Caddy shares with the driver: read once at start, shown
-in `/status`, `coretraffic status` and `/metrics`, and warned about once when it is off.
+It is one value per network namespace: the driver reads its own, once at start, only when it spawns its Caddy
+(which then listens in that namespace), shows it in `/status`, `coretraffic status` and `/metrics`, and warns once
+when it is off. A driver that spawns no Caddy (Swarm's gates, Kubernetes) cannot read the Caddies' namespaces and
+reports "unknown" (`app.service`).
 """
 
 from __future__ import annotations
