@@ -24,7 +24,7 @@ from coretraffic.testing.pki import DemoCA
 from tests.support.coreflow import Peer
 from tests.support.engines import images
 from tests.support.engines.deployment import route_set
-from tests.support.engines.images import BASE_IMAGE, PEER_IMAGE, REPO, run
+from tests.support.engines.images import REPO, run
 from tests.support.engines.probe import Host, client, serves_all
 from tests.support.engines.swarm import PREFIX
 
@@ -107,41 +107,10 @@ def namespace(built_images: None) -> Iterator[None]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def coreflow(namespace: None) -> AsyncIterator[Peer]:
     run(
-        podman_here(
-            "run",
-            "--detach",
-            "--name",
-            "upstream",
-            "--network",
-            NETWORK,
-            "--ip",
-            UPSTREAM_IP,
-            BASE_IMAGE,
-            "python3",
-            "-m",
-            "http.server",
-            str(UPSTREAM_PORT),
-            "--directory",
-            "/etc",
-        ),
+        podman_here("run", *images.upstream_container(NETWORK, UPSTREAM_IP, UPSTREAM_PORT)),
         timeout=120,
     )
-    peer = await Peer.spawn(
-        podman_here(
-            "run",
-            "--interactive",
-            "--rm",
-            "--name",
-            "coreflow",
-            "--network",
-            NETWORK,
-            PEER_IMAGE,
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "3000",
-        )
-    )
+    peer = await Peer.spawn(podman_here("run", *images.coreflow_container(NETWORK)))
     try:
         yield peer
     finally:

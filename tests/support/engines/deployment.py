@@ -92,42 +92,11 @@ def deploy_stack(manager: Node) -> None:
 
 
 def start_upstream(manager: Node) -> None:
-    manager.docker(
-        "run",
-        "--detach",
-        "--name",
-        "upstream",
-        "--network",
-        "coreflow",
-        "--ip",
-        UPSTREAM_IP,
-        BASE_IMAGE,
-        "python3",
-        "-m",
-        "http.server",
-        str(UPSTREAM_PORT),
-        "--directory",
-        "/etc",
-    )
+    manager.docker("run", *images.upstream_container("coreflow", UPSTREAM_IP, UPSTREAM_PORT))
 
 
 async def start_coreflow(manager: Node) -> Peer:
-    return await Peer.spawn(
-        manager.docker_argv(
-            "run",
-            "--interactive",
-            "--rm",
-            "--name",
-            "coreflow",
-            "--network",
-            "coreflow",
-            PEER_IMAGE,
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "3000",
-        )
-    )
+    return await Peer.spawn(manager.docker_argv("run", *images.coreflow_container("coreflow")))
 
 
 def route_set(ca: DemoCA, hosts: list[Host], issued_before: dict[str, IssuedCertificate]) -> dict[str, Any]:

@@ -112,37 +112,33 @@ def build_images() -> None:
         timeout=60,
     ).stdout.strip()
     # The Containerfile as shipped; only its base is given.
-    podman(
-        "build",
-        "--pull=never",
-        "--network=host",
-        "--format=docker",
-        "--build-arg",
-        f"BASE={BASE_IMAGE}",
-        "--build-arg",
-        f"VERSION={version}",
-        "-t",
-        PROJECT_IMAGE,
-        "-f",
-        str(REPO / "Containerfile"),
-        str(REPO),
-        timeout=900,
-    )
-    podman(
-        "build",
-        "--pull=never",
-        "--network=host",
-        "--format=docker",
-        "--build-arg",
-        f"BASE={BASE_IMAGE}",
-        "-t",
-        PEER_IMAGE,
-        "-f",
-        str(ENGINE_TESTS / "coreflow.Containerfile"),
-        str(paths.PEER),
-        timeout=900,
-    )
+    _build(PROJECT_IMAGE, REPO / "Containerfile", REPO, "--build-arg", f"VERSION={version}")
+    _build(PEER_IMAGE, ENGINE_TESTS / "coreflow.Containerfile", paths.PEER)
     _prune()
+
+
+def _build(image: str, containerfile: Path, context: Path, *more: str) -> None:
+    """`image` from `containerfile` on the offline base, in podman's storage."""
+    podman(
+        "build", "--pull=never", "--network=host", "--format=docker", "--build-arg", f"BASE={BASE_IMAGE}", *more,
+        "-t", image, "-f", str(containerfile), str(context), timeout=900,
+    )  # fmt: skip
+
+
+def upstream_container(network: str, address: str, port: int) -> list[str]:
+    """`run` arguments for an upstream on `network` at `address`: Python's http.server on the base image."""
+    return [
+        "--detach", "--name", "upstream", "--network", network, "--ip", address,
+        BASE_IMAGE, "python3", "-m", "http.server", str(port), "--directory", "/etc",
+    ]  # fmt: skip
+
+
+def coreflow_container(network: str) -> list[str]:
+    """`run` arguments for Coreflow's stand-in on `network`, named `coreflow`, driven over its stdin and stdout."""
+    return [
+        "--interactive", "--rm", "--name", "coreflow", "--network", network,
+        PEER_IMAGE, "--host", "0.0.0.0", "--port", "3000",
+    ]  # fmt: skip
 
 
 def _prune() -> None:
