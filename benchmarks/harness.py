@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import json
 import re
@@ -43,9 +44,18 @@ ISSUED_ON_DISK_FROM = 1000
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    (port,) = free_ports(1)
+    return port
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback ports nothing listens on now: bound all at once, since a port released by one
+    bind can be the next bind's (CI once got the same port twice for the upstream's three listeners)."""
+    with contextlib.ExitStack() as sockets:
+        bound = [sockets.enter_context(socket.socket()) for _ in range(count)]
+        for sock in bound:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in bound]
 
 
 def hosts(count: int, prefix: str = "h") -> list[str]:
@@ -203,7 +213,7 @@ async def start_upstream(state_dir: Path, listeners: int = 3) -> tuple[CaddyProc
     do not)."""
     upstream = CaddyProcess(state_dir)
     await upstream.start()
-    ports = [free_port() for _ in range(listeners)]
+    ports = free_ports(listeners)
     server = {
         "listen": [f"127.0.0.1:{port}" for port in ports],
         "automatic_https": {"disable": True},
