@@ -10,11 +10,11 @@ install:
 
 # Run on demo routes (self-signed certificates, a demo upstream); prints curl lines that show it working.
 demo:
-    {{venv}}/bin/coretraffic demo --base-config caddy/Caddyfile.base
+    {{venv}}/bin/coretraffic demo
 
 # Run against Coreflow (CORETRAFFIC_COREFLOW_URL, default http://coreflow:3000).
 run *ARGS:
-    {{venv}}/bin/coretraffic run --base-config caddy/Caddyfile.base {{ARGS}}
+    {{venv}}/bin/coretraffic run --base-config coretraffic/caddy/Caddyfile.base {{ARGS}}
 
 # Lint, format check, types, the import layering (pyproject's [tool.importlinter]) and the Containerfile.
 lint:

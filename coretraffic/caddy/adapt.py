@@ -1,4 +1,4 @@
-"""The operator's base config (`caddy/Caddyfile.base`): adapted to JSON by the bundled Caddy, once at start.
+"""The operator's base config: adapted to JSON by the bundled Caddy, once at start.
 
 Edge of the loop (it runs `caddy adapt`); the pure splitting and clash checks are `caddyjson.base`.
 A `.json` file is taken as Caddy JSON as it is.
@@ -12,6 +12,10 @@ from pathlib import Path
 
 from coretraffic.caddyjson.base import BASE_SENTINEL_HOST, BaseConfig, base_from_adapted
 from coretraffic.errors import BaseConfigError
+
+# The recommended global options (grace period, JSON logs, server timeouts), shipped in the package so that it
+# is found from any directory: the demo's default, and the container image's.
+SHIPPED_BASE_CONFIG = Path(__file__).with_name("Caddyfile.base")
 
 
 def load_base_config(path: Path | None, caddy_binary: Path, http_port: int, https_port: int) -> BaseConfig:

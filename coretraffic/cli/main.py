@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from coretraffic import __version__
 from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, as_loaded, checked_pairs_record, make_renderer
+from coretraffic.caddy.adapt import SHIPPED_BASE_CONFIG
 from coretraffic.caddyjson.redact import redact
 from coretraffic.cli.diff import run_diff
 from coretraffic.cli.routes import required_routes
@@ -75,9 +76,14 @@ _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
 
 
 def _command_defaults(command: str) -> dict[str, Any]:
-    """Defaults that differ from `run`'s. The demo has demo credentials: loopback only, and a state dir of its own."""
+    """Defaults that differ from `run`'s. The demo has demo credentials: loopback only, and a state dir of its own;
+    it runs on the shipped base config, as the container image does."""
     if command == "demo":
-        return {"state_dir": default_state_dir("coretraffic-demo"), "listen_host": "127.0.0.1"}
+        return {
+            "state_dir": default_state_dir("coretraffic-demo"),
+            "listen_host": "127.0.0.1",
+            "base_config": SHIPPED_BASE_CONFIG,
+        }
     return {}
 
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from coretraffic.caddy.adapt import load_base_config
+from coretraffic.caddy.adapt import SHIPPED_BASE_CONFIG, load_base_config
 from coretraffic.caddy.process import find_caddy_binary
 from coretraffic.caddyjson.base import BASE_SENTINEL_HOST
 from coretraffic.errors import BaseConfigError
-from tests.support.paths import REPO
 
-REPOSITORY_BASE = REPO / "caddy" / "Caddyfile.base"
+REPOSITORY_BASE = SHIPPED_BASE_CONFIG
 
 
 def adapt_error(path: Path) -> str:

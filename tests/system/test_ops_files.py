@@ -156,6 +156,22 @@ def routes_json(short_tmp: Path, ca: DemoCA, upstream: DemoUpstream) -> Path:
 # -- Containerfile -------------------------------------------------------------------------------------------
 
 
+def test_the_build_context_is_what_the_containerfile_copies() -> None:
+    # .dockerignore excludes everything, then lets in each path the Containerfile copies: a venv, node_modules
+    # or git history never goes to the engine (the engine suite builds the image from this context for real).
+    lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "*"
+    let_in = {line.removeprefix("!").rstrip("/") for line in lines if line.startswith("!")}
+    copied = {
+        source.rstrip("/")
+        for keyword, args in instructions((REPO / "Containerfile").read_text())
+        if keyword == "COPY" and not args.startswith("--from")
+        for source in args.split()[:-1]
+    }
+    assert {path.split("/")[0] for path in copied} <= let_in, "a copied path is left out of the build context"
+    assert let_in <= {path.split("/")[0] for path in copied}, "a path no COPY needs is sent to the engine"
+
+
 def test_containerfile_declares_what_an_operator_relies_on() -> None:
     stage = final_stage()
     assert stage.base == "python:3.11-slim"
@@ -166,7 +182,7 @@ def test_containerfile_declares_what_an_operator_relies_on() -> None:
     assert caddy_metrics.startswith("0.0.0.0:"), "Caddy's metrics reachable from outside the container"
     assert set(stage.exposed) == {7999, 8000, status_port, status_port_of(caddy_metrics)}
     assert any(arg.endswith(f":{status_port}/healthz', timeout=4)") for arg in stage.healthcheck)
-    assert stage.copies[stage.env["CORETRAFFIC_BASE_CONFIG"]] == "caddy/Caddyfile.base"
+    assert stage.copies[stage.env["CORETRAFFIC_BASE_CONFIG"]] == "coretraffic/caddy/Caddyfile.base"
     assert any(Path(stage.env["CORETRAFFIC_STATE_DIR"]).is_relative_to(volume) for volume in stage.volumes)
     assert stage.args["VERSION"] == __version__
     assert all(stage.labels.get(f"org.opencontainers.image.{name}") for name in OCI_LABELS)
