@@ -82,6 +82,6 @@ async def run_demo(settings: Settings) -> None:
         )
 
     try:
-        await run_driver(settings.model_copy(update={"routes": routes_file}), on_started=announce)
+        await run_driver(settings.model_copy(update={"routes": routes_file}), on_started=announce, advise_sysctl=False)
     finally:
         upstream.stop()

@@ -52,9 +52,13 @@ class Driver:
 
 
 async def run_driver(
-    settings: Settings, on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None = None
+    settings: Settings,
+    on_started: Callable[[Driver], Coroutine[Any, Any, None]] | None = None,
+    *,
+    advise_sysctl: bool = True,
 ) -> None:
-    """Run until cancelled or signalled."""
+    """Run until cancelled or signalled. `advise_sysctl`: warn when `tcp_migrate_req` is off (not in the demo, a
+    loopback trial whose reloads drop nothing anyone waits for; `/status` shows the value all the same)."""
     renderer = RenderOnce(make_renderer(settings))  # before Caddy starts: a bad base config fails fast
     stats = ApplyStats()
     # The mutual-TLS material is read here, at start, once for every Caddy (discovered ones too).
@@ -86,7 +90,8 @@ async def run_driver(
     # The sysctl acts in the namespace Caddy listens in: this one for a spawned Caddy. A driver that spawns none
     # (Swarm's gates, Kubernetes) cannot read it where it acts, and its own value would mislead: "unknown".
     tcp_migrate_req = read_tcp_migrate_req() if settings.spawns_caddy else "unknown"
-    warn_when_off(tcp_migrate_req)
+    if advise_sysctl:
+        warn_when_off(tcp_migrate_req)
     failures = UpstreamFailures(settings.upstream_fail_duration)
     status = StatusServer(driver, stats, tcp_migrate_req, failures)
     try:

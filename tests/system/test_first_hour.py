@@ -80,9 +80,11 @@ async def test_the_demo_binds_loopback_in_its_own_state_dir_and_a_second_demo_ex
         "CORETRAFFIC_HTTPS_PORT": str(ports.https),
         "CORETRAFFIC_STATUS_ADDR": "",
     }
-    demo = Driver(["demo"], env=env)
+    # From a directory that is not the repository: the demo finds its base config in the package.
+    demo = Driver(["demo"], env=env, cwd=str(short_tmp))
     try:
         await wait_until(lambda: demo.said("coretraffic demo is serving"), 30, "the demo to start")
+        assert "tcp_migrate_req" not in demo.output  # no kernel advice for a loopback trial
         state_dir = short_tmp / "xdg" / "coretraffic-demo"
         assert (state_dir / "demo-routes.json").is_file()
         assert not (short_tmp / "xdg" / "coretraffic").exists()  # run's state dir stays untouched
@@ -90,6 +92,7 @@ async def test_the_demo_binds_loopback_in_its_own_state_dir_and_a_second_demo_ex
         admin = httpx.Client(transport=httpx.HTTPTransport(uds=str(state_dir / "admin.sock")), base_url="http://caddy")
         with admin:
             servers = admin.get("/config/apps/http/servers").json()
+            assert admin.get("/config/apps/http/grace_period").json() == 10_000_000_000  # the shipped base config
         assert sorted(address for server in servers.values() for address in server["listen"]) == sorted(
             [f"127.0.0.1:{ports.http}", f"127.0.0.1:{ports.https}"]
         )
