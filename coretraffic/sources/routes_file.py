@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +35,24 @@ def read_routes_document(path: Path) -> Any:
     try:
         raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
-        raise RoutesFileError(f"cannot read routes file {path}: {exc.strerror or exc}") from None
+        raise RoutesFileError(cannot_read(path, exc)) from None
     return parse_routes_document(raw, path)
+
+
+def cannot_read(path: Path, exc: OSError) -> str:
+    """Why `path` cannot be read; when permission is denied, who reads it and who owns it: a container runs as a
+    uid of its own (10001 in the image) that a `chmod 600` file of the host's does not admit."""
+    text = f"cannot read routes file {path}: {exc.strerror or exc}"
+    if not isinstance(exc, PermissionError):
+        return text
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{text} (this process runs as uid {os.getuid()}: a directory above the file does not let it in)"
+    return (
+        f"{text} (this process runs as uid {os.getuid()}; the file is uid {stat.st_uid}'s, mode "
+        f"{stat.st_mode & 0o777:o}: make it readable by uid {os.getuid()})"
+    )
 
 
 def parse_routes_document(raw: bytes, path: Path) -> Any:
@@ -72,7 +89,7 @@ async def watch_routes_file(
             raw = path.read_bytes() if current != last_stat else None
         except OSError as exc:
             if not failing:  # once per outage, not every second
-                problem = f"cannot read routes file {path}: {exc.strerror}"
+                problem = cannot_read(path, exc)
                 log.error("%s; keeping the last good config", problem)
                 on_problem(problem)
             failing, last_stat, last_digest = True, None, None  # readable again: parsed again, even if unchanged

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path, PosixPath
 from typing import Any
@@ -43,6 +44,50 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RoutesFileError) as caught:
         read_routes_document(path)
     assert str(caught.value) == f"cannot read routes file {path}: No such file or directory"
+
+
+def test_a_file_the_driver_may_not_read_names_the_uid_it_runs_as() -> None:
+    # A directory of its own under /tmp: pytest's tmp_path sits in a 0700 directory the other uid cannot enter.
+    with tempfile.TemporaryDirectory() as directory:
+        os.chmod(directory, 0o755)
+        path = Path(directory) / "routes.json"
+        reader, message = _read_as_another_uid(path)
+    owner = os.getuid()
+    mode = "0" if owner != 0 else "600"
+    assert message == (
+        f"cannot read routes file {path}: Permission denied (this process runs as uid {reader}; the file is uid "
+        f"{owner}'s, mode {mode}: make it readable by uid {reader})"
+    )
+
+
+def _read_as_another_uid(path: Path) -> tuple[int, str]:
+    """A 0600 file read by a uid that is not its owner's: as root, the image's uid in a forked child (everything
+    it needs is imported); otherwise the owner itself, with the file at mode 0."""
+    path.write_text("[]")
+    path.chmod(0o600)
+    if os.getuid() != 0:
+        path.chmod(0)
+        return os.getuid(), _read_error(path)
+    reader = 10001
+    read_end, write_end = os.pipe()
+    if (child := os.fork()) == 0:  # pragma: no cover - the child
+        os.setgid(reader)
+        os.setuid(reader)
+        os.write(write_end, _read_error(path).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        message = pipe.read()
+    os.waitpid(child, 0)
+    return reader, message
+
+
+def _read_error(path: Path) -> str:
+    try:
+        read_routes_document(path)
+    except RoutesFileError as exc:
+        return str(exc)
+    return "read"
 
 
 def test_directory_is_a_clear_error(tmp_path: Path) -> None:
