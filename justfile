@@ -56,7 +56,7 @@ metrics addr="127.0.0.1:9180":
     {{venv}}/bin/python -c "import urllib.request; print(urllib.request.urlopen('http://{{addr}}/metrics').read().decode())"
 
 # Build the container image with podman (or docker); deploy/pod.yaml runs localhost/coretraffic:latest.
-build-image tag="coretraffic:latest":
+build-image tag="localhost/coretraffic:latest":
     "$(command -v podman || command -v docker)" build -f Containerfile \
         --build-arg VERSION="$({{venv}}/bin/python -c 'import coretraffic; print(coretraffic.__version__)')" -t {{tag}} .
 

@@ -568,3 +568,31 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     finally:
         stop(caddy_process)
         await dns.stop()
+
+
+# -- every shipped deployment: an image an operator replaces, and resources sized from the measurements -------
+
+
+def test_each_deployment_names_an_image_to_replace_and_sizes_each_container() -> None:
+    pods = [
+        pod()["spec"],
+        *(d["spec"]["template"]["spec"] for d in kubernetes_documents() if "template" in d.get("spec", {})),
+    ]
+    containers = [c for spec in pods for c in spec["containers"]]
+    # Kubernetes: a registry's reference at this version (a local name would pull nowhere on a cluster's node);
+    # the pod keeps podman's local name, as it runs where the image is built.
+    assert {c["image"] for c in containers} == {
+        "localhost/coretraffic:latest",
+        f"registry.example.com/serve.zone/coretraffic:{__version__}",
+    }
+    for container in containers:
+        resources = container["resources"]
+        assert set(resources["requests"]) == {"cpu", "memory"} and set(resources["limits"]) == {"memory"}
+    services = swarm_stack()["services"].values()
+    # Swarm: no default at all: the stack does not deploy until CORETRAFFIC_IMAGE names a registry's image.
+    assert {s["image"] for s in services} == {
+        "${CORETRAFFIC_IMAGE:?set CORETRAFFIC_IMAGE to the coretraffic image in a registry every node pulls from}"
+    }
+    for service in services:
+        resources = service["deploy"]["resources"]
+        assert set(resources["reservations"]) == {"cpus", "memory"} and set(resources["limits"]) == {"memory"}

@@ -52,10 +52,15 @@ def podman(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
 
 
 def run(
-    argv: list[str], *, timeout: float, check: bool = True, cwd: Path | None = None
+    argv: list[str],
+    *,
+    timeout: float,
+    check: bool = True,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """argv to completion; on failure the error carries its output (the point of an engine test is the why)."""
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
