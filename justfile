@@ -29,7 +29,7 @@ test *ARGS:
     {{venv}}/bin/pytest {{ARGS}}
 
 # Debian's docker.io, podman, catatonit and debootstrap are installed when missing; the base image is cached under
-# /var/cache/coretraffic-engines. About 5.5 min, 8 the first time (docs/deploy.md, "Tested on real engines").
+# /var/cache/coretraffic-engines. About 5.5 min, 8 the first time (RELIABILITY.md, "The deployment files on real engines").
 # The deployment files alone on real engines (as root): a Swarm of three dockerd, podman kube play.
 test-engines *ARGS:
     for p in docker.io:/usr/bin/docker docker.io:/usr/sbin/dockerd podman:/usr/bin/podman catatonit:/usr/bin/catatonit debootstrap:/usr/sbin/debootstrap; do \

@@ -69,7 +69,7 @@ class RenderSettings:
     # Old configs stay pinned in memory by idle upstream connections until they time out (Caddy's default is 2
     # minutes: gigabytes after 100 reloads under traffic, docs/caddy.md); a short idle timeout bounds that.
     upstream_idle_timeout: str = "5s"
-    # Toward upstreams (docs/caddy.md, "Failing upstreams"): a dial that hangs and a response head that never
+    # Toward upstreams (docs/caddy.md, "Upstreams that fail"): a dial that hangs and a response head that never
     # comes each end a try, so a frozen upstream costs one slow try, not a request held for ever.
     upstream_dial_timeout: str = "2s"
     upstream_response_timeout: str = "10s"

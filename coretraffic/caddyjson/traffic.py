@@ -13,7 +13,7 @@ no route is touched, so how hosts are dispatched stays `render`'s business.
     (a `vars_regexp` matcher on every route): strict SNI host matching compares the name alone, and
     `a.example.test:1234` would be a series of its own. Any other port matches no route: Caddy answers an empty
     200 and counts nothing (docs/caddy.md, "Traffic metrics and access logs").
-  What stays unbounded: the names under a wildcard host, each a series (README, "Traffic").
+  What stays unbounded: the names under a wildcard host, each a series (docs/design.md, "Traffic metrics").
 - **The metrics listener**: a server of its own that answers `/metrics` with Caddy's `metrics` handler, so that
   Prometheus never needs the admin API (coretraffic's control channel, which takes `/load`).
 - **The access log**: the HTTPS server's requests, JSON, to Caddy's stderr (the driver's log for a spawned Caddy,

@@ -1,7 +1,7 @@
 """`net.ipv4.tcp_migrate_req`: whether the kernel hands queued connections over when Caddy reloads.
 
 Every reload binds new listening sockets (SO_REUSEPORT) and closes the old ones; without the sysctl, connections
-still in the old socket's accept queue or mid-handshake are reset (docs/caddy.md, "Reloads and connections").
+still in the old socket's accept queue or mid-handshake are reset (docs/caddy.md, "Reloads and new connections").
 It is one value per network namespace: the driver reads its own, once at start, only when it spawns its Caddy
 (which then listens in that namespace), shows it in `/status`, `coretraffic status` and `/metrics`, and warns once
 when it is off. A driver that spawns no Caddy (Swarm's gates, Kubernetes) cannot read the Caddies' namespaces and

@@ -7,7 +7,7 @@ killed Caddy container is back within a measured bound while the other nodes ans
 driver is replaced, re-tags, and no request fails meanwhile; a drained node's Caddy leaves the fleet and comes
 back; the stack removed and deployed again serves from the autosave before Coreflow sends anything.
 
-Figures measured here are printed (`pytest -s`) and kept in docs/deploy.md.
+Figures measured here are printed (`pytest -s`) and kept in RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)
 HOSTS = [Host("open.example.test"), Host("locked.example.test", auth=True)]
 NEW_HOST = Host("new.example.test")
 OK = {"outcome": "response", "response": {"status": "ok", "errorText": ""}}
-CADDY_BACK_BOUND_S = 60.0  # a killed Caddy container serves again within this (measured ~7 s: docs/deploy.md)
+CADDY_BACK_BOUND_S = 60.0  # a killed Caddy container serves again within this (measured ~7 s: RELIABILITY.md)
 
 
 def lost_before_any_answer(why: str) -> bool:

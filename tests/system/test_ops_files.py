@@ -527,7 +527,7 @@ async def test_kubernetes_caddy_pod_and_driver_run_together_as_written(
     for directory in volumes.values():
         directory.mkdir()
     service = kubernetes("Service", "caddy-admin")["metadata"]["name"]
-    # The gates' certificate carries the Service's name, as docs/deploy.md has it issued.
+    # The gates' certificate carries the Service's name, as docs/operate/deploy.md has it issued.
     files = write_mutual_tls(volumes["admin-gate-tls"], DemoCA("operator admin CA"), service)
     driver_tls = short_tmp / "driver-tls"
     driver_tls.mkdir()
