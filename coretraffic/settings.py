@@ -132,7 +132,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CORETRAFFIC_", extra="ignore")
 
     routes: Path | None = Field(None, description="routes file (JSON); without it, routes come from Coreflow")
-    coreflow_url: str = Field("http://coreflow:3000", description="Coreflow's URL (http -> ws, https -> wss)")
+    coreflow_url: str = Field(
+        "http://coreflow:3000",
+        description="Coreflow's URL, http(s)://host[:port] without a path (port 3000 when none; https: over TLS)",
+    )
     caddy_admin: Annotated[tuple[AdminAddress, ...], NoDecode] = Field(
         (),
         description="admin API of an existing Caddy (unix//path, http://127.0.0.1:2019, or https://host:port "
@@ -167,10 +170,13 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=default_state_dir,
-        description="private state: the spawned Caddy's, and the certificates the driver checked (which diff, "
-        "check and render read)",
+        description="private state (0700): the spawned Caddy's, the certificates the driver checked (which diff, "
+        "check and render read too) and the names of the hosts it serves (for the mass-removal guard)",
     )
-    base_config: Path | None = Field(None, description="operator's Caddyfile (or .json) the servers merge into")
+    base_config: Path | None = Field(
+        None,
+        description="the operator's Caddyfile (or Caddy JSON, named *.json) into which the driver's servers are merged",
+    )
     http_port: int = Field(7999, ge=1, le=65535, description="port of the HTTP -> HTTPS redirect server")
     https_port: int = Field(8000, ge=1, le=65535, description="port of the HTTPS server")
     listen_host: str = Field("", description="address the two servers bind (empty: all)")
@@ -227,7 +233,9 @@ class Settings(BaseSettings):
         (), description="hosts whose requests are not access-logged, repeatable (the variable: comma-separated)"
     )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="the least severe log level written"
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="log lines as JSON or text (auto: text on a terminal, JSON otherwise)"
     )
