@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -120,6 +121,24 @@ def parse_dns_target(text: str) -> DnsTarget:
     if not name or "/" in name or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
         raise ValueError(f"expected [http://|https://]NAME[:PORT] with a port 1-65535, got {text!r}")
     return DnsTarget("https" if scheme == "https" else "http", name, int(port) if port else DEFAULT_ADMIN_PORT)
+
+
+# The reference client (TypedSocket.createClient) connects to port 3000 when the URL names none.
+COREFLOW_DEFAULT_PORT = 3000
+
+
+def parse_coreflow_url(text: str) -> tuple[str, str, int]:
+    """`http(s)://host[:port]` (or ws, wss) -> (WebSocket scheme, host as a URL writes it, port), or a ValueError
+    saying why. The one parser of Coreflow's URL: checked at start, used by the session."""
+    parts = urlsplit(text)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname:
+        raise ValueError(f"Coreflow URL must be http(s)://host[:port], got {text!r}")
+    if parts.path not in ("", "/"):
+        # socket.io-client would read a path as a namespace; smartsocket only uses the default one.
+        raise ValueError(f"Coreflow URL must not have a path, got {text!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return scheme, host, parts.port or COREFLOW_DEFAULT_PORT
 
 
 def _listed(value: str | list[object] | tuple[object, ...]) -> tuple[str, ...]:
@@ -247,6 +266,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("coreflow_url")
+    @classmethod
+    def _coreflow_url_is_usable(cls, value: str) -> str:
+        parse_coreflow_url(value)
+        return value
 
     @field_validator("caddy_admin", mode="before")
     @classmethod

@@ -204,3 +204,21 @@ def test_traffic_settings_reach_the_renderer(monkeypatch: pytest.MonkeyPatch) ->
     assert traffic.metrics == "server" and traffic.metrics_listen == "" and traffic.access_log == "errors"
     assert traffic.access_log_sample == 20
     assert traffic.access_log_skip_hosts == ("health.example.test", "ping.example.test")
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("ftp://coreflow", ["must be http(s)://host[:port]", "'ftp://coreflow'"]),
+        ("coreflow:3000", ["must be http(s)://host[:port]"]),
+        ("http://coreflow:3000/ns", ["must not have a path"]),
+        ("http://coreflow:99999", ["Port out of range"]),
+    ],
+)
+def test_a_coreflow_url_that_cannot_work_is_refused(
+    capsys: pytest.CaptureFixture[str], value: str, words: list[str]
+) -> None:
+    line = one_line_error(capsys, "--coreflow-url", value)
+    assert "--coreflow-url / CORETRAFFIC_COREFLOW_URL" in line
+    for word in words:
+        assert word in line
