@@ -47,6 +47,10 @@ bench *ARGS:
     command -v h2load >/dev/null || apt-get install -y nghttp2-client || sudo apt-get install -y nghttp2-client
     {{venv}}/bin/python -m benchmarks {{ARGS}}
 
+# Rewrite the generated tables of the reference (docs/reference/) from the code; tests/unit/test_reference.py checks them.
+reference:
+    {{venv}}/bin/python -m tests.support.reference
+
 # A running driver's status, readably (exit 1 if not ready); --status-addr or CORETRAFFIC_STATUS_ADDR.
 status *ARGS:
     {{venv}}/bin/coretraffic status {{ARGS}}

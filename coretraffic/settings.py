@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -122,6 +123,24 @@ def parse_dns_target(text: str) -> DnsTarget:
     return DnsTarget("https" if scheme == "https" else "http", name, int(port) if port else DEFAULT_ADMIN_PORT)
 
 
+# The reference client (TypedSocket.createClient) connects to port 3000 when the URL names none.
+COREFLOW_DEFAULT_PORT = 3000
+
+
+def parse_coreflow_url(text: str) -> tuple[str, str, int]:
+    """`http(s)://host[:port]` (or ws, wss) -> (WebSocket scheme, host as a URL writes it, port), or a ValueError
+    saying why. The one parser of Coreflow's URL: checked at start, used by the session."""
+    parts = urlsplit(text)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname:
+        raise ValueError(f"Coreflow URL must be http(s)://host[:port], got {text!r}")
+    if parts.path not in ("", "/"):
+        # socket.io-client would read a path as a namespace; smartsocket only uses the default one.
+        raise ValueError(f"Coreflow URL must not have a path, got {text!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return scheme, host, parts.port or COREFLOW_DEFAULT_PORT
+
+
 def _listed(value: str | list[object] | tuple[object, ...]) -> tuple[str, ...]:
     """A repeated flag's values, or a variable's comma-separated ones."""
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
@@ -132,7 +151,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CORETRAFFIC_", extra="ignore")
 
     routes: Path | None = Field(None, description="routes file (JSON); without it, routes come from Coreflow")
-    coreflow_url: str = Field("http://coreflow:3000", description="Coreflow's URL (http -> ws, https -> wss)")
+    coreflow_url: str = Field(
+        "http://coreflow:3000",
+        description="Coreflow's URL, http(s)://host[:port] without a path (port 3000 when none; https: over TLS)",
+    )
     caddy_admin: Annotated[tuple[AdminAddress, ...], NoDecode] = Field(
         (),
         description="admin API of an existing Caddy (unix//path, http://127.0.0.1:2019, or https://host:port "
@@ -167,10 +189,13 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=default_state_dir,
-        description="private state: the spawned Caddy's, and the certificates the driver checked (which diff, "
-        "check and render read)",
+        description="private state (0700): the spawned Caddy's, the certificates the driver checked (which diff, "
+        "check and render read too) and the names of the hosts it serves (for the mass-removal guard)",
     )
-    base_config: Path | None = Field(None, description="operator's Caddyfile (or .json) the servers merge into")
+    base_config: Path | None = Field(
+        None,
+        description="the operator's Caddyfile (or Caddy JSON, named *.json) into which the driver's servers are merged",
+    )
     http_port: int = Field(7999, ge=1, le=65535, description="port of the HTTP -> HTTPS redirect server")
     https_port: int = Field(8000, ge=1, le=65535, description="port of the HTTPS server")
     listen_host: str = Field("", description="address the two servers bind (empty: all)")
@@ -227,7 +252,9 @@ class Settings(BaseSettings):
         (), description="hosts whose requests are not access-logged, repeatable (the variable: comma-separated)"
     )
     bcrypt_cost: int = Field(10, ge=4, le=16, description="bcrypt cost of basic-auth password hashes")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="how much to log")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="the least severe log level written"
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="log lines as JSON or text (auto: text on a terminal, JSON otherwise)"
     )
@@ -239,6 +266,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("coreflow_url")
+    @classmethod
+    def _coreflow_url_is_usable(cls, value: str) -> str:
+        parse_coreflow_url(value)
+        return value
 
     @field_validator("caddy_admin", mode="before")
     @classmethod

@@ -17,4 +17,8 @@ imports a test module or a conftest file.
 - `pods`: Caddies as pods in network namespaces of their own (optionally mount namespaces too), Caddies on
   loopback addresses of their own, for the fleet tests (and the root check that skips or, in CI, fails them).
 - `dns`: dnsmasq, the real DNS server of the tests with DNS-named upstreams and of the fleet's discovery.
+- `reference`: the generated tables of the reference (docs/reference/), `just reference` to rewrite them, and
+  reading its hand-written tables back.
+- `observed_driver`: a status server over a driver with something in every part it shows (real sources and
+  serving policy, a fake Caddy), for the tests that hold the reference to `/status` and `/metrics`.
 """

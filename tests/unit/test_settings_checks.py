@@ -37,24 +37,32 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("value", "words"),
+    ("flag", "value", "words"),
     [
-        ("unix:///run/caddy/admin.sock", ["is a URL", "unix//run/caddy/admin.sock"]),
-        ("/run/caddy/admin.sock", ["is a path", "unix//run/caddy/admin.sock"]),
-        ("./admin.sock", ["relative path"]),
-        ("unix/admin.sock", ["unix//absolute/path"]),
-        ("ftp://127.0.0.1:2019", ["expected unix//path, host:port, http://host:port or https://host:port"]),
-        ("https://caddy-0.edge.example", ["expected host:port"]),
-        ("http://127.0.0.1", ["expected host:port"]),
-        ("caddy", ["expected host:port"]),
-        ("http://10.0.0.7:2019", ["10.0.0.7 is not a loopback address"]),
+        ("--caddy-admin", "unix:///run/caddy/admin.sock", ["is a URL", "unix//run/caddy/admin.sock"]),
+        ("--caddy-admin", "/run/caddy/admin.sock", ["is a path", "unix//run/caddy/admin.sock"]),
+        ("--caddy-admin", "./admin.sock", ["relative path"]),
+        ("--caddy-admin", "unix/admin.sock", ["unix//absolute/path"]),
+        (
+            "--caddy-admin",
+            "ftp://127.0.0.1:2019",
+            ["expected unix//path, host:port, http://host:port or https://host:port"],
+        ),
+        ("--caddy-admin", "https://caddy-0.edge.example", ["expected host:port"]),
+        ("--caddy-admin", "http://127.0.0.1", ["expected host:port"]),
+        ("--caddy-admin", "caddy", ["expected host:port"]),
+        ("--caddy-admin", "http://10.0.0.7:2019", ["10.0.0.7 is not a loopback address"]),
+        ("--coreflow-url", "ftp://coreflow", ["must be http(s)://host[:port]", "'ftp://coreflow'"]),
+        ("--coreflow-url", "coreflow:3000", ["must be http(s)://host[:port]"]),
+        ("--coreflow-url", "http://coreflow:3000/ns", ["must not have a path"]),
+        ("--coreflow-url", "http://coreflow:99999", ["Port out of range"]),
     ],
 )
-def test_an_admin_address_that_cannot_work_is_refused(
-    capsys: pytest.CaptureFixture[str], value: str, words: list[str]
+def test_an_address_that_cannot_work_is_refused(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, words: list[str]
 ) -> None:
-    line = one_line_error(capsys, "--caddy-admin", value)
-    assert "--caddy-admin / CORETRAFFIC_CADDY_ADMIN" in line
+    line = one_line_error(capsys, flag, value)
+    assert f"{flag} / CORETRAFFIC_{flag[2:].replace('-', '_').upper()}" in line
     for word in words:
         assert word in line
 

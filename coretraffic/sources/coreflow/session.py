@@ -13,13 +13,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import tenacity
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from coretraffic.errors import ConnectionLost, FramingError
+from coretraffic.settings import parse_coreflow_url
 from coretraffic.sources.coreflow import framing
 
 logger = logging.getLogger("coretraffic.coreflow")
@@ -34,8 +34,6 @@ HANDSHAKE_TIMEOUT_S = 5.0
 STABLE_SESSION_S = 10.0
 # A dead link cannot complete the closing handshake; do not hold up the reconnect for long.
 CLOSE_TIMEOUT_S = 1.0
-# The reference client (TypedSocket.createClient) connects to port 3000 when the URL names none.
-DEFAULT_PORT = 3000
 # Full-jitter backoff: the n-th retry waits uniform(0, min(2.5, 0.5 * 2**(n-1))) seconds, so the first
 # retry comes within 0.5 s and none waits longer than 2.5 s.
 _BACKOFF = tenacity.wait_random_exponential(multiplier=0.5, max=2.5)
@@ -47,15 +45,8 @@ class _StableSessionEnded(Exception):
 
 def websocket_url(base_url: str) -> str:
     """`http://coreflow:3000` -> `ws://coreflow:3000/socket.io/?EIO=4&transport=websocket`."""
-    parts = urlsplit(base_url)
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
-    if scheme is None or not parts.hostname:
-        raise ValueError(f"Coreflow URL must be http(s)://host[:port], got {base_url!r}")
-    if parts.path not in ("", "/"):
-        # socket.io-client would read a path as a namespace; smartsocket only uses the default one.
-        raise ValueError(f"Coreflow URL must not have a path, got {base_url!r}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{scheme}://{host}:{parts.port or DEFAULT_PORT}/socket.io/?EIO=4&transport=websocket"
+    scheme, host, port = parse_coreflow_url(base_url)
+    return f"{scheme}://{host}:{port}/socket.io/?EIO=4&transport=websocket"
 
 
 class _Link:
