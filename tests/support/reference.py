@@ -19,9 +19,12 @@ from typing import Any
 from annotated_types import Ge, Gt, Le
 from pydantic.fields import FieldInfo
 
+import coretraffic
 from coretraffic.cli.main import _COMMAND_SETTINGS, _command_defaults, _parser
 from coretraffic.settings import Settings, default_state_dir
 from tests.support.paths import REPO
+
+PACKAGE = Path(coretraffic.__file__).parent
 
 REFERENCE = REPO / "docs" / "reference"  # one page per subject
 RECIPE = "just reference"
@@ -76,6 +79,8 @@ def _value(value: Any) -> str:
         state_home = default_state_dir("-").parent
         if value.is_relative_to(state_home):  # written as the variable, not as this machine's home
             return f"`$XDG_STATE_HOME/{value.relative_to(state_home)}`"
+        if value.is_relative_to(PACKAGE):  # shipped in the package: its path in the repository
+            return f"the shipped `{value.relative_to(PACKAGE.parent)}`"
     if isinstance(value, float):
         return f"`{value:g}`"
     return f"`{value}`" if value != "" else "empty"
