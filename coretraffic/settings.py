@@ -298,11 +298,7 @@ class Settings(BaseSettings):
     def _metrics_listen_is_its_own_port(cls, value: str, info: ValidationInfo) -> str:
         if not value:
             return value
-        _, port = host_port(value)
-        for name in ("http_port", "https_port"):
-            if port == info.data.get(name):
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"port {port} is the data plane's {flag} (CORETRAFFIC_{name.upper()}) too")
+        _refuse_data_plane_port(host_port(value)[1], info.data)
         return value
 
     @field_validator("caddy_admin_dns_server")
@@ -359,11 +355,17 @@ class Settings(BaseSettings):
         if metrics_listen and host_port(metrics_listen)[1] == port:
             raise ValueError(f"port {port} is Caddy's metrics listener (--caddy-metrics-listen) too")
         listen_host = info.data.get("listen_host", "")
-        for name in ("http_port", "https_port"):
-            if port == info.data.get(name) and (not listen_host or host in ("", "0.0.0.0", "::", listen_host)):
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"port {port} is the data plane's {flag} (CORETRAFFIC_{name.upper()}) too")
+        if not listen_host or host in ("", "0.0.0.0", "::", listen_host):  # the same address as the data plane's
+            _refuse_data_plane_port(port, info.data)
         return value
+
+
+def _refuse_data_plane_port(port: int, given: dict[str, object]) -> None:
+    """A listener of the driver's or Caddy's own may not take the HTTP or HTTPS port."""
+    for name in ("http_port", "https_port"):
+        if port == given.get(name):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"port {port} is the data plane's {flag} (CORETRAFFIC_{name.upper()}) too")
 
 
 # What an https admin address needs, in the order the error names them.
