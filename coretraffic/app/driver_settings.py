@@ -36,6 +36,8 @@ _FORMAT = 1
 # A URL may carry credentials (user:pass@, a token in its query); no command that reads the file needs it.
 _NOT_RECORDED = frozenset({"coreflow_url"})
 
+_MAX_PID = 2**22  # Linux's pid_max limit; a larger one is no pid (and `os.kill` overflows past 2**31)
+
 log = logging.getLogger("coretraffic")
 
 
@@ -111,6 +113,6 @@ def read_driver_record(state_dir: Path) -> DriverRecord | None:
     if not isinstance(document, dict):
         raise DriverRecordError(f"{path} is not a driver's settings record")
     pid, version, started, values = (document.get(key) for key in ("pid", "version", "started", "settings"))
-    if not (type(pid) is int and pid > 0 and isinstance(values, dict)):
+    if not (type(pid) is int and 0 < pid <= _MAX_PID and isinstance(values, dict)):
         raise DriverRecordError(f"{path} is not a driver's settings record")
-    return DriverRecord(path, pid, str(version), str(started), values)
+    return DriverRecord(path, pid, " ".join(str(version).split()), " ".join(str(started).split()), values)

@@ -56,6 +56,8 @@ def is_held(state_dir: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:  # a file system without flock: no driver could have taken it either
+        return False
     finally:
         os.close(fd)  # releases the shared lock if it was taken
     return False

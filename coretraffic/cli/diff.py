@@ -73,6 +73,8 @@ def _what_to_do(settings: Settings, beside: Beside | None) -> str:
             f"no driver that spawns its Caddy runs on state dir {settings.state_dir}; give --state-dir of the running "
             "driver, or --caddy-admin"
         )
+    if not beside.record.spawns_caddy:
+        return f"{beside} drives Caddies it is given or discovers, not one of its own; give --caddy-admin of one"
     if beside.running:
         return f"{beside} has no Caddy answering now (starting or restarting it?); try again, or read its log"
     return f"{beside}; start it, or give --state-dir of the running driver, or --caddy-admin"

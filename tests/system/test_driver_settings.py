@@ -18,7 +18,7 @@ import pytest
 
 from coretraffic import __version__
 from coretraffic.caddy.admin import CaddyAdmin
-from coretraffic.caddy.process import spawned_admin_address
+from coretraffic.caddy.process import CaddyProcess, spawned_admin_address
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.dataplane import serves
@@ -56,32 +56,12 @@ async def test_diff_and_render_beside_a_running_driver_take_its_settings(
     base = short_tmp / "Caddyfile"
     base.write_text("{\n\tgrace_period 3s\n}\n")
     driver = Driver(
-        [
-            "run",
-            "--routes",
-            str(routes),
-            "--state-dir",
-            str(state_dir),
-            "--http-port",
-            str(ports.http),
-            "--https-port",
-            str(ports.https),
-            "--listen-host",
-            "127.0.0.1",
-            "--upstream-dial-timeout",
-            "3",
-            "--traffic-metrics",
-            "server",
-            "--access-log",
-            "all",
-            "--base-config",
-            str(base),
-            "--bcrypt-cost",
-            "4",
-            "--status-addr",
-            "",  # the file is read from the state dir: no status server needed
-        ]
-    )
+        ["run", "--routes", str(routes), "--state-dir", str(state_dir),
+         "--http-port", str(ports.http), "--https-port", str(ports.https), "--listen-host", "127.0.0.1",
+         "--upstream-dial-timeout", "3", "--traffic-metrics", "server", "--access-log", "all",
+         "--base-config", str(base), "--bcrypt-cost", "4",
+         "--status-addr", ""]  # no status server: the settings are read from the state dir
+    )  # fmt: skip
     try:
         await wait_until(partial(serves, ca, ports.https, "app.example.test"), 30, "the route served")
         running_on = f"coretraffic: using the settings of the driver running on {state_dir} (pid {driver.process.pid}"
@@ -169,3 +149,27 @@ def test_a_record_of_another_version_gives_what_this_one_takes(routes: Path, sta
     assert using == f"coretraffic: using the settings of the driver last run on {state_dir} (pid 1, not running now)"
     servers = json.dumps(json.loads(done.stdout)["apps"]["http"]["servers"])
     assert ":9001" in servers and ":8000" in servers  # the recorded HTTP port, the default HTTPS one
+
+
+async def test_diff_beside_a_driver_of_an_existing_caddy_finds_that_caddy(
+    ca: DemoCA, routes: Path, short_tmp: Path, ports: Ports, caddy: CaddyProcess
+) -> None:
+    state_dir = short_tmp / "driver-state"  # not the Caddy's: this driver takes no lock, its pid says if it runs
+    driver = Driver(
+        ["run", "--routes", str(routes), "--caddy-admin", caddy.admin_address.listen, "--state-dir", str(state_dir),
+         "--http-port", str(ports.http), "--https-port", str(ports.https), "--listen-host", "127.0.0.1",
+         "--bcrypt-cost", "4", "--status-addr", ""]
+    )  # fmt: skip
+    try:
+        await wait_until(partial(serves, ca, ports.https, "app.example.test"), 30, "the route served")
+        same = command("diff", "--routes", str(routes), "--state-dir", str(state_dir))
+        assert (same.returncode, same.stdout[-len(SUMMARY_SAME) :]) == (0, SUMMARY_SAME), same.stdout + same.stderr
+        assert same.stderr.startswith(f"coretraffic: using the settings of the driver running on {state_dir} (pid ")
+    finally:
+        assert driver.stop() == 0
+    stopped = command("diff", "--routes", str(routes), "--state-dir", str(state_dir))
+    assert stopped.returncode == 0, stopped.stderr  # its Caddy still runs the set
+    assert stopped.stderr == (
+        f"coretraffic: using the settings of the driver last run on {state_dir} (pid {driver.process.pid}, "
+        "not running now)\n"
+    )
