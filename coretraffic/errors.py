@@ -12,9 +12,11 @@
     │   └── RemovalNotHeld     `confirm-removal` names a removal that is not held back (any more)
     ├── CaddyError             a Caddy admin API call did not succeed
     │   ├── CaddyUnavailable   no answer, a timeout or a 5xx: worth trying again
+    │   │   ├── CaddyUnreachable  no connection: no socket, refused, TLS failed, timed out
     │   │   └── LoadInDoubt    a load was sent and its answer never came: Caddy may still be applying it
     │   └── CaddyRejected      a 4xx: the config was refused, the old one keeps serving; retrying will not help
     ├── FieldError             one field of one config is wrong; validation turns it into a per-host Problem
+    ├── DriverRecordError      a driver's settings record that cannot be used: the commands warn and go without it
     ├── RouteSetHeldBack       nothing of a set is applied: the removal guard holds it back whole (after a restart)
     └── CoreflowError          the Coreflow connection (the client reconnects; nothing reaches the user)
         ├── FramingError       a frame that does not follow the wire protocol
@@ -79,6 +81,15 @@ class CaddyUnavailable(CaddyError):
         self.status = status
 
 
+class CaddyUnreachable(CaddyUnavailable):
+    """No answer from the admin API at `address` (its name, as Caddy writes it), for `reason` (a few words)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"Caddy admin API at {address} unreachable: {reason}")
+        self.address = address
+        self.reason = reason
+
+
 class LoadInDoubt(CaddyUnavailable):
     """A `/load` was sent but no answer came (timeout, connection dropped): Caddy may be applying it still."""
 
@@ -99,6 +110,11 @@ class FieldError(CoretrafficError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class DriverRecordError(CoretrafficError):
+    """The settings a driver recorded in its state directory cannot be read; `diff` and `render` warn and go on
+    without them."""
 
 
 class RouteSetHeldBack(CoretrafficError):

@@ -41,3 +41,23 @@ def state_dir_lock(state_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def is_held(state_dir: Path) -> bool:
+    """Whether a live driver holds the state directory's lock (a crashed one's lock is gone with it).
+
+    It asks by taking the lock shared for an instant: a driver starting in that instant would find it in use.
+    """
+    try:
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without flock: no driver could have taken it either
+        return False
+    finally:
+        os.close(fd)  # releases the shared lock if it was taken
+    return False

@@ -9,7 +9,9 @@ retrying will not help).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
-from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
+from coretraffic.errors import CaddyRejected, CaddyUnavailable, CaddyUnreachable, LoadInDoubt
 from coretraffic.settings import AdminAddress, host_port
 
 # Reading the whole config back: 11 MB at 10,000 routes in about 74 ms (docs/caddy.md); room for a busy box.
@@ -129,13 +131,27 @@ class CaddyAdmin:
             response = await self._client.request(method, path, **kwargs)
         except (httpx.TransportError, ssl.SSLError) as exc:
             # ssl.SSLError: in TLS 1.3 a gate that refuses the driver's certificate says so on the first read.
-            raise CaddyUnavailable(f"Caddy admin API at {self.address.name} unreachable: {exc!r}") from exc
+            raise CaddyUnreachable(self.address.name, why_unreachable(exc)) from exc
         status = response.status_code
         if status >= 500:
             raise CaddyUnavailable(f"Caddy admin API answered HTTP {status}: {_error_text(response)}", status)
         if response.status_code >= 400:
             raise CaddyRejected(response.status_code, _error_text(response))
         return response
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """A few words for why a connection failed (`no such socket`, `connection refused`), never an exception repr."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer in time"
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx wraps httpcore's error, which wraps the OSError that says what happened
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed: {cause.reason or cause.strerror or 'handshake refused'}"
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return "no such socket" if cause.errno == errno.ENOENT else os.strerror(cause.errno).lower()
+        cause = cause.__cause__ or cause.__context__
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _error_text(response: httpx.Response) -> str:

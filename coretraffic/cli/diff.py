@@ -19,11 +19,12 @@ import sys
 from typing import Any
 
 from coretraffic.app.wiring import admin_address, admin_client, as_loaded, checked_pairs_record, make_renderer
+from coretraffic.cli.driver_settings import Beside
 from coretraffic.cli.routes import required_routes
 from coretraffic.diff.plan import Plan, plan_diff
 from coretraffic.diff.report import format_json, format_text
 from coretraffic.diff.unified import full_diff
-from coretraffic.errors import CaddyError, UserError
+from coretraffic.errors import CaddyError, CaddyUnreachable, UserError
 from coretraffic.settings import Settings
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
@@ -32,8 +33,9 @@ from coretraffic.sources.trust_store import system_roots
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
 
-async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
-    """`coretraffic diff`: read the routes and the running config, print the plan; exit 0 same, 1 changes, 2 error."""
+async def run_diff(settings: Settings, *, full: bool, as_json: bool, beside: Beside | None = None) -> int:
+    """`coretraffic diff`: read the routes and the running config, print the plan; exit 0 same, 1 changes, 2 error.
+    `beside`: the driver whose recorded settings were taken, if any (named in the hint when Caddy is not there)."""
     try:
         routes = required_routes(settings)
         address = admin_address(settings)
@@ -48,12 +50,34 @@ async def run_diff(settings: Settings, *, full: bool, as_json: bool) -> int:
             _running_config(settings),
         )
         desired = as_loaded(renderer, validation, address.config_listen)
+    except CaddyUnreachable as exc:
+        print(
+            f"coretraffic: no Caddy admin API at {exc.address} ({exc.reason}): {_what_to_do(settings, beside)}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     except (UserError, CaddyError, json.JSONDecodeError) as exc:  # the last: Caddy's answer was not JSON
         print(f"coretraffic: diff: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_ERROR
     plan = plan_diff(running, desired, validation)
     _print_plan(plan, full=full, as_json=as_json)
     return EXIT_CHANGES if plan.has_changes else EXIT_SAME
+
+
+def _what_to_do(settings: Settings, beside: Beside | None) -> str:
+    """The hint for an admin API that does not answer, from where its address came."""
+    if settings.caddy_admin:
+        return "is that Caddy running? give --caddy-admin of one that is, or --state-dir of the driver of one"
+    if beside is None:
+        return (
+            f"no driver that spawns its Caddy runs on state dir {settings.state_dir}; give --state-dir of the running "
+            "driver, or --caddy-admin"
+        )
+    if not beside.record.spawns_caddy:
+        return f"{beside} drives Caddies it is given or discovers, not one of its own; give --caddy-admin of one"
+    if beside.running:
+        return f"{beside} has no Caddy answering now (starting or restarting it?); try again, or read its log"
+    return f"{beside}; start it, or give --state-dir of the running driver, or --caddy-admin"
 
 
 async def _running_config(settings: Settings) -> Any:

@@ -19,14 +19,14 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from coretraffic import __version__
+from coretraffic.app.driver_settings import record_driver_settings
 from coretraffic.app.state_lock import state_dir_lock
 from coretraffic.app.wiring import admin_address, as_loaded, checked_pairs_record, make_renderer
 from coretraffic.caddy.adapt import SHIPPED_BASE_CONFIG
 from coretraffic.caddyjson.redact import redact
 from coretraffic.cli.diff import run_diff
+from coretraffic.cli.driver_settings import beside_driver, validated_settings
 from coretraffic.cli.routes import required_routes
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation, normalise_host_name
@@ -73,6 +73,11 @@ _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "status": ("status_addr",),
     "confirm-removal": ("status_addr",),
 }
+
+
+# The commands that render what a driver loads: they take its recorded settings (`cli.driver_settings`). `check`
+# uses no setting the driver's record would change.
+_BESIDE_A_DRIVER = ("render", "diff")
 
 
 def _command_defaults(command: str) -> dict[str, Any]:
@@ -147,6 +152,14 @@ def _parser() -> argparse.ArgumentParser:
                 help="exit 1 on warnings and notices too (expired certificates, chains missing an intermediate, "
                 "duplicate hosts, fields the wire format does not have)",
             )
+        if name in _BESIDE_A_DRIVER:
+            command.add_argument(
+                "--no-driver-settings",
+                dest="driver_settings",
+                action="store_false",
+                help="ignore the settings the driver on --state-dir recorded there (by default, what no flag or "
+                "variable gives is taken from them)",
+            )
         if name == "render":
             command.add_argument("--show-secrets", action="store_true", help="print private keys and hashes too")
         if name == "diff":
@@ -174,14 +187,10 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str], de
 
 def _settings(args: argparse.Namespace) -> Settings:
     given = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
-    try:
-        settings = Settings(**given)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        name = str(error["loc"][0])
-        raise UsageError(
-            f"invalid setting --{name.replace('_', '-')} / CORETRAFFIC_{name.upper()}: {error['msg']}"
-        ) from None
+    settings = validated_settings(given)
+    args.beside = None
+    if args.command_name in _BESIDE_A_DRIVER and args.driver_settings:
+        settings, args.beside = beside_driver(settings, given, _COMMAND_SETTINGS[args.command_name])
     defaults = _command_defaults(args.command_name)
     return settings.model_copy(update={k: v for k, v in defaults.items() if k not in settings.model_fields_set})
 
@@ -206,6 +215,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     # certificates to it (each write replaces the file whole, so two such drivers may share it).
     held = state_dir_lock(settings.state_dir) if settings.spawns_caddy else contextlib.nullcontext()
     with held, contextlib.suppress(asyncio.CancelledError):
+        record_driver_settings(settings)  # once the state dir is this driver's: for `diff` and `render` beside it
         asyncio.run(run_driver(settings))
     return 0
 
@@ -246,7 +256,7 @@ def _cmd_render(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(run_diff(settings, full=args.full, as_json=args.as_json))
+    return asyncio.run(run_diff(settings, full=args.full, as_json=args.as_json, beside=args.beside))
 
 
 def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:

@@ -328,7 +328,11 @@ async def test_cli_exit_codes(
     routes.write_text("[{not json")
     bad_file = coretraffic_diff("--routes", str(routes), *flags)
     missing = coretraffic_diff("--routes", str(tmp_path / "missing.json"), *flags)
-    for failed, reason in ((unreachable, "unreachable"), (bad_file, "not valid JSON"), (missing, "cannot read")):
+    for failed, reason in (
+        (unreachable, "no Caddy admin API at unix/"),
+        (bad_file, "not valid JSON"),
+        (missing, "cannot read"),
+    ):
         assert failed.returncode == 2
         assert failed.stdout == ""
         assert len(failed.stderr.splitlines()) == 1 and reason in failed.stderr, failed.stderr
