@@ -227,6 +227,7 @@ def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(issued_route(settings.state_dir, _issued_host(args.issue)), indent=2))
         return 0
     with state_dir_lock(settings.state_dir), contextlib.suppress(asyncio.CancelledError):
+        record_driver_settings(settings)  # `diff` and `render` beside the demo see what it runs, as beside `run`
         asyncio.run(run_demo(settings))
     return 0
 

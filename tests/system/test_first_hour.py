@@ -98,6 +98,10 @@ async def test_the_demo_binds_loopback_in_its_own_state_dir_and_a_second_demo_ex
         )
         with pytest.raises(OSError), socket.create_connection(("::1", ports.https), timeout=2):
             pass
+        # `diff` beside the demo, given only its state dir, takes the demo's settings: nothing would change.
+        beside = command("diff", "--routes", str(state_dir / "demo-routes.json"), "--state-dir", str(state_dir))
+        assert beside.returncode == 0, beside.stdout + beside.stderr
+        assert f"settings of the driver running on {state_dir}" in beside.stderr
         routes_before = (state_dir / "demo-routes.json").read_text()
         second = command("demo", env={**env, "CORETRAFFIC_HTTP_PORT": str(free_port())})
         assert second.returncode == 2 and f"pid {demo.process.pid}" in second.stderr
