@@ -28,16 +28,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gc
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
@@ -167,14 +169,14 @@ class StatusServer:
                 return _text(HTTPStatus.NOT_FOUND, "not found; try " + " ".join(_ENDPOINTS))
 
     async def _hosts(self, query: dict[str, list[str]]) -> tuple[HTTPStatus, str, bytes]:
-        """Built and serialised in a thread: at 100,000 hosts that takes about a second, which the loop (applies,
-        Coreflow's heartbeats, probes) must not wait for. Compact JSON: a program reads it anyway."""
+        """Built and serialised in a thread: at 100,000 hosts that takes about half a second, which the loop
+        (applies, Coreflow's heartbeats, probes) should not wait for."""
         state = query.get("state", [""])[-1]
         if state and state not in HOST_STATES:
             expected = ", ".join(HOST_STATES)
             return _text(HTTPStatus.BAD_REQUEST, f"state must be one of {expected}, not {printable(state)}")
         build = self._view.serving.hosts(HostFilter(frozenset(host.lower() for host in query.get("host", ())), state))
-        body = await asyncio.to_thread(lambda: json.dumps(build(), separators=(",", ":")).encode() + b"\n")
+        body = await asyncio.to_thread(_hosts_json, build)
         return HTTPStatus.OK, "application/json", body
 
     def _confirm_removal(self, ident: str) -> tuple[HTTPStatus, str, bytes]:
@@ -391,6 +393,20 @@ async def _read_request_head(reader: asyncio.StreamReader) -> tuple[str, str, st
             parts = urlsplit(target)
             return method, parts.path, parts.query
     raise ValueError("too many header lines")
+
+
+def _hosts_json(build: Callable[[], dict[str, Any]]) -> bytes:
+    """`/hosts` built and serialised as compact JSON (a program reads it anyway; orjson: a tenth of json's time).
+
+    Building 100,000 entries allocates enough to set off full collections, which walk the whole heap holding the
+    GIL (the loop stopped for 100 ms and more); nothing here makes cycles worth collecting, so the collector is
+    paused as it is for the reconciler's render.
+    """
+    gc.disable()
+    try:
+        return orjson.dumps(build()) + b"\n"
+    finally:
+        gc.enable()
 
 
 def _text(status: HTTPStatus, text: str) -> tuple[HTTPStatus, str, bytes]:
