@@ -22,7 +22,8 @@ def hosts_text(document: dict[str, Any]) -> str:
 def _lines(document: dict[str, Any]) -> Iterator[str]:
     arrived = document["set"]
     if arrived is None:
-        yield "no route set has come yet: no host is served"
+        # Not "nothing is served": a restarted driver's Caddy serves what it ran before until the first set applies.
+        yield "no route set has come since the driver started"
         return
     if document["held_back"]:
         yield f"HELD BACK: {document['held_back']}"

@@ -113,6 +113,8 @@ async def test_hosts_lists_each_host_as_served_over_tls_and_a_bad_rotation_turns
         assert chosen.stderr == (
             "coretraffic: nowhere.example.test is not among the hosts of the driver's newest route set\n"
         )
+        bogus = await status.get("/hosts?state=bogus")
+        assert bogus.status_code == 400 and bogus.text.startswith("state must be one of served, stale, rejected")
         only_stale = command("hosts", "--state", "stale", "--json", "--status-addr", status.address)
         assert [entry["host"] for entry in json.loads(only_stale.stdout)["hosts"]] == [AUTHED]
         pointer = "hosts:   1 stale, 1 rejected: `coretraffic hosts` lists every host with its state and why"

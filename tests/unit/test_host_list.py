@@ -187,7 +187,16 @@ def test_the_table_one_host_a_line_aligned_under_its_header(ca: DemoCA, configs:
 
 
 def test_the_table_before_any_set() -> None:
-    assert hosts_text(hosts_document(None, None, None, T0)) == "no route set has come yet: no host is served"
+    assert hosts_text(hosts_document(None, None, None, T0)) == "no route set has come since the driver started"
+
+
+def test_the_table_of_a_whole_first_set_held_back() -> None:
+    policy = ServingPolicy(DELAY, frozenset(f"h{i:02}.example.test" for i in range(12)))
+    with pytest.raises(RouteSetHeldBack):
+        policy.decide(validate_route_set([], T0), T0)
+    held, applied = hosts_text(hosts_document(ArrivedSet(3, T0), None, policy.held, T0)).splitlines()
+    assert held.startswith("HELD BACK: removal of 12 hosts of 12 held back since 2026-12-07T12:00:00+00:00")
+    assert applied == "route set 3 (received 2026-12-07T12:00:00+00:00) is not applied"
 
 
 @pytest.mark.parametrize(("stale", "rejected", "shown"), [(0, 0, False), (0, 2, True), (1, 0, True)])
