@@ -259,7 +259,8 @@ class Settings(BaseSettings):
         "auto", description="log lines as JSON or text (auto: text on a terminal, JSON otherwise)"
     )
     status_addr: str = Field(
-        "127.0.0.1:9180", description="host:port of the status server (/healthz /readyz /metrics /status); empty: off"
+        "127.0.0.1:9180",
+        description="host:port of the status server (/healthz /readyz /metrics /status /hosts); empty: off",
     )
 
     @field_validator("log_level", mode="before")

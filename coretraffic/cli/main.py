@@ -1,4 +1,4 @@
-"""The `coretraffic` command: `run`, `demo`, `check`, `render`, `diff` and `status`.
+"""The `coretraffic` command: `run`, `demo`, `check`, `render`, `diff`, `status` and `hosts`.
 
 Wires settings (flags over `CORETRAFFIC_*` environment variables over defaults) to the service and the pure
 core. Errors a person can fix (a bad setting, an unreadable routes file, a clashing base config) end in one line
@@ -28,11 +28,13 @@ from coretraffic.caddyjson.redact import redact
 from coretraffic.cli.diff import run_diff
 from coretraffic.cli.driver_settings import beside_driver, validated_settings
 from coretraffic.cli.routes import required_routes
+from coretraffic.core.host_list import HOST_STATES
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Validation, normalise_host_name
 from coretraffic.errors import FieldError, UsageError, UserError
+from coretraffic.observe.hosts_text import hosts_text
 from coretraffic.observe.logs import setup_logging
-from coretraffic.observe.status_text import confirm_removal, fetch_status, status_text
+from coretraffic.observe.status_text import confirm_removal, fetch_json, fetch_status, status_text
 from coretraffic.settings import Settings, default_state_dir
 from coretraffic.sources.parallel import validate_on_cores
 from coretraffic.sources.routes_file import read_routes_document
@@ -40,6 +42,7 @@ from coretraffic.sources.trust_store import system_roots
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
+HOSTS_TIMEOUT_S = 60.0  # a list of 100,000 hosts is about 30 MB, built in half a second on an idle driver
 
 
 # What each command uses: it shows and accepts these flags and no others (`CORETRAFFIC_*` variables of the rest
@@ -72,6 +75,7 @@ _COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "diff": ("routes", *_ADMIN, "state_dir", *_DATA_PLANE),
     "status": ("status_addr",),
     "confirm-removal": ("status_addr",),
+    "hosts": ("status_addr",),
 }
 
 
@@ -129,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
         ("diff", _cmd_diff, "show what a routes file would change in the running Caddy (exit 0 none, 1 changes)"),
         ("status", _cmd_status, "print a running driver's status from its status server (exit 1 if not ready)"),
         (
+            "hosts",
+            _cmd_hosts,
+            "list a running driver's hosts: state and why, upstreams, auth, certificate (exit 1 if a HOST is unknown)",
+        ),
+        (
             "confirm-removal",
             _cmd_confirm_removal,
             "apply the removal a running driver holds back (its id is in `status`): the hosts stop being served",
@@ -145,6 +154,10 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name == "confirm-removal":
             command.add_argument("id", help="the held-back removal's id, as `coretraffic status` shows it")
+        if name == "hosts":
+            command.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts (exact names, any case)")
+            command.add_argument("--state", choices=HOST_STATES, default="", help="only the hosts in this state")
+            command.add_argument("--json", dest="as_json", action="store_true", help="print the /hosts document")
         if name == "check":
             command.add_argument(
                 "--strict",
@@ -264,6 +277,29 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     document = fetch_status(_status_addr(settings))
     print(status_text(document))
     return 0 if document["ready"] else 1
+
+
+def _cmd_hosts(settings: Settings, args: argparse.Namespace) -> int:
+    names = list(dict.fromkeys(map(_host_name_argument, args.hosts)))
+    document = fetch_json(
+        _status_addr(settings), "/hosts", {"host": names, "state": args.state}, timeout=HOSTS_TIMEOUT_S
+    )
+    print(json.dumps(document, indent=2, ensure_ascii=False) if args.as_json else hosts_text(document))
+    listed = {entry["host"] for entry in document["hosts"]}
+    missing = [name for name in names if name not in listed]
+    among = f"{args.state} hosts" if args.state else "hosts"
+    for name in missing:
+        print(f"coretraffic: {name} is not among the {among} of the driver's newest route set", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def _host_name_argument(name: str) -> str:
+    """A HOST argument as the driver names hosts (lower case, A-labels); a name that is no host name, in lower
+    case: the list shows a refused config's name as it came."""
+    try:
+        return normalise_host_name(name)
+    except FieldError:
+        return name.lower()
 
 
 def _cmd_confirm_removal(settings: Settings, args: argparse.Namespace) -> int:

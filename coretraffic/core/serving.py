@@ -135,6 +135,7 @@ class ServingPolicy:
         self.confirm_after = confirm_after
         self._served_before = served_before
         self._served: dict[str, Route] = {}
+        self._served_names: frozenset[str] = frozenset()  # the keys of `_served`, kept for `served`
         self._stale: dict[str, StaleHost] = {}
         self.held: HeldRemoval | None = None
 
@@ -145,7 +146,7 @@ class ServingPolicy:
     @property
     def served(self) -> frozenset[str]:
         """The names served now (as far as the sets say), or those a previous process served until a set applies."""
-        return frozenset(self._served) if self._served or not self._served_before else self._served_before
+        return self._served_names if self._served or not self._served_before else self._served_before
 
     def decide(self, validation: Validation, now: datetime, *, confirmed: str = "") -> Decision:
         """The routes to apply for `validation`; `confirmed` names a held removal an operator confirmed.
@@ -153,8 +154,8 @@ class ServingPolicy:
         Raises `RouteSetHeldBack` when nothing of the set may be applied: the first set after a restart that would
         remove most of what the previous process served (whose routes are not known here to keep).
         """
+        wanted = {route.host for route in validation.routes}
         if self._served_before and not self._served:
-            wanted = {route.host for route in validation.routes}
             removed = tuple(sorted(self._served_before - wanted))
             held = self._hold(removed, len(self._served_before), len(wanted), now, confirmed)
             if held is not None:
@@ -171,7 +172,6 @@ class ServingPolicy:
             before = self._stale.get(host)
             since = before.since if before is not None and before.serving is previous else now
             stale[host] = StaleHost(host, since, problems, previous)
-        wanted = {route.host for route in validation.routes}
         removed = tuple(sorted(h for h in self._served if h not in wanted and h not in kept))
         held = self._hold(removed, len(self._served), len(wanted) + len(kept), now, confirmed)
         if held is not None:
@@ -184,6 +184,7 @@ class ServingPolicy:
             held_back=held.reason() if held is not None else "",
         )
         self._served = {route.host: route for route in routes}
+        self._served_names = frozenset(self._served)
         self._stale = stale
         self.held = held
         return Decision(applied, self.stale, held)

@@ -1,9 +1,10 @@
 """`coretraffic status` and `confirm-removal`: a running driver's status server asked, its answer printed for a
-person."""
+person (`coretraffic hosts` asks it here too, and prints with `hosts_text`)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,14 +39,38 @@ def confirm_removal(address: str, ident: str) -> str:
 
 def fetch_status(address: str) -> dict[str, Any]:
     """The `/status` document of the driver whose status server listens on `address`."""
-    url = _url(address, "/status")
+    return fetch_json(address, "/status")
+
+
+def fetch_json(address: str, path: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    """The JSON document at `path` of the status server on `address`. Raises `StatusError`, one line for a person,
+    when it does not answer or answers with something else."""
+    url = _url(address, path)
     try:
-        response = httpx.get(url, timeout=10.0)
-        response.raise_for_status()
+        response = httpx.get(url, params=params, timeout=timeout)
+    except httpx.TimeoutException:
+        raise StatusError(f"the status server at {address} did not answer {path} within {timeout:g} s") from None
+    except httpx.TransportError as exc:
+        raise StatusError(
+            f"no status server at {address}: {_reason(exc)}; is the driver running, with --status-addr {address}?"
+        ) from None
+    if response.status_code != httpx.codes.OK:
+        raise StatusError(f"{url} answered {response.status_code}: {response.text.strip()[:200]}")
+    try:
         document: dict[str, Any] = response.json()
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        raise StatusError(f"no status from {url}: {exc}") from None
+    except json.JSONDecodeError:
+        raise StatusError(f"{url} answered with something that is not JSON") from None
     return document
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, as the system says it (`connection refused`), not as an exception's repr."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno).lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__
 
 
 def status_text(document: dict[str, Any]) -> str:
@@ -141,6 +166,12 @@ def _serving_lines(serving: dict[str, Any]) -> Iterator[str]:
             f"{version['certificate_sha256'][:16]}, {expired}valid until {version['certificate_not_after']})"
         )
         yield from (f"  new config refused: {reason}" for reason in stale["refused_because"])
+    rejected = serving.get("rejected", 0)  # a driver older than the count has none
+    if serving["stale"] or rejected:
+        yield (
+            f"hosts:   {len(serving['stale'])} stale, {rejected} rejected: `coretraffic hosts` lists every host "
+            "with its state and why"
+        )
 
 
 def _certificate_lines(certificates: dict[str, Any]) -> Iterator[str]:

@@ -9,9 +9,10 @@ discovers Caddies by. `app.service.Driver`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from coretraffic.core.host_list import HostFilter
 from coretraffic.core.readings import Reading
 from coretraffic.reconcile.reconciler import ApplyResult
 
@@ -92,6 +93,11 @@ class ServingView(Protocol):
     """What the sources' sets may change of what is served (`core.serving`): stale hosts, a held-back removal."""
 
     def description(self) -> dict[str, Any]: ...
+
+    def hosts(self, only: HostFilter) -> Callable[[], dict[str, Any]]:
+        """What builds the `/hosts` document (`core.host_list`: the hosts of the newest set that `only` selects) of
+        the state now; it may be called in another thread."""
+        ...
 
     def readings(self) -> Sequence[Reading]: ...
 

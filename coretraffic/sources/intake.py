@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from coretraffic.core.certificates import Certificate
+from coretraffic.core.host_list import ArrivedSet, HostFilter, hosts_document, rejected_count
 from coretraffic.core.readings import Reading
-from coretraffic.core.serving import ServingPolicy
+from coretraffic.core.serving import Decision, ServingPolicy
 from coretraffic.core.text import counted
 from coretraffic.core.trust import TrustedRoots
 from coretraffic.core.validate import Validation, checked_pairs
@@ -64,6 +66,8 @@ class Intake:
         self._served_saver: asyncio.Task[None] | None = None
         self.policy = policy or ServingPolicy(datetime.timedelta(seconds=DEFAULT_REMOVAL_CONFIRM_AFTER_S))
         self._validated: Validation | None = None  # the newest set as validated, before the policy's decision
+        self._arrived: ArrivedSet | None = None  # which set that is, for `/hosts`
+        self._decision: Decision | None = None  # the policy's decision for it (None: none applied yet)
         # The newest set's pairs, not written yet, and its applies; the task that writes them.
         self._latest: tuple[_Pairs, Mapping[str, asyncio.Future[ApplyResult]]] | None = None
         self._saver: asyncio.Task[None] | None = None
@@ -80,6 +84,7 @@ class Intake:
         validation = await validate_on_cores(document, now, record=self._record, roots=self._roots)
         _log_problems(validation)
         self._validated = validation
+        self._arrived = ArrivedSet(self._arrived.number + 1 if self._arrived is not None else 1, now)
         return self._hand_over(validation, now)
 
     def confirm_removal(self, ident: str) -> str:
@@ -98,6 +103,7 @@ class Intake:
     ) -> Mapping[str, asyncio.Future[ApplyResult]]:
         """The policy's decision for the set (stale hosts kept, a mass removal held back) to every Caddy."""
         decision = self.policy.decide(validation, now, confirmed=confirmed)
+        self._decision = decision
         for stale in decision.stale:
             log.warning(
                 "route %s: new config refused, its last good version keeps serving (stale since %s)",
@@ -118,8 +124,10 @@ class Intake:
 
     async def _save_served(self, record: ServedHostsFile) -> None:
         served = None
-        while served != self.policy.served:
-            served = self.policy.served
+        # `served` is the same frozenset until a set changes it: `is` tells a newer set apart without comparing
+        # 100,000 names.
+        while served is not (newest := self.policy.served):
+            served = newest
             await asyncio.to_thread(record.save, served)
 
     async def _save_latest(self, record: CheckedPairsFile) -> None:
@@ -142,13 +150,21 @@ class Intake:
     # -- what the status server reads (observe.view.ServingView) -------------------------------------------
 
     def description(self) -> dict[str, Any]:
-        """Stale hosts (since when, which version serves, why the new one was refused) and a held-back removal."""
+        """Stale hosts (since when, which version serves, why the new one was refused), how many hosts were
+        rejected, and a held-back removal."""
         now = datetime.datetime.now(datetime.UTC)
         held = self.policy.held
         return {
             "stale": [stale.document(now) for stale in self.policy.stale],
+            "rejected": rejected_count(self._decision) if self._decision is not None else 0,
             "removal_held_back": held.document() if held is not None else None,
         }
+
+    def hosts(self, only: HostFilter) -> Callable[[], dict[str, Any]]:
+        """What builds the host list of the newest set (`core.host_list`) as it is now: what it reads is taken
+        here and never changes, so the list may be built in another thread."""
+        now = datetime.datetime.now(datetime.UTC)
+        return functools.partial(hosts_document, self._arrived, self._decision, self.policy.held, now, only)
 
     def readings(self) -> tuple[Reading, ...]:
         held = self.policy.held

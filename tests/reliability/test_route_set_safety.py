@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -43,7 +40,7 @@ from tests.support.caddy import OneCaddy, renderer_for, running, validated
 from tests.support.canary import Canary
 from tests.support.coreflow import OK, Peer, connected, update
 from tests.support.dataplane import https_get, served_certificate, serves
-from tests.support.driver import Driver
+from tests.support.driver import Driver, command, write_routes
 from tests.support.ports import Ports, free_port
 from tests.support.status import Status
 from tests.support.waiting import wait_until
@@ -301,19 +298,6 @@ async def test_a_transient_empty_push_then_the_good_set_costs_not_one_request(
 # -- a real `coretraffic run` on a routes file: stale hosts and a held removal where an operator sees them -------
 
 
-def write_routes(path: Path, configs: list[dict[str, Any]]) -> None:
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(configs))
-    os.replace(partial, path)  # the watcher sees the old file or the new one, never half of one
-
-
-def coretraffic(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "coretraffic", *args], capture_output=True, text=True, timeout=60, env=env
-    )
-
-
 @dataclass(frozen=True)
 class FileRun:
     """A `coretraffic run` of sites from a routes file, as an operator starts it (not started yet)."""
@@ -356,7 +340,7 @@ async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and
         write_routes(routes, [{**configs[0], "privateKey": bad_key}, *configs[1:]])
         await wait_until(lambda: file_run.shows("stale"), 30, "site00 stale in /status")
         assert await status.metric("coretraffic_hosts_stale") == 1
-        printed = coretraffic("status", "--status-addr", status.address).stdout
+        printed = command("status", "--status-addr", status.address).stdout
         assert "STALE site00.example.test since " in printed and "privateKey: does not match" in printed
         assert await serves(ca, ports.https, "site00.example.test")
 
@@ -365,14 +349,12 @@ async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and
         held = (await file_run.serving())["removal_held_back"]
         assert held["hosts"] == SITES and held["served"] == SITES
         assert await status.metric("coretraffic_removal_held_hosts") == SITES
-        assert (
-            f"coretraffic confirm-removal {held['id']}" in coretraffic("status", "--status-addr", status.address).stdout
-        )
+        assert f"coretraffic confirm-removal {held['id']}" in command("status", "--status-addr", status.address).stdout
         assert await served_hosts(ca, ports, configs) == [c["hostName"] for c in configs]
 
-        wrong = coretraffic("confirm-removal", "0123456789ab", "--status-addr", status.address)
+        wrong = command("confirm-removal", "0123456789ab", "--status-addr", status.address)
         assert wrong.returncode == 2 and f"the removal held back now is {held['id']}" in wrong.stderr
-        confirmed = coretraffic("confirm-removal", held["id"], "--status-addr", status.address)
+        confirmed = command("confirm-removal", held["id"], "--status-addr", status.address)
         assert confirmed.returncode == 0, confirmed.stderr
         assert f"removal {held['id']} confirmed" in confirmed.stdout
         await wait_until(lambda: _not(serves(ca, ports.https, "site11.example.test")), 30, "the sites removed")
@@ -403,7 +385,7 @@ async def test_a_restarted_driver_holds_back_a_first_set_that_would_remove_what_
         # The spawned Caddy resumed its autosave; nothing of the empty set was applied to it.
         assert await served_hosts(ca, ports, file_run.configs) == [c["hostName"] for c in file_run.configs]
         assert "route set held back: removal of 12 hosts of 12 held back" in second.output
-        confirmed = coretraffic("confirm-removal", hold["id"], "--status-addr", file_run.status.address)
+        confirmed = command("confirm-removal", hold["id"], "--status-addr", file_run.status.address)
         assert confirmed.returncode == 0, confirmed.stderr
         await wait_until(lambda: _not(serves(ca, ports.https, "site00.example.test")), 30, "the sites removed")
     finally:

@@ -3,11 +3,13 @@ Caddy processes it started, and its status server's readiness and pages."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -79,3 +81,19 @@ async def status_document(port: int) -> dict[str, Any]:
     except httpx.TransportError:
         return {}
     return document
+
+
+def command(*args: str) -> subprocess.CompletedProcess[str]:
+    """A one-shot `coretraffic` command (`status`, `hosts`, ...) as an operator runs it: no `CORETRAFFIC_*`
+    variable of the test's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "coretraffic", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def write_routes(path: Path, configs: list[dict[str, Any]]) -> None:
+    """Replace a driver's routes file with `configs` in one step."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(configs))
+    os.replace(partial, path)  # the watcher sees the old file or the new one, never half of one

@@ -23,7 +23,7 @@ from coretraffic.testing.pki import DemoCA, demo_route, route_config
 from coretraffic.testing.upstream import DemoUpstream
 from tests.support.coreflow import Peer
 from tests.support.dataplane import https_get
-from tests.support.driver import Driver, caddy_pids
+from tests.support.driver import Driver, caddy_pids, command
 from tests.support.ports import Ports, free_port
 from tests.support.status import Status
 from tests.support.upstreams import refused_port
@@ -33,10 +33,7 @@ MISMATCH = "broken.example.test: privateKey: does not match the certificate"
 
 
 def status_command(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CORETRAFFIC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "coretraffic", "status", *args], capture_output=True, text=True, timeout=60, env=env
-    )
+    return command("status", *args)
 
 
 @pytest.fixture
@@ -350,7 +347,7 @@ def test_taken_status_port_is_a_one_line_error(short_tmp: Path, run_args: list[s
     assert caddy_pids(run_args[2]) == []  # the Caddy it had started is stopped
 
 
-@pytest.mark.parametrize(("args", "expected"), [(["--status-addr", ""], "is empty"), ([], "no status from")])
+@pytest.mark.parametrize(("args", "expected"), [(["--status-addr", ""], "is empty"), ([], "no status server at")])
 def test_status_command_without_a_server_is_a_one_line_error(args: list[str], expected: str) -> None:
     done = status_command(*(args or ["--status-addr", f"127.0.0.1:{free_port()}"]))
     assert done.returncode == 2
