@@ -1,4 +1,4 @@
-"""The driver and Caddy from 10,000 to 100,000 hosts (issue 13): what grows, measured side by side per size.
+"""The driver and Caddy from 10,000 to 100,000 hosts: what grows, measured side by side per size.
 
 For each size, one fresh Caddy (so its RSS is this size's) and, in this order:
 - cold validation: a `coretraffic check --routes FILE` process, which validates on the machine's cores;

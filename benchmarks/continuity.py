@@ -1,4 +1,4 @@
-"""Route changes and live connections (issue 14): what a reload costs the traffic going through Caddy.
+"""Route changes and live connections: what a reload costs the traffic going through Caddy.
 
 - WebSockets opened through Caddy to an echo upstream, kept open across reloads of a large set: how many still
   echo afterwards, and Caddy's RSS (old configs stay in memory while their streams live) against its steady state.

@@ -1,4 +1,4 @@
-"""`coretraffic diff` at scale (issue 5: 10,000 routes in under 2 s), next to the least any diff must pay.
+"""`coretraffic diff` at scale (10,000 routes in under 2 s), next to the least any diff must pay.
 
 Caddy runs N routes loaded through the real renderer; the routes file moves 10 hosts' upstreams, removes 10 hosts
 and adds 10. "Ours" is the command as an operator runs it: a new Python process from start to exit that reads

@@ -1,4 +1,4 @@
-"""Scale benchmarks (issue 6): each returns ratios of two things measured side by side in one run.
+"""Scale benchmarks: each returns ratios of two things measured side by side in one run.
 
 - worst host vs a one-route config, HTTPS through Caddy, at N hosts (and the flat one-route-per-host layout);
 - a basic-auth host vs an open one;

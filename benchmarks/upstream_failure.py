@@ -1,4 +1,4 @@
-"""A host with one of its three upstreams dead against the same host with all three live (issue 15): retries and
+"""A host with one of its three upstreams dead against the same host with all three live: retries and
 passive health should make the dead one cost nothing. Measured side by side in one run, both layouts."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A leaf sent without its intermediate (issue 22, item 5): `check` warns, and a real client shows why.
+"""A leaf sent without its intermediate: `check` warns, and a real client shows why.
 
 The most common TLS outage: the chain in `publicKey` stops at the leaf, so a client that holds only the root (any
 client but a browser that cached the intermediate) fails the handshake with "unable to get local issuer

@@ -1,4 +1,4 @@
-"""Route changes under real traffic in a network namespace each test makes for itself (issue 14).
+"""Route changes under real traffic in a network namespace each test makes for itself.
 
 The scenario (`tests/support/route_changes.py`) runs in a child under `unshare --net` with loopback up and
 `net.ipv4.tcp_migrate_req=1`: a spawned Caddy driven by the reconciler, an echo upstream, and real clients over

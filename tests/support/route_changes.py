@@ -1,4 +1,4 @@
-"""Route changes under real traffic, through the driver's reconciler and a spawned Caddy (issue 14).
+"""Route changes under real traffic, through the driver's reconciler and a spawned Caddy.
 
 One run: an echo upstream (WebSocket and plain GET), a Caddy spawned as `coretraffic run` spawns it, the
 reconciler applying `changes` different route sets (crossing the flat/bucket layout line), and three kinds of

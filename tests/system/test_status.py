@@ -218,7 +218,7 @@ async def test_a_failing_upstream_shows_with_its_hosts_in_status_metrics_and_the
 async def test_an_upstream_failure_is_counted_and_dated_after_caddy_has_forgotten_it(
     ca: DemoCA, upstream: DemoUpstream, short_tmp: Path, run_args: list[str], status: Status, ports: Ports
 ) -> None:
-    """Issue 22: Caddy forgets a failure after the fail duration; the driver's counter and last-failure time stay,
+    """Caddy forgets a failure after the fail duration; the driver's counter and last-failure time stay,
     so an alert on them does not flap on a quiet host."""
     dead = refused_port()
     routes = short_tmp / "routes.json"

@@ -120,7 +120,7 @@ def test_a_leaf_without_its_intermediate_is_served_with_a_warning(public_ca: Pub
     assert validation.errors == ()
 
 
-# --- does the chain reach a root (issue 22, item 5) -------------------------------------------------------------
+# --- does the chain reach a root -------------------------------------------------------------
 
 
 def roots_of(*cas: DemoCA) -> TrustedRoots:

@@ -365,7 +365,7 @@ def test_summaries_and_replies_count_one_host_in_the_singular() -> None:
 
 
 async def test_a_duplicate_host_is_served_and_the_reply_does_not_call_it_rejected(fake: FakeCaddy) -> None:
-    """Issue 22: the reply said "rejected: ec.nc.test" while ec.nc.test was served by its first config."""
+    """The reply once said "rejected: ec.nc.test" while ec.nc.test was served by its first config."""
     ca = DemoCA("duplicate test CA")
     validation = validate_route_set(
         [demo_route(ca, "ec.nc.test", 8080), demo_route(ca, "other.nc.test", 8081), demo_route(ca, "EC.nc.test", 8082)],
