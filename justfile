@@ -60,8 +60,10 @@ metrics addr="127.0.0.1:9180":
     {{venv}}/bin/python -c "import urllib.request; print(urllib.request.urlopen('http://{{addr}}/metrics').read().decode())"
 
 # Build the container image with podman (or docker); deploy/pod.yaml runs localhost/coretraffic:latest.
+# podman builds in Docker's image format: the OCI format has no HEALTHCHECK, and podman would drop it.
 build-image tag="localhost/coretraffic:latest":
-    "$(command -v podman || command -v docker)" build -f Containerfile \
+    if command -v podman >/dev/null; then engine="podman build --format docker"; else engine="docker build"; fi; \
+    $engine -f Containerfile \
         --build-arg VERSION="$({{venv}}/bin/python -c 'import coretraffic; print(coretraffic.__version__)')" -t {{tag}} .
 
 # Check deploy/pod.yaml against the Kubernetes schema (bundled with kubernetes-validate: offline).

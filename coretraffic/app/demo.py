@@ -37,8 +37,18 @@ def demo_ca(state_dir: Path) -> DemoCA:
 
 
 def issued_route(state_dir: Path, host: str) -> dict[str, Any]:
-    """`demo --issue HOST`: a config for `host` with a certificate from the demo's CA, proxied to 127.0.0.1:8080."""
-    return _route(demo_ca(state_dir), host, 8080)
+    """`demo --issue HOST`: a config for `host` with a certificate from the demo's CA, proxied to the demo's
+    upstream (its port changes with every start: the one in the routes file the running demo wrote), or to
+    127.0.0.1:8080 when no demo has written one."""
+    return _route(demo_ca(state_dir), host, _demo_upstream_port(state_dir / ROUTES_FILE))
+
+
+def _demo_upstream_port(routes_file: Path) -> int:
+    try:
+        port = json.loads(routes_file.read_text())[0]["destinationPorts"][0]
+    except (OSError, ValueError, LookupError, TypeError):
+        return 8080
+    return port if isinstance(port, int) else 8080
 
 
 def _route(ca: DemoCA, host: str, upstream_port: int) -> dict[str, Any]:

@@ -234,10 +234,16 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from coretraffic.app.demo import ROUTES_FILE as DEMO_ROUTES_FILE
     from coretraffic.app.demo import issued_route, run_demo  # here, as in `run`
 
     if args.issue is not None:
         print(json.dumps(issued_route(settings.state_dir, _issued_host(args.issue)), indent=2))
+        print(
+            f"coretraffic: add this config to the array in {settings.state_dir / DEMO_ROUTES_FILE} (a running demo "
+            "applies it within a second; the demo writes that file anew at each start)",
+            file=sys.stderr,
+        )
         return 0
     with state_dir_lock(settings.state_dir), contextlib.suppress(asyncio.CancelledError):
         record_driver_settings(settings)  # `diff` and `render` beside the demo see what it runs, as beside `run`

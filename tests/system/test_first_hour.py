@@ -113,6 +113,12 @@ async def test_the_demo_binds_loopback_in_its_own_state_dir_and_a_second_demo_ex
         assert config["hostName"] == "new.example.test"
         leaf = x509.load_pem_x509_certificate(config["publicKey"].encode())
         leaf.verify_directly_issued_by(x509.load_pem_x509_certificate((state_dir / "demo-ca.pem").read_bytes()))
+        # Added to the routes file as the hint says, it is served by the demo's own upstream.
+        assert f"add this config to the array in {state_dir / 'demo-routes.json'}" in issued.stderr
+        routes = json.loads(routes_before)
+        (state_dir / "demo-routes.json").write_text(json.dumps([*routes, config]))
+        demo_ca = DemoCA.from_pem((state_dir / "demo-ca.pem").read_text(), (state_dir / "demo-ca-key.pem").read_text())
+        await wait_until(lambda: serves(demo_ca, ports.https, "new.example.test"), 30, "the issued host to serve")
     finally:
         assert demo.stop() == 0
     assert oct((state_dir / "demo-ca-key.pem").stat().st_mode & 0o777) == "0o600"
