@@ -214,9 +214,18 @@ def _cgroup_dirs() -> list[Path]:
     found: list[Path] = []
     for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else ():
         for parent in hierarchy.glob(f"{PREFIX}-node*"):
-            found.extend(p for p in parent.rglob("*") if p.is_dir())
+            found.extend(_directories_under(parent))
             found.append(parent)
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _directories_under(parent: Path) -> list[Path]:
+    """The directories below `parent`, walked while containers exit: the kernel removes a cgroup directory as its
+    last process goes, so one listed a moment ago may be gone when the walk enters it (that is no error)."""
+    found: list[Path] = []
+    for directory, subdirectories, _ in os.walk(parent, onerror=lambda _: None):
+        found.extend(Path(directory) / name for name in subdirectories)
+    return found
 
 
 def _kill_all(deadline_s: float = 20) -> None:
