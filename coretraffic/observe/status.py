@@ -267,6 +267,8 @@ class StatusServer:
             "routes": {
                 "applied": stats.serving_hosts,
                 "rejected": len({p.host for p in last.rejected}) if last else 0,
+                # Of the rejected, those whose last good version is among the applied (`core.serving`).
+                "stale": len(last.stale) if last else 0,
             },
             "last_successful_apply": _iso(stats.last_success_at),
             "last_apply": None

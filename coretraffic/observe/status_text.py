@@ -128,7 +128,9 @@ def _caddy_lines(caddy: dict[str, Any]) -> Iterator[str]:
     for failed in upstreams.get("failed", ()):
         yield f"  upstream {_failed_upstream_text(failed)}"
     routes = caddy["routes"]
-    yield f"  routes: {routes['applied']} applied, {routes['rejected']} rejected"
+    stale = routes.get("stale", 0)  # a driver older than the count has none
+    kept = f" ({stale} of them stale: their last good version is among the applied)" if stale else ""
+    yield f"  routes: {routes['applied']} applied, {routes['rejected']} rejected{kept}"
     yield f"  config: {caddy['config_id'] or '-'} (last successful apply: {caddy['last_successful_apply'] or 'never'})"
     last = caddy["last_apply"]
     if last is None:

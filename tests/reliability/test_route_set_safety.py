@@ -342,6 +342,8 @@ async def test_a_routes_file_emptied_is_held_back_until_an_operator_confirms_and
         assert await status.metric("coretraffic_hosts_stale") == 1
         printed = command("status", "--status-addr", status.address).stdout
         assert "STALE site00.example.test since " in printed and "privateKey: does not match" in printed
+        # Under the Caddy, the stale host's refused config and its served last good version say what they are.
+        assert f"routes: {SITES} applied, 1 rejected (1 of them stale: " in printed
         assert await serves(ca, ports.https, "site00.example.test")
 
         write_routes(routes, [])

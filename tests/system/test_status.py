@@ -68,7 +68,7 @@ async def test_status_of_a_driver_serving_routes_and_one_rejected_host(
         (caddy,) = document["caddies"]
         target = f"unix/{(short_tmp / 'state' / 'admin.sock').resolve()}"
         assert caddy["admin"] == target
-        assert caddy["routes"] == {"applied": 2, "rejected": 1}
+        assert caddy["routes"] == {"applied": 2, "rejected": 1, "stale": 0}
         assert caddy["runs_latest_set"] and caddy["not_running_it_because"] == ""
         assert caddy["last_apply"]["outcome"] == "applied"
         (rejected,) = caddy["last_apply"]["rejected"]
