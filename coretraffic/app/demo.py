@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from coretraffic.app.service import Driver, run_driver
+from coretraffic.errors import UsageError
 from coretraffic.settings import Settings
+from coretraffic.sources.private_file import write_private
 from coretraffic.testing.pki import DemoCA, demo_route
 from coretraffic.testing.upstream import DemoUpstream
 
@@ -41,6 +43,19 @@ def issued_route(state_dir: Path, host: str) -> dict[str, Any]:
     upstream (its port changes with every start: the one in the routes file the running demo wrote), or to
     127.0.0.1:8080 when no demo has written one."""
     return _route(demo_ca(state_dir), host, _demo_upstream_port(state_dir / ROUTES_FILE))
+
+
+def add_route(state_dir: Path, config: dict[str, Any]) -> Path:
+    """`demo --issue HOST --add`: `config` added to the demo's routes file (in place of one for the same host),
+    which is replaced whole, so a running demo never reads half of it. UsageError: there is no such file yet."""
+    routes_file = state_dir / ROUTES_FILE
+    try:
+        routes = json.loads(routes_file.read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"no demo routes file to add to at {routes_file}: start `coretraffic demo` first") from None
+    kept = [r for r in routes if not (isinstance(r, dict) and r.get("hostName") == config["hostName"])]
+    write_private(routes_file, json.dumps([*kept, config], indent=2).encode())
+    return routes_file
 
 
 def _demo_upstream_port(routes_file: Path) -> int:

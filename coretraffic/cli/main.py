@@ -152,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
                 metavar="HOST",
                 help="print a routes-file config for HOST with a certificate from the demo's CA, and exit",
             )
+            command.add_argument(
+                "--add",
+                action="store_true",
+                help="with --issue: add the config to the demo's routes file (a running demo applies it)",
+            )
         if name == "confirm-removal":
             command.add_argument("id", help="the held-back removal's id, as `coretraffic status` shows it")
         if name == "hosts":
@@ -235,13 +240,21 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from coretraffic.app.demo import ROUTES_FILE as DEMO_ROUTES_FILE
-    from coretraffic.app.demo import issued_route, run_demo  # here, as in `run`
+    from coretraffic.app.demo import add_route, issued_route, run_demo  # here, as in `run`
 
+    if args.add and args.issue is None:
+        raise UsageError("--add goes with --issue HOST")
     if args.issue is not None:
-        print(json.dumps(issued_route(settings.state_dir, _issued_host(args.issue)), indent=2))
+        config = issued_route(settings.state_dir, _issued_host(args.issue))
+        if args.add:
+            added_to = add_route(settings.state_dir, config)
+            print(f"{config['hostName']} added to {added_to} (a running demo applies it within a second)")
+            return 0
+        print(json.dumps(config, indent=2))
         print(
-            f"coretraffic: add this config to the array in {settings.state_dir / DEMO_ROUTES_FILE} (a running demo "
-            "applies it within a second; the demo writes that file anew at each start)",
+            f"coretraffic: add this config to the array in {settings.state_dir / DEMO_ROUTES_FILE}, or run this "
+            "again with --add (a running demo applies it within a second; the demo writes that file anew at each "
+            "start)",
             file=sys.stderr,
         )
         return 0

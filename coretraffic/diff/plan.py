@@ -174,7 +174,7 @@ def _rejected(validation: Validation, old: Mapping[str, HostState], new: Mapping
         if host in new:
             effect = "another config for this host is applied"
         elif host in old:
-            effect = "served now: run keeps serving its running version (stale)"
+            effect = "served now: stays stale, its last good version keeps serving"
         else:
             effect = "not served now"
         rejected[host] = {"host": host, "action": "rejected", "effect": effect, "problems": reasons}

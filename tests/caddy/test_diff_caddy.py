@@ -97,7 +97,7 @@ async def test_added_removed_and_rejected_hosts(ca: DemoCA, reconciler: Reconcil
     result = await diff([kept, broken, added])
     assert result.code == 1
     lines = result.out.splitlines()
-    assert "! broken.example.test rejected (served now: run keeps serving its running version (stale))" in lines
+    assert "! broken.example.test rejected (served now: stays stale, its last good version keeps serving)" in lines
     assert "    privateKey: does not match the certificate in publicKey" in lines
     assert "- gone.example.test" in lines
     assert lines[lines.index("+ new.example.test") + 1] == "    upstreams 127.0.0.1:9001"

@@ -113,10 +113,16 @@ async def test_the_demo_binds_loopback_in_its_own_state_dir_and_a_second_demo_ex
         assert config["hostName"] == "new.example.test"
         leaf = x509.load_pem_x509_certificate(config["publicKey"].encode())
         leaf.verify_directly_issued_by(x509.load_pem_x509_certificate((state_dir / "demo-ca.pem").read_bytes()))
-        # Added to the routes file as the hint says, it is served by the demo's own upstream.
-        assert f"add this config to the array in {state_dir / 'demo-routes.json'}" in issued.stderr
-        routes = json.loads(routes_before)
-        (state_dir / "demo-routes.json").write_text(json.dumps([*routes, config]))
+        # Added to the routes file as the hint says (--add), it is served by the demo's own upstream.
+        assert f"add this config to the array in {state_dir / 'demo-routes.json'}, or run this again with --add" in (
+            issued.stderr
+        )
+        added = command("demo", "--issue", "new.example.test", "--add", env=env)
+        assert added.returncode == 0 and "new.example.test added to" in added.stdout, added.stderr
+        assert [r["hostName"] for r in json.loads((state_dir / "demo-routes.json").read_text())] == [
+            *DEMO_HOSTS,
+            "new.example.test",
+        ]
         demo_ca = DemoCA.from_pem((state_dir / "demo-ca.pem").read_text(), (state_dir / "demo-ca-key.pem").read_text())
         await wait_until(lambda: serves(demo_ca, ports.https, "new.example.test"), 30, "the issued host to serve")
     finally:
