@@ -136,3 +136,31 @@ def test_every_problem_text_is_in_the_reference() -> None:
     assert len(texts) > 30, texts  # the extraction still finds the messages
     missing = [f"{module}: {piece!r}" for module, piece in texts if piece not in routes]
     assert missing == [], "problem texts missing from docs/reference/routes.md"
+
+
+# Where Coreflow's replies are made (and the held-back removal's text they carry): every fixed piece of their texts
+# must be in the reference's replies table.
+_REPLY_FUNCTIONS = {
+    "sources/coreflow/handler.py": {"reply_for", "fleet_reply", "_problem", "handle_update_routing"},
+    "core/serving.py": {"reason", "removal_guard_rule"},
+}
+
+
+def _reply_texts() -> Iterator[tuple[str, str]]:
+    for module, functions in _REPLY_FUNCTIONS.items():
+        tree = ast.parse((REPO / "coretraffic" / module).read_text())
+        for function in ast.walk(tree):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) and function.name in functions:
+                body = function.body[1:] if ast.get_docstring(function) else function.body
+                for statement in body:
+                    for node in ast.walk(statement):
+                        if isinstance(node, ast.JoinedStr | ast.Constant) and len(_text(node).strip()) >= 12:
+                            yield from ((module, piece) for piece in _message_parts(node) if len(piece) >= 12)
+
+
+def test_every_reply_text_is_in_the_reference() -> None:
+    coreflow = page("coreflow")
+    texts = sorted(set(_reply_texts()))
+    assert len(texts) > 5, texts  # the extraction still finds the replies
+    missing = [f"{module}: {piece!r}" for module, piece in texts if piece not in coreflow]
+    assert missing == [], "reply texts missing from docs/reference/coreflow.md"
