@@ -30,7 +30,7 @@ from coretraffic.cli.driver_settings import beside_driver, validated_settings
 from coretraffic.cli.routes import required_routes
 from coretraffic.core.host_list import HOST_STATES
 from coretraffic.core.text import counted
-from coretraffic.core.validate import Validation, normalise_host_name
+from coretraffic.core.validate import Validation, host_or_label, normalise_host_name
 from coretraffic.errors import FieldError, UsageError, UserError
 from coretraffic.observe.hosts_text import hosts_text
 from coretraffic.observe.logs import setup_logging
@@ -315,10 +315,7 @@ def _cmd_hosts(settings: Settings, args: argparse.Namespace) -> int:
 def _host_name_argument(name: str) -> str:
     """A HOST argument as the driver names hosts (lower case, A-labels); a name that is no host name, in lower
     case: the list shows a refused config's name as it came."""
-    try:
-        return normalise_host_name(name)
-    except FieldError:
-        return name.lower()
+    return host_or_label(name).lower()
 
 
 def _cmd_confirm_removal(settings: Settings, args: argparse.Namespace) -> int:

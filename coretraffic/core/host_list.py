@@ -22,8 +22,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from coretraffic.core.serving import Decision, HeldRemoval
-from coretraffic.core.validate import Problem, Route, Validation, normalise_host_name
-from coretraffic.errors import FieldError
+from coretraffic.core.validate import Problem, Route, Validation, host_or_label
 
 HostState = Literal["served", "stale", "rejected", "removal_held_back"]
 HOST_STATES: tuple[HostState, ...] = ("served", "stale", "rejected", "removal_held_back")
@@ -127,7 +126,7 @@ def _problems_by_host(
     served = {route.host for route in validation.routes}
     rejected: dict[str, list[Problem]] = {}
     for problem in errors:
-        host = _host_name(problem.host)
+        host = host_or_label(problem.host)
         if host in stale:
             continue
         if host in served:
@@ -156,14 +155,6 @@ def _route_entry(route: Route, state: HostState, warnings: list[str], now: datet
         },
         "warnings": warnings,
     }
-
-
-def _host_name(label: str) -> str:
-    """The host a problem names, as routes name it; a label that is no host name (`#3`, `bad name`) as it is."""
-    try:
-        return normalise_host_name(label)
-    except FieldError:
-        return label
 
 
 def _texts(problems: Collection[Problem]) -> list[str]:

@@ -353,6 +353,14 @@ def _basic_auth(authentication: BasicAuthentication, key_pem: str) -> BasicAuth:
 
 
 @functools.lru_cache(maxsize=1 << 18)  # the same names come in every set: room for all of 100,000 hosts
+def host_or_label(label: str) -> str:
+    """The host a label names, as routes name it; a label that is no host name (`#3`, `not a host`) as it is."""
+    try:
+        return normalise_host_name(label)
+    except FieldError:
+        return label
+
+
 def normalise_host_name(name: str) -> str:
     """A DNS name as Caddy should match it: lower case, A-labels, optionally one leading `*.`."""
     wildcard = name.startswith("*.")

@@ -34,7 +34,7 @@ from coretraffic.caddyjson.redact import value_text
 from coretraffic.caddyjson.tree import Path, get_in, replaced
 from coretraffic.core.certificates import Certificate, check_pem_pair
 from coretraffic.core.serving import removal_guard_rule, removal_is_guarded
-from coretraffic.core.validate import Validation, normalise_host_name
+from coretraffic.core.validate import Validation, host_or_label
 from coretraffic.errors import FieldError
 
 # bcrypt work spent verifying desired passwords against running hashes, in rounds (2**cost per check): about 2 s
@@ -167,10 +167,7 @@ def _rejected(validation: Validation, old: Mapping[str, HostState], new: Mapping
         problems.setdefault(problem.host, []).append({"field": problem.field, "message": problem.message})
     rejected: dict[str, JSON] = {}
     for label, reasons in problems.items():
-        try:
-            host = normalise_host_name(label)
-        except FieldError:
-            host = label
+        host = host_or_label(label)
         if host in new:
             effect = "another config for this host is applied"
         elif host in old:
