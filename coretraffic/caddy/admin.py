@@ -141,7 +141,8 @@ class CaddyAdmin:
 
 
 def why_unreachable(exc: BaseException) -> str:
-    """A few words for why a connection failed (`no such socket`, `connection refused`), never an exception repr."""
+    """A few words for why a connection failed (`no such socket`, `connection refused`), never an exception repr:
+    to a Caddy admin API, or to a driver's status server (`coretraffic status`, `hosts`)."""
     if isinstance(exc, httpx.TimeoutException):
         return "no answer in time"
     cause: BaseException | None = exc

@@ -4,12 +4,12 @@ person (`coretraffic hosts` asks it here too, and prints with `hosts_text`)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
+from coretraffic.caddy.admin import why_unreachable
 from coretraffic.core.text import counted
 from coretraffic.errors import RemovalNotHeld, StatusError
 from coretraffic.settings import host_port
@@ -52,7 +52,8 @@ def fetch_json(address: str, path: str, params: dict[str, Any] | None = None, ti
         raise StatusError(f"the status server at {address} did not answer {path} within {timeout:g} s") from None
     except httpx.TransportError as exc:
         raise StatusError(
-            f"no status server at {address}: {_reason(exc)}; is the driver running, with --status-addr {address}?"
+            f"no status server at {address}: {why_unreachable(exc)}; is the driver running, with --status-addr "
+            f"{address}?"
         ) from None
     if response.status_code != httpx.codes.OK:
         raise StatusError(f"{url} answered {response.status_code}: {response.text.strip()[:200]}")
@@ -61,16 +62,6 @@ def fetch_json(address: str, path: str, params: dict[str, Any] | None = None, ti
     except json.JSONDecodeError:
         raise StatusError(f"{url} answered with something that is not JSON") from None
     return document
-
-
-def _reason(exc: BaseException) -> str:
-    """Why a connection failed, as the system says it (`connection refused`), not as an exception's repr."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno:
-            return os.strerror(cause.errno).lower()
-        cause = cause.__cause__ or cause.__context__
-    return str(exc) or type(exc).__name__
 
 
 def status_text(document: dict[str, Any]) -> str:
