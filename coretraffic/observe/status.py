@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import gc
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from prometheus_client import (
 )
 
 from coretraffic import __version__
+from coretraffic.core.gc_pause import collector_paused
 from coretraffic.core.host_list import HOST_STATES, HostFilter
 from coretraffic.core.text import printable
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, RemovalNotHeld, StatusError
@@ -399,16 +399,9 @@ async def _read_request_head(reader: asyncio.StreamReader) -> tuple[str, str, st
 
 def _hosts_json(build: Callable[[], dict[str, Any]]) -> bytes:
     """`/hosts` built and serialised as compact JSON (a program reads it anyway; orjson: a tenth of json's time).
-
-    Building 100,000 entries allocates enough to set off full collections, which walk the whole heap holding the
-    GIL (the loop stopped for 100 ms and more); nothing here makes cycles worth collecting, so the collector is
-    paused as it is for the reconciler's render.
-    """
-    gc.disable()
-    try:
+    100,000 entries would set off full collections, which stopped the event loop for 100 ms and more."""
+    with collector_paused():
         return orjson.dumps(build()) + b"\n"
-    finally:
-        gc.enable()
 
 
 def _text(status: HTTPStatus, text: str) -> tuple[HTTPStatus, str, bytes]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,6 +40,7 @@ from coretraffic.caddyjson.layout import JSON, config_id, culprits
 from coretraffic.caddyjson.ownership import Parts, foreign_parts, keep_foreign
 from coretraffic.caddyjson.render import serialise, with_admin_listen
 from coretraffic.caddyjson.withheld import with_withheld
+from coretraffic.core.gc_pause import collector_paused
 from coretraffic.core.text import counted
 from coretraffic.core.validate import Problem, Route, Validation
 from coretraffic.errors import CaddyRejected, CaddyUnavailable, LoadInDoubt
@@ -281,16 +281,11 @@ class Reconciler:
     def _render_and_serialise(
         self, routes: Sequence[Route], foreign: Parts, withheld: Sequence[str]
     ) -> tuple[JSON, bytes, dict[str, str]]:
-        # Building 10,000 routes allocates enough to trigger full collections that walk the whole heap, which cost
-        # more than the rendering itself (BENCHMARKS.md). Nothing here makes cycles worth collecting.
-        gc.disable()
-        try:
+        with collector_paused():  # 10,000 routes would set off full collections costlier than the rendering
             rendered = with_withheld(self._render(routes), withheld)
             config = with_admin_listen(rendered, self._admin.address.config_listen)
             config, left_out = keep_foreign(config, foreign)
             return config, serialise(config), left_out
-        finally:
-            gc.enable()
 
     def _result(
         self,
