@@ -9,7 +9,7 @@ parts are real but for its Caddy (`observed_driver`).
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +116,18 @@ def _problem_texts() -> Iterator[tuple[str, str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ERROR_CALLS:
                 yield from ((module, piece) for piece in _message_parts(node.args[-1]))
-            if isinstance(node, ast.FunctionDef) and node.name in _PROBLEM_FUNCTIONS:
-                body = node.body[1:] if ast.get_docstring(node) else node.body
-                for statement in body:
-                    for inner in ast.walk(statement):
-                        if isinstance(inner, ast.JoinedStr | ast.Constant) and len(str(_text(inner))) > 25:
-                            yield from ((module, piece) for piece in _message_parts(inner))
+        for text in _texts_in_functions(tree, _PROBLEM_FUNCTIONS):
+            if len(_text(text)) > 25:
+                yield from ((module, piece) for piece in _message_parts(text))
+
+
+def _texts_in_functions(tree: ast.Module, names: Collection[str]) -> Iterator[ast.JoinedStr | ast.Constant]:
+    """Every string and f-string in the bodies (docstrings left out) of the functions called `names`."""
+    for function in ast.walk(tree):
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) and function.name in names:
+            body = function.body[1:] if ast.get_docstring(function) else function.body
+            for statement in body:
+                yield from (n for n in ast.walk(statement) if isinstance(n, ast.JoinedStr | ast.Constant))
 
 
 def _text(node: ast.JoinedStr | ast.Constant) -> str:
@@ -149,13 +155,9 @@ _REPLY_FUNCTIONS = {
 def _reply_texts() -> Iterator[tuple[str, str]]:
     for module, functions in _REPLY_FUNCTIONS.items():
         tree = ast.parse((REPO / "coretraffic" / module).read_text())
-        for function in ast.walk(tree):
-            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) and function.name in functions:
-                body = function.body[1:] if ast.get_docstring(function) else function.body
-                for statement in body:
-                    for node in ast.walk(statement):
-                        if isinstance(node, ast.JoinedStr | ast.Constant) and len(_text(node).strip()) >= 12:
-                            yield from ((module, piece) for piece in _message_parts(node) if len(piece) >= 12)
+        for text in _texts_in_functions(tree, functions):
+            if len(_text(text).strip()) >= 12:
+                yield from ((module, piece) for piece in _message_parts(text) if len(piece) >= 12)
 
 
 def test_every_reply_text_is_in_the_reference() -> None:
