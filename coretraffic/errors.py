@@ -16,6 +16,7 @@
     │   │   └── LoadInDoubt    a load was sent and its answer never came: Caddy may still be applying it
     │   └── CaddyRejected      a 4xx: the config was refused, the old one keeps serving; retrying will not help
     ├── FieldError             one field of one config is wrong; validation turns it into a per-host Problem
+    ├── StateFileError         a file of the state directory cannot be read or is not JSON: its reader goes without it
     ├── DriverRecordError      a driver's settings record that cannot be used: the commands warn and go without it
     ├── RouteSetHeldBack       nothing of a set is applied: the removal guard holds it back whole (after a restart)
     └── CoreflowError          the Coreflow connection (the client reconnects; nothing reaches the user)
@@ -110,6 +111,10 @@ class FieldError(CoretrafficError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class StateFileError(CoretrafficError):
+    """A file of the state directory cannot be read or is not JSON; whoever reads it warns and goes without it."""
 
 
 class DriverRecordError(CoretrafficError):

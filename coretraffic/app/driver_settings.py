@@ -27,9 +27,9 @@ import orjson
 
 from coretraffic import __version__
 from coretraffic.app.state_lock import is_held
-from coretraffic.errors import DriverRecordError
+from coretraffic.errors import DriverRecordError, StateFileError
 from coretraffic.settings import AdminAddress, Settings
-from coretraffic.sources.private_file import write_private
+from coretraffic.sources.private_file import read_private_json, write_private
 
 FILE_NAME = "driver-settings.json"
 _FORMAT = 1
@@ -103,13 +103,11 @@ def read_driver_record(state_dir: Path) -> DriverRecord | None:
     """The record of the driver on `state_dir`; None when there is none. DriverRecordError: it cannot be used."""
     path = state_dir / FILE_NAME
     try:
-        document = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
+        document = read_private_json(path)
+    except StateFileError as exc:
+        raise DriverRecordError(str(exc)) from None
+    if document is None:
         return None
-    except OSError as exc:
-        raise DriverRecordError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError:
-        raise DriverRecordError(f"{path} is not valid JSON") from None
     if not isinstance(document, dict):
         raise DriverRecordError(f"{path} is not a driver's settings record")
     pid, version, started, values = (document.get(key) for key in ("pid", "version", "started", "settings"))

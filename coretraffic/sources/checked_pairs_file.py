@@ -32,7 +32,8 @@ import orjson
 
 from coretraffic.core import certificates
 from coretraffic.core.certificates import Certificate
-from coretraffic.sources.private_file import write_private
+from coretraffic.errors import StateFileError
+from coretraffic.sources.private_file import read_private_json, write_private
 
 FILE_NAME = "checked-certificates.json"
 _FORMAT = 2  # 2: each entry ends with the issuer the chain needs (`Certificate.needs_issuer`)
@@ -97,11 +98,11 @@ class CheckedPairsFile:
 
     def _entries(self) -> dict[str, Any]:
         try:
-            document = orjson.loads(self.path.read_bytes())
-        except FileNotFoundError:
+            document = read_private_json(self.path)
+        except StateFileError as exc:
+            self._warn(str(exc))
             return {}
-        except (OSError, orjson.JSONDecodeError) as exc:
-            self._warn(f"cannot read {self.path}: {getattr(exc, 'strerror', None) or exc}")
+        if document is None:
             return {}
         written_format = document.get("format") if isinstance(document, dict) else None
         if not (isinstance(written_format, int) and 1 <= written_format <= _FORMAT):

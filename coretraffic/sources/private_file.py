@@ -1,4 +1,4 @@
-"""Writing a file of the state directory that only the driver may read: mode 0600, replaced whole."""
+"""The files of the state directory that only the driver may read: written 0600 and replaced whole, read as JSON."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coretraffic.errors import StateFileError
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -21,3 +26,16 @@ def write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
         raise
+
+
+def read_private_json(path: Path) -> Any:
+    """The JSON document at `path`; None when there is no such file. StateFileError, a line naming the file and
+    what is wrong, when it cannot be read or is not JSON."""
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError:
+        raise StateFileError(f"{path} is not valid JSON") from None

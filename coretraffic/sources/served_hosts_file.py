@@ -14,7 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from coretraffic.sources.private_file import write_private
+from coretraffic.errors import StateFileError
+from coretraffic.sources.private_file import read_private_json, write_private
 
 FILE_NAME = "served-hosts.json"
 _FORMAT = 1
@@ -33,11 +34,11 @@ class ServedHostsFile:
     def load(self) -> frozenset[str]:
         """The names the last driver served; none when there is no usable record (one warning if it is damaged)."""
         try:
-            document = orjson.loads(self.path.read_bytes())
-        except FileNotFoundError:
+            document = read_private_json(self.path)
+        except StateFileError as exc:
+            log.warning("served hosts: %s", exc)
             return frozenset()
-        except (OSError, orjson.JSONDecodeError) as exc:
-            log.warning("served hosts: cannot read %s: %s", self.path, getattr(exc, "strerror", None) or exc)
+        if document is None:
             return frozenset()
         hosts = document.get("hosts") if isinstance(document, dict) and document.get("format") == _FORMAT else None
         if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
